@@ -1,0 +1,3 @@
+module github.com/warmproxy/warmproxy
+
+go 1.26.8
