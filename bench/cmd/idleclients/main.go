@@ -48,7 +48,8 @@ func main() {
 	host := flag.String("host", "", "Host header for origin-form targets (default -addr)")
 	flag.Var(&hdr, "H", "extra request header (repeatable)")
 	c := flag.Int("c", 32, "connections being opened at once")
-	hold := flag.Duration("hold", 2*time.Minute, "release everything after this long")
+	hold := flag.Duration("hold", 2*time.Minute, "release everything this long after they are open")
+	openTimeout := flag.Duration("open-timeout", time.Minute, "give up opening after this long")
 	stdin := flag.Bool("stdin", false, "also release when stdin closes")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-dial and per-request timeout")
 	flag.Parse()
@@ -60,11 +61,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *hold)
-	defer cancel()
 
 	d := httpc.Dialer{Addr: *addr, Timeout: *timeout}
-	conns, rep := open(ctx, d, reqs, *n, *perConn, *c)
+	openCtx, cancelOpen := context.WithTimeout(ctx, *openTimeout)
+	conns, rep := open(openCtx, d, reqs, *n, *perConn, *c)
+	cancelOpen()
+	ctx, cancel := context.WithTimeout(ctx, *hold)
+	defer cancel()
 	defer func() {
 		for _, c := range conns {
 			c.Close()
