@@ -205,17 +205,25 @@ func (b *bench) detectPeers() {
 			continue
 		}
 		out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-		first, _, _ := strings.Cut(string(out), "\n")
-		b.versions[t] = strings.TrimSpace(first)
+		b.versions[t] = versionOf(string(out))
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		b.problem("wrk not installed: S2 left out")
 		b.peerMissing["wrk"] = true
 	} else {
 		out, _ := exec.Command("wrk", "-v").CombinedOutput()
-		first, _, _ := strings.Cut(string(out), "\n")
-		b.versions["wrk"] = strings.TrimSpace(first)
+		b.versions["wrk"] = versionOf(string(out))
 	}
+}
+
+var versionRE = regexp.MustCompile(`[0-9]+\.[0-9]+(\.[0-9]+)?[-+~.a-z0-9]*`)
+
+// versionOf picks the first version number out of a -v output.
+func versionOf(out string) string {
+	if v := versionRE.FindString(out); v != "" {
+		return v
+	}
+	return "?"
 }
 
 // originStats fetches the origin's counters, resetting them if reset.
@@ -238,6 +246,25 @@ func (b *bench) originStats(ctx context.Context, reset bool) (origin.Stats, erro
 		return s, fmt.Errorf("origin stats: %v", err)
 	}
 	return s, nil
+}
+
+// startOrigin starts an extra plain origin as a direct target of its own.
+func (b *bench) startOrigin() (*instance, error) {
+	p, err := b.startProc("origin", []string{b.bin("origin"),
+		"-ca-out", filepath.Join(b.c.workDir, "origin2-ca.pem"), "-max-time", b.c.maxTime.String()})
+	if err != nil {
+		return nil, err
+	}
+	line, err := p.WaitLine(10*time.Second, jsonLine)
+	var oi originInfo
+	if err == nil {
+		err = json.Unmarshal([]byte(line), &oi)
+	}
+	if err != nil {
+		b.stopProc(p)
+		return nil, fmt.Errorf("origin: %v", err)
+	}
+	return &instance{name: "direct", form: "direct", addr: oi.HTTP, proc: p}, nil
 }
 
 // instance is a running target.

@@ -137,16 +137,16 @@ func (b *bench) report() string {
 		b.reportS1(&sb)
 	}
 	if has("S2") {
-		w("## S2 keep-alive throughput\n\nwrk, %d threads, %d keep-alive connections, 1 KiB responses, plain HTTP origin, no RTT. Forward proxies get absolute-form requests (Lua sets `wrk.path`); the origin's request count is checked to be at least wrk's. Upstream conns: TCP connections the origin accepted during the run.\n\n", b.c.wrkThreads, b.c.wrkConns)
+		w("## S2 keep-alive throughput\n\nwrk, %d threads, %d keep-alive connections, 1 KiB responses, plain HTTP origin, no RTT. Forward proxies get absolute-form requests (Lua sets `wrk.path`); the origin's request count is checked to be at least wrk's. Upstream conns: TCP connections the origin accepted during the measured run (after a 1 s warmup), and those open at its end.\n\n", b.c.wrkThreads, b.c.wrkConns)
 		t := table{&sb}
-		t.head("target", "req/s", "req/s × direct", "p50 ms", "p99 ms", "p99 × direct", "upstream conns")
+		t.head("target", "req/s", "req/s × direct", "p50 ms", "p99 ms", "p99 × direct", "upstream conns new", "upstream conns open")
 		base := b.find("S2", "", "direct")
 		for _, tg := range plainTargets {
 			r := b.find("S2", "", tg)
 			if r == nil {
 				continue
 			}
-			t.line(tg, f(med(r, "rps"), 0), fx(ratio(r, base, "rps")), f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), fx(ratio(r, base, "p99_ms")), f(med(r, "upstream_conns"), 0))
+			t.line(tg, f(med(r, "rps"), 0), fx(ratio(r, base, "rps")), f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), fx(ratio(r, base, "p99_ms")), f(med(r, "upstream_conns"), 0), f(med(r, "upstream_open"), 0))
 		}
 		w("\n")
 	}

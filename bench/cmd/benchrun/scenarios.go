@@ -247,6 +247,7 @@ func (b *bench) s2one(ctx context.Context, rep int, in *instance) {
 		"p50_ms":         r.P50Us / 1000,
 		"p99_ms":         r.P99Us / 1000,
 		"upstream_conns": float64(up.Accepted),
+		"upstream_open":  float64(up.Open),
 	})
 }
 
@@ -363,24 +364,36 @@ func (b *bench) s5idle(ctx context.Context, rep int) {
 			continue
 		}
 		what := "S5 idle " + t
-		in, err := b.start(ctx, t, b.oi.HTTP, false, b.c.idleConns+100)
+		upstream := b.oi.HTTP
+		var in *instance
+		var err error
+		if t == "direct" {
+			// A fresh origin, so its memory is not what earlier
+			// scenarios (or repeats) left behind in the shared one.
+			in, err = b.startOrigin()
+			if in != nil {
+				upstream = in.addr
+			}
+		} else {
+			in, err = b.start(ctx, t, upstream, false, b.c.idleConns+100)
+		}
 		if err != nil {
 			b.problem("%s: %v", what, err)
 			continue
 		}
-		b.s5idleOne(ctx, rep, what, in)
+		b.s5idleOne(ctx, rep, what, in, upstream)
 		b.stop(in)
 	}
 }
 
-func (b *bench) s5idleOne(ctx context.Context, rep int, what string, in *instance) {
+func (b *bench) s5idleOne(ctx context.Context, rep int, what string, in *instance, upstream string) {
 	time.Sleep(200 * time.Millisecond)
 	before, err := b.memory(in)
 	if err != nil {
 		b.problem("%s: %v", what, err)
 		return
 	}
-	e := in.endpoint(b.oi.HTTP, "/bytes/1", false)
+	e := in.endpoint(upstream, "/bytes/1", false)
 	p, r, err := b.idleclients(what, e, "-n", fmt.Sprint(b.c.idleConns), "-c", "32")
 	if err != nil {
 		b.problem("%v", err)

@@ -26,10 +26,10 @@ type Relay struct {
 	// RTT is the simulated round-trip time. Zero relays without delay.
 	RTT time.Duration
 	// Spin, if positive, makes each delay sleep until Spin before its due
-	// time and then yield-spin (runtime.Gosched) until it, trading some CPU
-	// for precision: the runtime timer alone oversleeps by ~0.7 ms here, so
-	// a 5 ms RTT costs ~6.5 ms with Spin 0 and ~5.2 ms with Spin 500µs.
-	// Zero relies on the runtime timer alone.
+	// time and then yield-spin (runtime.Gosched) until it, trading CPU for
+	// precision. Delays sleep on a timerfd (see fdTimer): a runtime timer
+	// alone oversleeps by ~0.7 ms here (a 5 ms RTT cost ~6.5 ms); the
+	// timerfd by ~0.1 ms, and 100µs of spin takes most of that away.
 	Spin time.Duration
 
 	accepted atomic.Int64
@@ -38,8 +38,9 @@ type Relay struct {
 // Accepted reports how many connections the relay has accepted.
 func (r *Relay) Accepted() int64 { return r.accepted.Load() }
 
-// DefaultSpin is the Spin the bench uses: enough to hide timer slack.
-const DefaultSpin = 500 * time.Microsecond
+// DefaultSpin is the Spin the bench uses: enough to hide timerfd slack
+// without burning much CPU on a 2-core machine.
+const DefaultSpin = 100 * time.Microsecond
 
 // queueLen bounds the chunks in flight per direction (each at most bufSize).
 const (
@@ -150,11 +151,10 @@ func (r *Relay) pipe(dst, src net.Conn) error {
 // It returns when q is closed or a write fails; after a failure it drains
 // nothing, the caller sees done closed and stops queueing.
 func (r *Relay) delayedWriter(dst net.Conn, q <-chan chunk) error {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	var w waiter
+	defer w.close()
 	for c := range q {
-		r.waitUntil(timer, c.due)
+		r.waitUntil(&w, c.due)
 		if _, err := dst.Write(c.data); err != nil {
 			return err
 		}
@@ -162,16 +162,46 @@ func (r *Relay) delayedWriter(dst net.Conn, q <-chan chunk) error {
 	return nil
 }
 
-func (r *Relay) waitUntil(timer *time.Timer, due time.Time) {
-	d := time.Until(due) - r.Spin
-	if d > 0 {
-		timer.Reset(d)
-		<-timer.C
+// waitUntil sleeps until Spin before due, then yield-spins until due.
+func (r *Relay) waitUntil(w *waiter, due time.Time) {
+	if d := time.Until(due) - r.Spin; d > 0 {
+		w.sleep(d)
 	}
-	if r.Spin > 0 {
-		for time.Now().Before(due) {
-			spinYield()
-		}
+	for r.Spin > 0 && time.Now().Before(due) {
+		spinYield()
+	}
+}
+
+// waiter sleeps on a timerfd where it can (precise, see fdTimer), else on
+// a runtime timer.
+type waiter struct {
+	fd    *fdTimer
+	timer *time.Timer
+	init  bool
+}
+
+func (w *waiter) sleep(d time.Duration) {
+	if !w.init {
+		w.init = true
+		w.fd, _ = newFDTimer()
+	}
+	if w.fd != nil && w.fd.sleep(d) == nil {
+		return
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	<-w.timer.C
+}
+
+func (w *waiter) close() {
+	if w.fd != nil {
+		w.fd.close()
+	}
+	if w.timer != nil {
+		w.timer.Stop()
 	}
 }
 
@@ -183,11 +213,11 @@ func closeWrite(c net.Conn) {
 	c.Close()
 }
 
-// sleepCtx waits until due like waitUntil, returning false if ctx ends first.
+// sleepCtx waits until due like waitUntil, returning false if ctx ends
+// first. It uses a runtime timer (once per connection, so slack matters
+// less) and spins twice as long to make up for it.
 func (r *Relay) sleepCtx(ctx context.Context, due time.Time) bool {
-	// Spin twice as long here: it happens once per connection, and a fresh
-	// timer right after accept oversleeps more than the writers' reused one.
-	if d := time.Until(due) - 2*r.Spin; d > 0 {
+	if d := time.Until(due) - 2*r.Spin - time.Millisecond; d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -196,8 +226,8 @@ func (r *Relay) sleepCtx(ctx context.Context, due time.Time) bool {
 			return false
 		}
 	}
-	for r.Spin > 0 && time.Now().Before(due) {
-		spinYield()
-	}
+	var w waiter
+	defer w.close()
+	r.waitUntil(&w, due)
 	return ctx.Err() == nil
 }
