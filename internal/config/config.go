@@ -1,0 +1,249 @@
+// Package config owns warmproxy's settings: the Config struct, its
+// defaults, and Validate. It opens no sockets, logs nothing and keeps no
+// globals; cmd/warmproxy fills a Config from defaults, the environment and
+// the command line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults. Each one is safe: a loopback listener, every timeout on, every
+// limit on.
+const (
+	DefaultListen                = "127.0.0.1:9999"
+	DefaultProtocolHeader        = "X-Real-Protocol"
+	DefaultMaxIdlePerHost        = 64
+	DefaultMaxIdle               = 2048
+	DefaultMaxConnsPerHost       = 0
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultTLSHandshakeTimeout   = 10 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultIdleTimeout           = 50 * time.Second
+	DefaultClientIdleTimeout     = 120 * time.Second
+	DefaultClientHeaderTimeout   = 10 * time.Second
+	DefaultMaxHeaderBytes        = 64 << 10
+	DefaultShutdownGrace         = 10 * time.Second
+	DefaultTunnelIdleTimeout     = 5 * time.Minute
+	DefaultConnectPorts          = "443"
+	DefaultLogFormat             = "tsv"
+	DefaultViaName               = "warmproxy"
+	// DefaultRetryBodyBytes is the largest request body buffered so that a
+	// request which never reached the origin can be sent again on a fresh
+	// connection.
+	DefaultRetryBodyBytes = 64 << 10
+)
+
+// Log formats for the access log.
+const (
+	LogTSV  = "tsv"
+	LogJSON = "json"
+	LogOff  = "off"
+)
+
+// Config is every setting of one warmproxy process.
+type Config struct {
+	// Listen is the proxy's listen address, host:port. Default 127.0.0.1:9999.
+	Listen string
+	// ProtocolHeader names the request header whose value "https" makes
+	// warmproxy speak TLS to the origin. Default X-Real-Protocol.
+	ProtocolHeader string
+	// ViaName is the pseudonym written into Via headers. Default warmproxy.
+	ViaName string
+
+	// MaxIdlePerHost caps idle pooled connections per origin. Default 64.
+	MaxIdlePerHost int
+	// MaxIdle caps idle pooled connections over all origins. Default 2048.
+	MaxIdle int
+	// MaxConnsPerHost caps all connections per origin; requests over it wait
+	// for a free one. 0, the default, means unlimited.
+	MaxConnsPerHost int
+	// DialTimeout bounds a TCP connect to an origin. Default 10s.
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds a TLS handshake with an origin. Default 10s.
+	TLSHandshakeTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an origin's response head
+	// once the request is sent. Default 60s.
+	ResponseHeaderTimeout time.Duration
+	// IdleTimeout closes pooled origin connections idle this long; it sits
+	// below common server keep-alive timeouts. Default 50s.
+	IdleTimeout time.Duration
+	// CAFile names a PEM file of extra roots for origin TLS, added to the
+	// system roots. Default none.
+	CAFile string
+	// RetryBodyBytes is the largest request body held so a request that never
+	// reached the origin can be replayed on a fresh connection. Default 64 KiB.
+	RetryBodyBytes int64
+
+	// ClientIdleTimeout closes idle client keep-alive connections. Default 120s.
+	ClientIdleTimeout time.Duration
+	// ClientHeaderTimeout bounds reading a request head. Default 10s.
+	ClientHeaderTimeout time.Duration
+	// MaxHeaderBytes caps a request head. Default 64 KiB.
+	MaxHeaderBytes int
+
+	// TunnelIdleTimeout closes CONNECT and upgrade tunnels idle this long in
+	// both directions. Default 5m.
+	TunnelIdleTimeout time.Duration
+	// ConnectPorts lists the ports CONNECT may reach; "*" allows any.
+	// Default 443.
+	ConnectPorts string
+
+	// LogFormat is the access log format: tsv, json or off. Default tsv.
+	LogFormat string
+	// ShutdownGrace is how long in-flight requests and tunnels get after
+	// SIGINT or SIGTERM. Default 10s.
+	ShutdownGrace time.Duration
+}
+
+// Default returns a Config holding every default.
+func Default() Config {
+	return Config{
+		Listen:                DefaultListen,
+		ProtocolHeader:        DefaultProtocolHeader,
+		ViaName:               DefaultViaName,
+		MaxIdlePerHost:        DefaultMaxIdlePerHost,
+		MaxIdle:               DefaultMaxIdle,
+		MaxConnsPerHost:       DefaultMaxConnsPerHost,
+		DialTimeout:           DefaultDialTimeout,
+		TLSHandshakeTimeout:   DefaultTLSHandshakeTimeout,
+		ResponseHeaderTimeout: DefaultResponseHeaderTimeout,
+		IdleTimeout:           DefaultIdleTimeout,
+		RetryBodyBytes:        DefaultRetryBodyBytes,
+		ClientIdleTimeout:     DefaultClientIdleTimeout,
+		ClientHeaderTimeout:   DefaultClientHeaderTimeout,
+		MaxHeaderBytes:        DefaultMaxHeaderBytes,
+		TunnelIdleTimeout:     DefaultTunnelIdleTimeout,
+		ConnectPorts:          DefaultConnectPorts,
+		LogFormat:             DefaultLogFormat,
+		ShutdownGrace:         DefaultShutdownGrace,
+	}
+}
+
+// Validate reports every problem in c at once, each with how to fix it.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen %q: want host:port, e.g. 127.0.0.1:9999", c.Listen)
+	}
+	if c.ProtocolHeader == "" || !validHeaderName(c.ProtocolHeader) {
+		bad("protocol-header %q: want a header name such as X-Real-Protocol", c.ProtocolHeader)
+	}
+	if c.ViaName == "" || strings.ContainsAny(c.ViaName, " \t,\r\n") {
+		bad("via-name %q: want one token with no spaces or commas", c.ViaName)
+	}
+	positive := []struct {
+		name string
+		v    int64
+	}{
+		{"max-idle-per-host", int64(c.MaxIdlePerHost)},
+		{"max-idle", int64(c.MaxIdle)},
+		{"max-header-bytes", int64(c.MaxHeaderBytes)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			bad("%s %d: want a number above 0", p.name, p.v)
+		}
+	}
+	if c.MaxConnsPerHost < 0 {
+		bad("max-conns-per-host %d: want 0 (unlimited) or more", c.MaxConnsPerHost)
+	}
+	if c.RetryBodyBytes < 0 {
+		bad("retry-body-bytes %d: want 0 (never buffer) or more", c.RetryBodyBytes)
+	}
+	durations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"dial-timeout", c.DialTimeout},
+		{"tls-handshake-timeout", c.TLSHandshakeTimeout},
+		{"response-header-timeout", c.ResponseHeaderTimeout},
+		{"idle-timeout", c.IdleTimeout},
+		{"client-idle-timeout", c.ClientIdleTimeout},
+		{"client-header-timeout", c.ClientHeaderTimeout},
+		{"tunnel-idle-timeout", c.TunnelIdleTimeout},
+		{"shutdown-grace", c.ShutdownGrace},
+	}
+	for _, d := range durations {
+		if d.v <= 0 {
+			bad("%s %v: want a duration above 0, e.g. 30s", d.name, d.v)
+		}
+	}
+	if c.CAFile != "" {
+		if _, err := os.Stat(c.CAFile); err != nil {
+			bad("ca-file: %v", err)
+		}
+	}
+	if _, err := ParsePorts(c.ConnectPorts); err != nil {
+		bad("connect-ports %q: %v", c.ConnectPorts, err)
+	}
+	switch c.LogFormat {
+	case LogTSV, LogJSON, LogOff:
+	default:
+		bad("log-format %q: want tsv, json or off", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// Ports is a set of TCP ports; All means any port.
+type Ports struct {
+	All bool
+	Set map[int]bool
+}
+
+// Allows reports whether port p is in the set.
+func (p Ports) Allows(port int) bool { return p.All || p.Set[port] }
+
+// String renders the set as ParsePorts reads it.
+func (p Ports) String() string {
+	if p.All {
+		return "*"
+	}
+	ports := make([]int, 0, len(p.Set))
+	for n := range p.Set {
+		ports = append(ports, n)
+	}
+	slices.Sort(ports)
+	s := make([]string, len(ports))
+	for i, n := range ports {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// ParsePorts parses "443,8443" or "*".
+func ParsePorts(s string) (Ports, error) {
+	s = strings.TrimSpace(s)
+	if s == "*" {
+		return Ports{All: true}, nil
+	}
+	p := Ports{Set: map[int]bool{}}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 65535 {
+			return Ports{}, fmt.Errorf("want a comma-separated list of ports 1-65535 or *, got %q", f)
+		}
+		p.Set[n] = true
+	}
+	return p, nil
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte("!#$%&'*+.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// StatusClientClosed is logged when the client went away before a
+// response; nothing is written to it (nginx's 499).
+const StatusClientClosed = 499
+
+// Proxy-Status error types of RFC 9209 section 2.3.
+const (
+	PSDNSTimeout            = "dns_timeout"
+	PSDNSError              = "dns_error"
+	PSDestinationNotFound   = "destination_not_found"
+	PSDestinationIPDenied   = "destination_ip_prohibited"
+	PSConnectionRefused     = "connection_refused"
+	PSConnectionTerminated  = "connection_terminated"
+	PSConnectionTimeout     = "connection_timeout"
+	PSConnectionLimit       = "connection_limit_reached"
+	PSTLSProtocolError      = "tls_protocol_error"
+	PSTLSCertificateError   = "tls_certificate_error"
+	PSTLSAlertReceived      = "tls_alert_received"
+	PSHTTPRequestError      = "http_request_error"
+	PSHTTPRequestDenied     = "http_request_denied"
+	PSHTTPResponseIncomplete = "http_response_incomplete"
+	PSHTTPResponseTimeout   = "http_response_timeout"
+	PSHTTPUpgradeFailed     = "http_upgrade_failed"
+	PSHTTPProtocolError     = "http_protocol_error"
+	PSProxyInternalError    = "proxy_internal_error"
+	PSProxyLoopDetected     = "proxy_loop_detected"
+	PSProxyInternalResponse = "proxy_internal_response"
+)
+
+// Error is a failure with the status and Proxy-Status type it maps to.
+// Every client-visible error of the proxy is one, built here, in one place.
+type Error struct {
+	Status int
+	// Type is the RFC 9209 error type.
+	Type string
+	// Msg is the one-line text the client reads; it names the target.
+	Msg string
+	// RetryAfter, in seconds, is sent as Retry-After when above zero.
+	RetryAfter int
+	Err        error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// badRequest is a 400 for a request warmproxy cannot or will not forward.
+func badRequest(format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: fmt.Sprintf(format, args...)}
+}
+
+// errorFor maps an upstream failure on target to the response the client
+// gets. It looks at typed errors only, never at error strings.
+func errorFor(target string, err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	e := &Error{Status: http.StatusBadGateway, Err: err}
+	var (
+		dnsErr   *net.DNSError
+		opErr    *net.OpError
+		certErr  *tls.CertificateVerificationError
+		unkAuth  x509.UnknownAuthorityError
+		hostErr  x509.HostnameError
+		invErr   x509.CertificateInvalidError
+		alertErr tls.AlertError
+		recErr   tls.RecordHeaderError
+		netErr   net.Error
+	)
+	switch {
+	case errors.As(err, &dnsErr):
+		switch {
+		case dnsErr.IsTimeout:
+			e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSDNSTimeout, "dns lookup of "+target+" timed out"
+		case dnsErr.IsNotFound:
+			e.Type, e.Msg = PSDNSError, "dns lookup of "+target+" failed: no such host"
+		default:
+			e.Type, e.Msg = PSDNSError, "dns lookup of "+target+" failed"
+		}
+	case errors.As(err, &certErr), errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
+		e.Type, e.Msg = PSTLSCertificateError, "tls certificate of "+target+" not accepted"
+	case errors.As(err, &alertErr):
+		e.Type, e.Msg = PSTLSAlertReceived, "tls handshake with "+target+" failed: alert received"
+	case errors.As(err, &recErr):
+		e.Type, e.Msg = PSTLSProtocolError, "tls handshake with "+target+" failed: not a tls server"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		e.Type, e.Msg = PSConnectionRefused, "connection to "+target+" refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		e.Type, e.Msg = PSConnectionTerminated, "connection to "+target+" reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		e.Type, e.Msg = "destination_ip_unroutable", target+" is unreachable"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		e.Status, e.Type, e.Msg, e.RetryAfter = http.StatusServiceUnavailable, PSConnectionLimit, "no file descriptor left to reach "+target, 1
+	case errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Timeout():
+		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSConnectionTimeout, "connection to "+target+" timed out"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSHTTPResponseTimeout, target+" did not answer in time"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		e.Type, e.Msg = PSHTTPResponseIncomplete, target+" closed the connection before a complete response"
+	default:
+		e.Type, e.Msg = PSHTTPProtocolError, "bad response from "+target
+	}
+	return e
+}
+
+// writeError sends e as a one-line text/plain response with a Proxy-Status
+// field. The caller has written nothing yet.
+func writeError(w http.ResponseWriter, name string, e *Error) int64 {
+	h := w.Header()
+	clear(h)
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Proxy-Status"] = []string{proxyStatus(name, e)}
+	if e.RetryAfter > 0 {
+		h["Retry-After"] = []string{strconv.Itoa(e.RetryAfter)}
+	}
+	body := "warmproxy: " + e.Msg + "\n"
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(e.Status)
+	n, _ := io.WriteString(w, body)
+	return int64(n)
+}
+
+// proxyStatus renders an RFC 9209 Proxy-Status field value.
+func proxyStatus(name string, e *Error) string {
+	v := name + "; error=" + e.Type
+	if e.Err != nil {
+		v += "; details=" + sfString(e.Err.Error())
+	}
+	return v
+}
+
+// sfString renders s as an RFC 8941 structured-field string: printable
+// ASCII, with quote and backslash escaped.
+func sfString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s) && i < 256; i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

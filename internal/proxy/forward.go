@@ -1,0 +1,397 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/accesslog"
+)
+
+// copyBufSize is the size of the pooled buffers bodies are copied through.
+const copyBufSize = 32 << 10
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// upstreamTrace follows one request's trip through the pool. Dial and TLS
+// callbacks can run on the transport's dial goroutine, even after
+// RoundTrip returned (a conn dialed for this request may be handed to
+// another), so the fields they touch are atomic.
+type upstreamTrace struct {
+	w         http.ResponseWriter
+	getConn   time.Time
+	connect   time.Duration
+	conns     int
+	reused    bool
+	resumed   atomic.Bool
+	handshake atomic.Bool
+	trace     httptrace.ClientTrace
+}
+
+func newUpstreamTrace(w http.ResponseWriter) *upstreamTrace {
+	t := &upstreamTrace{w: w}
+	t.trace = httptrace.ClientTrace{
+		GetConn: func(string) { t.getConn = time.Now() },
+		GotConn: func(info httptrace.GotConnInfo) {
+			t.conns++
+			t.reused = info.Reused
+			if !info.Reused {
+				t.connect = time.Since(t.getConn)
+			}
+		},
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			if err == nil {
+				t.handshake.Store(true)
+				t.resumed.Store(cs.DidResume)
+			}
+		},
+		Got1xxResponse: t.got1xx,
+	}
+	return t
+}
+
+// got1xx relays an interim response (102, 103) to the client. 100 Continue
+// is left to net/http's server, which sends it when the transport starts
+// reading the request body, that is after the origin's own 100.
+func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
+	if code == http.StatusContinue {
+		return nil
+	}
+	h := t.w.Header()
+	for k, vv := range header {
+		h[k] = vv
+	}
+	removeHopByHop(h)
+	t.w.WriteHeader(code)
+	clear(h)
+	return nil
+}
+
+// forward proxies an absolute-form request through the pool.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+	entry := &accesslog.Entry{
+		Start:        time.Now(),
+		Client:       r.RemoteAddr,
+		Method:       r.Method,
+		URL:          r.RequestURI,
+		RequestedURL: r.RequestURI,
+		Kind:         accesslog.KindRequest,
+	}
+	outreq, perr := h.outboundRequest(r, entry)
+	if perr != nil {
+		h.fail(w, entry, perr)
+		return
+	}
+	if perr := h.answerMaxForwards(w, r, entry); perr != nil || entry.Status != 0 {
+		if perr != nil {
+			h.fail(w, entry, perr)
+		}
+		return
+	}
+	ctx := r.Context()
+	if perr := h.bufferRetryBody(ctx, r, outreq); perr != nil {
+		h.fail(w, entry, perr)
+		return
+	}
+
+	tr := newUpstreamTrace(w)
+	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
+	resp, err := h.transport.RoundTrip(outreq)
+	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
+	if tr.conns > 1 {
+		entry.Retries = tr.conns - 1
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
+			return
+		}
+		h.fail(w, entry, errorFor(outreq.URL.Host, err))
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		h.serveUpgrade(w, r, outreq, resp, entry)
+		return
+	}
+	h.writeResponse(w, r, resp, entry)
+}
+
+// outboundRequest checks r and turns it into the request sent upstream:
+// the scheme the protocol header asks for, hop-by-hop fields removed, Via
+// added.
+func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*http.Request, *Error) {
+	u := r.URL
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return nil, badRequest("unsupported scheme %q in %s: warmproxy forwards http:// targets (use CONNECT for tunnels)", u.Scheme, r.RequestURI)
+	}
+	if vv, ok := r.Header[h.protocolHeader]; ok {
+		switch v := textproto.TrimString(strings.Join(vv, ",")); {
+		case strings.EqualFold(v, "https"):
+			scheme = "https"
+		case strings.EqualFold(v, "http"):
+			scheme = "http"
+		default:
+			return nil, badRequest("%s: %q is not a protocol warmproxy speaks to origins: want http or https", h.protocolHeader, v)
+		}
+		delete(r.Header, h.protocolHeader)
+	}
+	if perr := checkAuthority(u.Host); perr != nil {
+		return nil, perr
+	}
+	if viaNames(r.Header, h.viaName) {
+		return nil, &Error{Status: http.StatusLoopDetected, Type: PSProxyLoopDetected, Msg: "request to " + u.Host + " already passed through " + h.viaName + " (Via): refusing to loop"}
+	}
+	if scheme != u.Scheme {
+		u.Scheme = scheme
+		entry.URL = u.String()
+	}
+
+	upgrade := upgradeType(r.Header)
+	cleanRequestHeader(r.Header, upgrade)
+	appendVia(r.Header, r.ProtoMajor, r.ProtoMinor, h.viaName)
+	if _, ok := r.Header["User-Agent"]; !ok {
+		// Go's transport would add its own; the origin sees the client's
+		// headers only.
+		r.Header["User-Agent"] = nil
+	}
+
+	outreq := new(http.Request)
+	*outreq = *r
+	outreq.RequestURI = ""
+	outreq.Host = ""
+	outreq.Close = false
+	if r.ContentLength == 0 {
+		outreq.Body = nil
+	}
+	if r.Trailer == nil && len(r.TransferEncoding) > 0 {
+		// Undeclared request trailers are merged into this map when the
+		// body ends, so the transport sends them on.
+		r.Trailer = make(http.Header)
+	}
+	outreq.Trailer = r.Trailer
+	if outreq.Body != nil && outreq.Body != http.NoBody {
+		outreq.Body = &countingBody{rc: outreq.Body}
+	}
+	return outreq, nil
+}
+
+// checkAuthority rejects a target authority with no host or a bad port.
+func checkAuthority(hostport string) *Error {
+	if hostport == "" {
+		return badRequest("request target names no host")
+	}
+	host, port := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, port = h, p
+	} else if strings.HasPrefix(hostport, "[") || strings.Count(hostport, ":") == 1 {
+		return badRequest("bad authority %q in request target", hostport)
+	}
+	if host == "" {
+		return badRequest("request target %q names no host", hostport)
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return badRequest("bad port %q in request target %q: want 1-65535", port, hostport)
+		}
+	}
+	return nil
+}
+
+// answerMaxForwards implements RFC 9110 section 7.6.2 for TRACE and
+// OPTIONS: with Max-Forwards 0 warmproxy answers itself (and sets
+// entry.Status); above 0 the value is decremented.
+func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) *Error {
+	if r.Method != http.MethodTrace && r.Method != http.MethodOptions {
+		return nil
+	}
+	v, ok := r.Header["Max-Forwards"]
+	if !ok {
+		return nil
+	}
+	n, err := strconv.ParseUint(textproto.TrimString(strings.Join(v, "")), 10, 31)
+	if err != nil {
+		return badRequest("Max-Forwards %q: want a whole number", strings.Join(v, ","))
+	}
+	if n > 0 {
+		r.Header["Max-Forwards"] = []string{strconv.FormatUint(n-1, 10)}
+		return nil
+	}
+	var body []byte
+	if r.Method == http.MethodTrace {
+		w.Header().Set("Content-Type", "message/http")
+		body = traceEcho(r)
+	} else {
+		w.Header().Set("Allow", "OPTIONS, GET, HEAD, POST, PUT, DELETE, PATCH, TRACE, CONNECT")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	n2, _ := w.Write(body)
+	entry.Status, entry.BytesOut, entry.Duration = http.StatusOK, int64(n2), time.Since(entry.Start)
+	h.record(entry)
+	return nil
+}
+
+// traceEcho renders the request as received, less fields that carry
+// credentials (RFC 9110 section 9.3.8).
+func traceEcho(r *http.Request) []byte {
+	var b bytes.Buffer
+	b.WriteString(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
+	hdr := r.Header.Clone()
+	for _, k := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
+		delete(hdr, k)
+	}
+	hdr.Write(&b)
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// bufferRetryBody reads a small request body up front, so that the
+// transport may resend it on a fresh connection when a pooled one turns out
+// to be closed before any byte of the request reached the origin. A body
+// with "Expect: 100-continue" is never read early: the origin decides.
+func (h *Handler) bufferRetryBody(ctx context.Context, r, outreq *http.Request) *Error {
+	if r.ContentLength <= 0 || r.ContentLength > h.retryBodyBytes || hasToken(r.Header, "Expect", "100-continue") {
+		return nil
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		if ctx.Err() != nil {
+			return &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err}
+		}
+		return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
+	}
+	outreq.Body = &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}
+	outreq.GetBody = func() (io.ReadCloser, error) { return &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}, nil }
+	return nil
+}
+
+// writeResponse relays resp: head, body (flushed as it arrives when its
+// length is unknown), then trailers.
+func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry) {
+	defer resp.Body.Close()
+	entry.Status = resp.StatusCode
+	if resp.StatusCode < 100 || resp.StatusCode > 999 {
+		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
+		return
+	}
+	removeHopByHop(resp.Header)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	appendVia(dst, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		dst["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	flushAll := resp.ContentLength < 0 || strings.HasPrefix(dst.Get("Content-Type"), "text/event-stream")
+	n, err := copyBody(w, resp.Body, flushAll, resp.ContentLength)
+	entry.BytesOut = n
+	if cb, ok := outreqBody(resp).(*countingBody); ok {
+		entry.BytesIn = cb.n.Load()
+	}
+	if err != nil {
+		entry.Duration = time.Since(entry.Start)
+		var we writeError_
+		if errors.As(err, &we) || r.Context().Err() != nil {
+			entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
+			h.record(entry)
+			return
+		}
+		// The head is out: the only honest signal left is to abort the
+		// client connection, so it sees a truncated message, never a
+		// complete short one.
+		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+		h.record(entry)
+		resp.Body.Close()
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		if announced > 0 {
+			dst[k] = vv
+		} else {
+			dst[http.TrailerPrefix+k] = vv
+		}
+	}
+	entry.Duration = time.Since(entry.Start)
+	h.record(entry)
+}
+
+// writeError_ marks a failure to write to the client, as opposed to a
+// failure to read from the origin.
+type writeError_ struct{ err error }
+
+func (e writeError_) Error() string { return "write to client: " + e.err.Error() }
+func (e writeError_) Unwrap() error { return e.err }
+
+// copyBody streams src to w through a pooled buffer. With flushAll it
+// flushes after every write, so a stream's pieces reach the client as
+// they arrive; otherwise it flushes only when src has nothing more ready
+// (a short read) and more is still to come.
+func copyBody(w http.ResponseWriter, src io.Reader, flushAll bool, length int64) (int64, error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	flusher, _ := w.(http.Flusher)
+	var total int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			total += int64(nw)
+			if werr != nil {
+				return total, writeError_{werr}
+			}
+			if flusher != nil && (flushAll || nr < len(buf) && total < length) {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// countingBody counts the request body bytes the transport sends upstream.
+// The transport reads it on its own goroutine, hence the atomic.
+type countingBody struct {
+	rc io.ReadCloser
+	n  atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// outreqBody returns the body of the request resp answers.
+func outreqBody(resp *http.Response) io.ReadCloser {
+	if resp.Request == nil {
+		return nil
+	}
+	return resp.Request.Body
+}

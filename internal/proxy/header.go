@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// hopHeaders are the hop-by-hop fields of RFC 9110 section 7.6.1 plus the
+// proxy-to-proxy ones, in canonical form. Proxy-Authorization and
+// Proxy-Authenticate belong to this hop only: credentials for warmproxy are
+// never passed on.
+var hopHeaders = [...]string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Te",
+	"Transfer-Encoding",
+	"Trailer",
+	"Upgrade",
+	"Proxy-Authorization",
+	"Proxy-Authenticate",
+}
+
+// connectionTokens calls fn for each token listed in the Connection fields
+// of h, trimmed, in the order given.
+func connectionTokens(h http.Header, fn func(token string)) {
+	for _, v := range h["Connection"] {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = textproto.TrimString(tok); tok != "" {
+				fn(tok)
+			}
+		}
+	}
+}
+
+// hasToken reports whether the comma-separated values of h[key] contain
+// token, ignoring case.
+func hasToken(h http.Header, key, token string) bool {
+	for _, v := range h[key] {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(textproto.TrimString(tok), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// removeHopByHop deletes the Connection field, every field it names, and
+// the fixed hop-by-hop fields.
+func removeHopByHop(h http.Header) {
+	connectionTokens(h, func(tok string) {
+		if textproto.CanonicalMIMEHeaderKey(tok) != "Te" || !hasToken(h, "Te", "trailers") {
+			h.Del(tok)
+		}
+	})
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// upgradeType returns the protocol a request or response asks to switch
+// to: its Upgrade field, when Connection names "upgrade".
+func upgradeType(h http.Header) string {
+	if !hasToken(h, "Connection", "upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// cleanRequestHeader prepares an inbound request's header for the origin.
+// It keeps "TE: trailers" (the client accepts trailers) and, for an
+// upgrade, Upgrade with "Connection: Upgrade".
+func cleanRequestHeader(h http.Header, upgrade string) {
+	trailers := hasToken(h, "Te", "trailers")
+	removeHopByHop(h)
+	if trailers {
+		h["Te"] = []string{"trailers"}
+	}
+	if upgrade != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{upgrade}
+	}
+}
+
+// appendVia adds this hop to the Via field: the protocol version the
+// message arrived with, and warmproxy's pseudonym.
+func appendVia(h http.Header, major, minor int, name string) {
+	var v string
+	switch {
+	case major == 1 && minor == 1:
+		v = "1.1 " + name
+	case major == 1 && minor == 0:
+		v = "1.0 " + name
+	case major == 2:
+		v = "2 " + name
+	default:
+		v = "1.1 " + name
+	}
+	h["Via"] = append(h["Via"], v)
+}
+
+// viaNames reports whether any Via entry received-by pseudonym is name.
+func viaNames(h http.Header, name string) bool {
+	for _, v := range h["Via"] {
+		for v != "" {
+			var entry string
+			entry, v, _ = strings.Cut(v, ",")
+			entry = textproto.TrimString(entry)
+			// "1.1 name (comment)": the second word is the receiver.
+			_, rest, ok := strings.Cut(entry, " ")
+			if !ok {
+				continue
+			}
+			rest = textproto.TrimString(rest)
+			if by, _, _ := strings.Cut(rest, " "); strings.EqualFold(by, name) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,133 @@
+// Package proxy owns warmproxy's http.Handler. It classifies each request
+// (absolute-form, CONNECT, upgrade, origin-form), cleans hop-by-hop
+// headers, streams bodies and trailers both ways and maps failures to
+// statuses. It dials nothing itself: it is given a RoundTripper and a dial
+// function.
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+// DialFunc opens a connection, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Handler is the proxy. Build it with New.
+type Handler struct {
+	transport      http.RoundTripper
+	dial           DialFunc
+	protocolHeader string
+	viaName        string
+	retryBodyBytes int64
+	connectPorts   config.Ports
+	tunnelIdle     time.Duration
+
+	// admin serves origin-form requests for its paths (/metrics,
+	// /healthz, ...); other origin-form requests get usage help.
+	admin *http.ServeMux
+	// record receives each finished request's entry.
+	record func(*accesslog.Entry)
+	// tunnels registers hijacked connections so shutdown can close them.
+	tunnels ConnTracker
+	log     *slog.Logger
+}
+
+// ConnTracker registers hijacked connections for shutdown. Track returns
+// a function that removes c again.
+type ConnTracker interface {
+	Track(c net.Conn) (untrack func())
+}
+
+// Options are the parts a Handler is built from.
+type Options struct {
+	Transport http.RoundTripper
+	Dial      DialFunc
+	Config    config.Config
+	Admin     *http.ServeMux
+	Record    func(*accesslog.Entry)
+	Tunnels   ConnTracker
+	Log       *slog.Logger
+}
+
+// New returns a Handler. The Config must have passed Validate.
+func New(o Options) *Handler {
+	ports, _ := config.ParsePorts(o.Config.ConnectPorts)
+	h := &Handler{
+		transport:      o.Transport,
+		dial:           o.Dial,
+		protocolHeader: http.CanonicalHeaderKey(o.Config.ProtocolHeader),
+		viaName:        o.Config.ViaName,
+		retryBodyBytes: o.Config.RetryBodyBytes,
+		connectPorts:   ports,
+		tunnelIdle:     o.Config.TunnelIdleTimeout,
+		admin:          o.Admin,
+		record:         o.Record,
+		tunnels:        o.Tunnels,
+		log:            o.Log,
+	}
+	if h.record == nil {
+		h.record = func(*accesslog.Entry) {}
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h
+}
+
+// ServeHTTP classifies r and serves it.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodConnect:
+		h.serveConnect(w, r)
+	case r.URL.Host == "" && !r.URL.IsAbs():
+		h.serveOrigin(w, r)
+	default:
+		h.forward(w, r)
+	}
+}
+
+// usage is the answer to an origin-form request that is not an admin path.
+const usage = "warmproxy is a forward proxy: send it absolute-form requests, e.g.\n" +
+	"  curl -x 127.0.0.1:9999 http://example.com/\n" +
+	"  curl -x 127.0.0.1:9999 -H 'X-Real-Protocol: https' http://example.com/  (TLS to the origin, reused)\n" +
+	"or set HTTP_PROXY=http://127.0.0.1:9999 in the client's environment."
+
+// serveOrigin answers requests that name no target host.
+func (h *Handler) serveOrigin(w http.ResponseWriter, r *http.Request) {
+	if h.admin != nil {
+		if handler, pattern := h.admin.Handler(r); pattern != "" {
+			handler.ServeHTTP(w, r)
+			return
+		}
+	}
+	e := badRequest("request for %s names no target host; %s", r.URL.Path, Usage(h.protocolHeader))
+	entry := accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: r.RequestURI, Kind: accesslog.KindRequest}
+	h.fail(w, &entry, e)
+}
+
+// Usage is the help text served for origin-form requests, with header as
+// the protocol header's name.
+func Usage(header string) string {
+	return strings.ReplaceAll(usage, "X-Real-Protocol", header)
+}
+
+// fail writes e to the client (or, for a client that is gone, nothing) and
+// records the entry.
+func (h *Handler) fail(w http.ResponseWriter, entry *accesslog.Entry, e *Error) {
+	entry.Status = e.Status
+	entry.Error = e.Type
+	entry.Detail = e.Error()
+	if e.Status != StatusClientClosed {
+		entry.BytesOut = writeError(w, h.viaName, e)
+	}
+	entry.Duration = time.Since(entry.Start)
+	h.record(entry)
+}

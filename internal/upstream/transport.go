@@ -1,0 +1,95 @@
+// Package upstream owns every connection warmproxy opens to an origin: the
+// dialer and the pooled *http.Transport built on it. It never touches a
+// client's ResponseWriter.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+// tlsSessionCacheSize is the number of origins whose TLS sessions are kept
+// for resumption.
+const tlsSessionCacheSize = 4096
+
+// expectContinueTimeout is how long a request with "Expect: 100-continue"
+// waits for the origin's 100 before its body is sent anyway (RFC 9110
+// section 10.1.1).
+const expectContinueTimeout = time.Second
+
+// DialFunc opens a connection, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Upstream holds the pooled transport and the dialer it uses, so CONNECT
+// tunnels dial the same way pooled requests do.
+type Upstream struct {
+	Transport *http.Transport
+	Dial      DialFunc
+}
+
+// New builds the dialer and the pooled transport from cfg.
+func New(cfg config.Config) (*Upstream, error) {
+	roots, err := rootCAs(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	dialer := &net.Dialer{
+		Timeout:   cfg.DialTimeout,
+		KeepAlive: 30 * time.Second,
+	}
+	dial := dialer.DialContext
+	t := &http.Transport{
+		// Never http.ProxyFromEnvironment: HTTP_PROXY in warmproxy's own
+		// environment usually points at warmproxy itself.
+		Proxy:                  nil,
+		DialContext:            dial,
+		MaxIdleConns:           cfg.MaxIdle,
+		MaxIdleConnsPerHost:    cfg.MaxIdlePerHost,
+		MaxConnsPerHost:        cfg.MaxConnsPerHost,
+		IdleConnTimeout:        cfg.IdleTimeout,
+		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  expectContinueTimeout,
+		MaxResponseHeaderBytes: 1 << 20,
+		// Bodies pass through untouched: no Accept-Encoding is added and
+		// nothing is decompressed.
+		DisableCompression: true,
+		WriteBufferSize:    32 << 10,
+		ReadBufferSize:     32 << 10,
+		TLSClientConfig: &tls.Config{
+			RootCAs:            roots,
+			ClientSessionCache: tls.NewLRUClientSessionCache(tlsSessionCacheSize),
+			MinVersion:         tls.VersionTLS12,
+		},
+	}
+	return &Upstream{Transport: t, Dial: dial}, nil
+}
+
+// rootCAs returns the system roots plus the PEM certificates in file. With
+// no file it returns nil, which makes crypto/tls use the system roots (and
+// so SSL_CERT_FILE and SSL_CERT_DIR).
+func rootCAs(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("ca-file: %v", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca-file %s: no PEM certificate found", file)
+	}
+	return pool, nil
+}
