@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -38,9 +39,14 @@ func TestRender(t *testing.T) {
 // The origin sees the exact absolute-form target, and Do reads bodies of
 // both framings on one kept-alive connection.
 func TestDoKeepAlive(t *testing.T) {
-	var targets []string
+	var (
+		mu      sync.Mutex
+		targets []string
+	)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		targets = append(targets, r.RequestURI)
+		mu.Unlock()
 		if strings.HasSuffix(r.RequestURI, "chunked") {
 			w.Write([]byte("abc"))
 			w.(http.Flusher).Flush()
@@ -67,6 +73,8 @@ func TestDoKeepAlive(t *testing.T) {
 			t.Errorf("Do(%s) = %+v, %v, want 200 with 5 bytes, keep-alive", target, res, err)
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(targets) != 2 || targets[0] != "http://"+addr+"/plain" {
 		t.Errorf("origin saw %q, want the absolute target first", targets)
 	}
