@@ -69,6 +69,11 @@ func (b *bench) logf(format string, args ...any) {
 // problem records something the report must mention.
 func (b *bench) problem(format string, args ...any) {
 	p := fmt.Sprintf(format, args...)
+	// One line each, so the report's list stays a list.
+	p = strings.Join(strings.Fields(p), " ")
+	if len(p) > 400 {
+		p = p[:400] + "…"
+	}
 	b.logf("PROBLEM: %s", p)
 	if !slices.Contains(b.problems, p) {
 		b.problems = append(b.problems, p)

@@ -29,6 +29,10 @@ func (b *bench) profileRun(ctx context.Context, sc string, load func(context.Con
 		}
 	}
 	in, err := b.start(ctx, "warmproxy", b.oi.HTTP, false, 1000, strings.Fields(b.c.pprofFlags)...)
+	if err != nil && strings.Contains(err.Error(), "flag provided but not defined") {
+		note("this warmproxy does not accept %q yet", b.c.pprofFlags)
+		return
+	}
 	if err != nil {
 		note("warmproxy did not start with %q: %v", b.c.pprofFlags, err)
 		return
