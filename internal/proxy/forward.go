@@ -29,7 +29,11 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 // RoundTrip returned (a conn dialed for this request may be handed to
 // another), so the fields they touch are atomic.
 type upstreamTrace struct {
-	w         http.ResponseWriter
+	w http.ResponseWriter
+	// relay1xx says whether interim responses may be passed on; n1xx
+	// counts those passed.
+	relay1xx  bool
+	n1xx      int
 	getConn   time.Time
 	connect   time.Duration
 	conns     int
@@ -39,8 +43,8 @@ type upstreamTrace struct {
 	trace     httptrace.ClientTrace
 }
 
-func newUpstreamTrace(w http.ResponseWriter) *upstreamTrace {
-	t := &upstreamTrace{w: w}
+func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
+	t := &upstreamTrace{w: w, relay1xx: relay1xx(r)}
 	t.trace = httptrace.ClientTrace{
 		GetConn: func(string) { t.getConn = time.Now() },
 		GotConn: func(info httptrace.GotConnInfo) {
@@ -61,12 +65,32 @@ func newUpstreamTrace(w http.ResponseWriter) *upstreamTrace {
 	return t
 }
 
+// max1xx bounds the interim responses relayed for one request: once they
+// are handed to us, net/http no longer limits them.
+const max1xx = 16
+
+// relay1xx reports whether interim responses to r may be relayed. Never to
+// an HTTP/1.0 client (RFC 9110 section 15.2). Nor while a request body
+// with "Expect: 100-continue" may still be read: net/http's server writes
+// its own 100 Continue on the first body read, from the transport's write
+// goroutine, and a 1xx written at the same time from the read goroutine
+// would interleave with it.
+func relay1xx(r *http.Request) bool {
+	if !r.ProtoAtLeast(1, 1) {
+		return false
+	}
+	return r.ContentLength == 0 || !hasToken(r.Header, "Expect", "100-continue")
+}
+
 // got1xx relays an interim response (102, 103) to the client. 100 Continue
 // is left to net/http's server, which sends it when the transport starts
 // reading the request body, that is after the origin's own 100.
 func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
-	if code == http.StatusContinue {
+	if code == http.StatusContinue || !t.relay1xx {
 		return nil
+	}
+	if t.n1xx++; t.n1xx > max1xx {
+		return errors.New("origin sent more than 16 interim (1xx) responses")
 	}
 	h := t.w.Header()
 	for k, vv := range header {
@@ -105,7 +129,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	tr := newUpstreamTrace(w)
+	tr := newUpstreamTrace(w, r)
 	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
 	resp, err := h.transport.RoundTrip(outreq)
 	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
@@ -324,12 +348,18 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		resp.Body.Close()
 		panic(http.ErrAbortHandler)
 	}
+	// Trailers go out under the TrailerPrefix form, which net/http's
+	// server sends whether or not they were announced in the head. The
+	// announced ones would also be sent by plain name; deleting that form
+	// keeps a field from going out twice.
 	for k, vv := range resp.Trailer {
-		if announced > 0 {
-			dst[k] = vv
-		} else {
-			dst[http.TrailerPrefix+k] = vv
+		if len(vv) == 0 {
+			continue
 		}
+		if announced > 0 {
+			delete(dst, k)
+		}
+		dst[http.TrailerPrefix+k] = vv
 	}
 	entry.Duration = time.Since(entry.Start)
 	h.record(entry)

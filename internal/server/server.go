@@ -34,6 +34,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = framingListener{ln}
 	access := accesslog.New(accessOut, cfg.LogFormat)
 	defer access.Close()
 
@@ -66,6 +67,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext:       framingContext,
 	}
 
 	errc := make(chan error, 1)

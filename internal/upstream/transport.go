@@ -35,8 +35,26 @@ type Upstream struct {
 	Dial      DialFunc
 }
 
+// Option adjusts what New builds.
+type Option func(*options)
+
+type options struct {
+	resolver *net.Resolver
+}
+
+// WithResolver makes the dialer resolve origin names with r instead of
+// the system's resolver, e.g. a test's resolver that asks a DNS server on
+// loopback.
+func WithResolver(r *net.Resolver) Option {
+	return func(o *options) { o.resolver = r }
+}
+
 // New builds the dialer and the pooled transport from cfg.
-func New(cfg config.Config) (*Upstream, error) {
+func New(cfg config.Config, opts ...Option) (*Upstream, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	roots, err := rootCAs(cfg.CAFile)
 	if err != nil {
 		return nil, err
@@ -44,6 +62,7 @@ func New(cfg config.Config) (*Upstream, error) {
 	dialer := &net.Dialer{
 		Timeout:   cfg.DialTimeout,
 		KeepAlive: 30 * time.Second,
+		Resolver:  o.resolver,
 	}
 	dial := dialer.DialContext
 	t := &http.Transport{
