@@ -2,7 +2,4 @@ module github.com/warmproxy/warmproxy
 
 go 1.26.0
 
-require (
-	github.com/coder/websocket v1.8.15 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
-)
+require go.uber.org/goleak v1.3.0
