@@ -31,6 +31,11 @@ type Handler struct {
 	connectPorts   config.Ports
 	tunnelIdle     time.Duration
 
+	// dialTLS opens TLS connections for upgrades to https origins, which
+	// go out on a connection of their own (upgrade.go).
+	dialTLS               DialFunc
+	responseHeaderTimeout time.Duration
+
 	// admin serves origin-form requests for its paths (/metrics,
 	// /healthz, ...); other origin-form requests get usage help.
 	admin *http.ServeMux
@@ -56,6 +61,10 @@ type Options struct {
 	Record    func(*accesslog.Entry)
 	Tunnels   ConnTracker
 	Log       *slog.Logger
+
+	// DialTLS dials and completes a TLS handshake with the pool's TLS
+	// settings, for upgrade requests to https origins.
+	DialTLS DialFunc
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -74,6 +83,7 @@ func New(o Options) *Handler {
 		tunnels:        o.Tunnels,
 		log:            o.Log,
 	}
+	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
 	}

@@ -60,6 +60,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		Record:    access.Log,
 		Tunnels:   tunnels,
 		Log:       log,
+		DialTLS:   up.DialTLS,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -105,11 +106,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 type connRegistry struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// closed is set once the drain closed what was left; a conn tracked
+	// after that is closed at once.
+	closed bool
 }
 
 // Track adds c; the returned func removes it.
 func (r *connRegistry) Track(c net.Conn) func() {
 	r.mu.Lock()
+	if r.closed {
+		c.Close()
+	}
 	r.conns[c] = struct{}{}
 	r.mu.Unlock()
 	return func() {
@@ -125,21 +132,37 @@ func (r *connRegistry) len() int {
 	return len(r.conns)
 }
 
+// closeWait bounds how long the drain waits, after closing the tunnels
+// left at the deadline, for their handlers to write their access records
+// (each untracks its conns after its record).
+const closeWait = 2 * time.Second
+
 // waitOrClose waits for the tunnels to end on their own until ctx is done,
-// then closes those still open.
+// then closes those still open and waits, at most closeWait, for their
+// handlers to finish. Any conn tracked later is closed at once.
 func (r *connRegistry) waitOrClose(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	defer r.closeAll()
 	for r.len() > 0 {
 		select {
 		case <-ctx.Done():
-			r.mu.Lock()
-			for c := range r.conns {
-				c.Close()
+			r.closeAll()
+			deadline := time.Now().Add(closeWait)
+			for r.len() > 0 && time.Now().Before(deadline) {
+				<-t.C
 			}
-			r.mu.Unlock()
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (r *connRegistry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for c := range r.conns {
+		c.Close()
 	}
 }

@@ -112,3 +112,37 @@ func rootCAs(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// DialTLS dials addr with the pool's dialer and completes a TLS handshake
+// with the pool's TLS settings (roots, session cache, handshake timeout),
+// offering HTTP/1.1 only. Upgrade requests to https origins use it: after
+// a 101 their connection belongs to a tunnel, so it never joins the pool.
+func (u *Upstream) DialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial tls %s: %v", addr, err)
+	}
+	raw, err := u.Dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := u.Transport.TLSClientConfig.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	if d := u.Transport.TLSHandshakeTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
+}
