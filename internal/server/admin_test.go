@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -508,6 +509,30 @@ func TestMetricsCountErrorsByType(t *testing.T) {
 	h := findUpstream(t, rep, "http", refused)
 	if h.DialErrors != 1 || !strings.Contains(h.LastError, "refused") || h.LastErrorAt.IsZero() {
 		t.Errorf("pool entry for %s: dial_errors %d, last_error %q at %v; want 1, connection refused, a time", refused, h.DialErrors, h.LastError, h.LastErrorAt)
+	}
+
+	// An origin whose certificate warmproxy does not trust.
+	untrusted := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	untrusted.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
+	untrusted.StartTLS()
+	t.Cleanup(untrusted.Close)
+	host := strings.TrimPrefix(untrusted.URL, "https://")
+	if code, _ := get(t, c, "http://"+host+"/", "https"); code != http.StatusBadGateway {
+		t.Fatalf("request to untrusted origin = %d, want 502", code)
+	}
+	mfs = scrape(t, p.addr)
+	if got := metricValue(t, mfs, "warmproxy_errors_total", "type", "tls_certificate_error"); got != 1 {
+		t.Errorf("warmproxy_errors_total{type=tls_certificate_error} = %v, want 1", got)
+	}
+	if got := metricValue(t, mfs, "warmproxy_tls_handshakes_total", "result", "error"); got != 1 {
+		t.Errorf("warmproxy_tls_handshakes_total{result=error} = %v, want 1", got)
+	}
+	if got := metricValue(t, mfs, "warmproxy_upstream_connections", "scheme", "https"); got != 0 {
+		t.Errorf("open https connections after a failed handshake = %v, want 0", got)
+	}
+	h = findUpstream(t, pool(t, p.addr), "https", host)
+	if h.TLSErrors != 1 || !strings.Contains(h.LastError, "certificate") || h.Open != 0 || h.Closed != 1 {
+		t.Errorf("pool entry for %s = %+v, want 1 tls error, last error from the handshake, closed", host, h)
 	}
 }
 
