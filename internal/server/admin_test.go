@@ -507,8 +507,9 @@ func TestMetricsCountErrorsByType(t *testing.T) {
 	}
 	rep := pool(t, p.addr)
 	h := findUpstream(t, rep, "http", refused)
-	if h.DialErrors != 1 || !strings.Contains(h.LastError, "refused") || h.LastErrorAt.IsZero() {
-		t.Errorf("pool entry for %s: dial_errors %d, last_error %q at %v; want 1, connection refused, a time", refused, h.DialErrors, h.LastError, h.LastErrorAt)
+	if h.DialErrors != 1 || h.Failed != 1 || h.ReuseRatio != 0 || !strings.Contains(h.LastError, "refused") || h.LastErrorAt.IsZero() {
+		t.Errorf("pool entry for %s: dial_errors %d, failed %d, reuse_ratio %v, last_error %q at %v; want 1, 1, 0, connection refused, a time",
+			refused, h.DialErrors, h.Failed, h.ReuseRatio, h.LastError, h.LastErrorAt)
 	}
 
 	// An origin whose certificate warmproxy does not trust.

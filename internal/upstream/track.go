@@ -62,9 +62,9 @@ type hostMap struct {
 }
 
 type counters struct {
-	open, inflight                       atomic.Int64
-	requests, opened, closed, dialErrors atomic.Uint64
-	tlsFull, tlsResumed, tlsErrors       atomic.Uint64
+	open, inflight                               atomic.Int64
+	requests, failed, opened, closed, dialErrors atomic.Uint64
+	tlsFull, tlsResumed, tlsErrors               atomic.Uint64
 }
 
 type hostStats struct {
@@ -302,6 +302,8 @@ func (t *trackingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err != nil {
 		hs.inflight.Add(-1)
 		total.inflight.Add(-1)
+		hs.failed.Add(1)
+		total.failed.Add(1)
 		if req.Context().Err() == nil {
 			hs.setErr(err.Error())
 		}
@@ -374,13 +376,15 @@ type Stats struct {
 	// InFlight counts requests under way, including those still waiting
 	// for a connection.
 	InFlight int64 `json:"in_flight"`
-	// Requests counts the requests sent; Opened and Closed the
-	// connections.
+	// Requests counts the requests sent, Failed those of them that got
+	// no response; Opened and Closed count the connections.
 	Requests uint64 `json:"requests"`
+	Failed   uint64 `json:"failed"`
 	Opened   uint64 `json:"opened"`
 	Closed   uint64 `json:"closed"`
-	// ReuseRatio is the share of requests that needed no new connection:
-	// 1 - Opened/Requests, 0 with no requests.
+	// ReuseRatio is the share of answered requests that needed no new
+	// connection: 1 - Opened/(Requests-Failed), at least 0; 0 with no
+	// answered request.
 	ReuseRatio float64 `json:"reuse_ratio"`
 	DialErrors uint64  `json:"dial_errors"`
 	TLSFull    uint64  `json:"tls_full,omitempty"`
@@ -398,6 +402,7 @@ func (c *counters) stats(s Scheme) Stats {
 		Open:       max(c.open.Load(), 0),
 		InFlight:   max(c.inflight.Load(), 0),
 		Requests:   c.requests.Load(),
+		Failed:     c.failed.Load(),
 		Opened:     c.opened.Load(),
 		Closed:     c.closed.Load(),
 		DialErrors: c.dialErrors.Load(),
@@ -407,8 +412,8 @@ func (c *counters) stats(s Scheme) Stats {
 	}
 	st.Active = min(st.InFlight, st.Open)
 	st.Idle = st.Open - st.Active
-	if st.Requests > 0 && st.Opened < st.Requests {
-		st.ReuseRatio = 1 - float64(st.Opened)/float64(st.Requests)
+	if answered := st.Requests - min(st.Failed, st.Requests); answered > st.Opened {
+		st.ReuseRatio = 1 - float64(st.Opened)/float64(answered)
 	}
 	return st
 }

@@ -157,7 +157,7 @@ func TestWrapTracksInFlight(t *testing.T) {
 			if h.InFlight != tt.inflightMid || h.Requests != 1 || h.Host != "a.test:443" || h.Scheme != "https" {
 				t.Errorf("after RoundTrip: %+v, want a.test:443 https, 1 request, %d in flight", h, tt.inflightMid)
 			}
-			if (h.LastError != "") != tt.wantLastErr {
+			if (h.LastError != "") != tt.wantLastErr || (h.Failed == 1) != tt.wantLastErr {
 				t.Errorf("last error %q, want set: %v", h.LastError, tt.wantLastErr)
 			}
 			if resp != nil {
