@@ -95,12 +95,17 @@ func NewPool() *Pool {
 // before the first request.
 func (p *Pool) SetTLSObserver(fn func(resumed bool, d time.Duration)) { p.onTLS = fn }
 
-// instrument makes t dial through p: plain connections for http, and for
-// https a TLS client connection whose handshake p times. t's own TLS
-// settings are kept: the handshake uses t.TLSClientConfig and
-// t.TLSHandshakeTimeout, and the transport still runs the request's
-// httptrace TLS hooks.
-func (p *Pool) instrument(t *http.Transport, dial DialFunc) {
+// instrument makes t count its connections in p. It wraps t.DialContext,
+// whatever it is, for http, and for https sets t.DialTLSContext to dial
+// the same way, then run the TLS handshake p times. t's own TLS settings
+// are kept: the handshake uses t.TLSClientConfig and t.TLSHandshakeTimeout,
+// and the transport still runs the request's httptrace TLS hooks (on the
+// finished handshake). Call it once t's dialer is set.
+func (p *Pool) instrument(t *http.Transport) {
+	dial := DialFunc(t.DialContext)
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
 	t.DialContext = p.dialer(dial)
 	t.DialTLSContext = p.tlsDialer(dial, t.TLSClientConfig, t.TLSHandshakeTimeout)
 }

@@ -74,7 +74,7 @@ func New(cfg config.Config) (*Upstream, error) {
 		},
 	}
 	pool := NewPool()
-	pool.instrument(t, dial)
+	pool.instrument(t)
 	return &Upstream{Transport: t, Dial: dial, Pool: pool}, nil
 }
 
