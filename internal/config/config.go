@@ -101,6 +101,16 @@ type Config struct {
 	// ShutdownGrace is how long in-flight requests and tunnels get after
 	// SIGINT or SIGTERM. Default 10s.
 	ShutdownGrace time.Duration
+
+	// AdminListen, if set, is a separate host:port serving /metrics,
+	// /healthz, /readyz and /debug/pool (and /debug/pprof with PProf)
+	// instead of the proxy's address. It stays up while the proxy drains,
+	// so /readyz answers 503 there. Default none: the proxy's address
+	// serves them to origin-form requests.
+	AdminListen string
+	// PProf serves net/http/pprof under /debug/pprof/ on the admin
+	// endpoints. Default off.
+	PProf bool
 }
 
 // Default returns a Config holding every default.
@@ -185,6 +195,13 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParsePorts(c.ConnectPorts); err != nil {
 		bad("connect-ports %q: %v", c.ConnectPorts, err)
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			bad("admin-listen %q: want host:port, e.g. 127.0.0.1:9998", c.AdminListen)
+		} else if c.AdminListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			bad("admin-listen %q: same as listen; pick another port or leave it empty to serve admin paths on the proxy's address", c.AdminListen)
+		}
 	}
 	switch c.LogFormat {
 	case LogTSV, LogJSON, LogOff:

@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/metrics"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -35,6 +37,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		return fmt.Errorf("listen: %w", err)
 	}
 	ln = framingListener{ln}
+	var adminLn net.Listener
+	if cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
 	access := accesslog.New(accessOut, cfg.LogFormat)
 	defer access.Close()
 
@@ -51,13 +60,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		}
 		io.WriteString(w, "ready\n")
 	})
+	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open})
+	admin.Handle("GET /metrics", m.Handler())
+	admin.Handle("GET /debug/pool", m.PoolHandler())
+	if cfg.PProf {
+		registerPprof(admin)
+	}
+	// With a separate admin address, the proxy's own address serves no
+	// admin path: every origin-form request there gets usage help.
+	proxyAdmin := admin
+	if adminLn != nil {
+		proxyAdmin = nil
+	}
 
 	handler := proxy.New(proxy.Options{
-		Transport: up.Transport,
+		Transport: up.Pool.Wrap(up.Transport),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
-		Admin:     admin,
-		Record:    access.Log,
+		Admin:     proxyAdmin,
+		Record:    m.Record(access.Log),
 		Tunnels:   tunnels,
 		Log:       log,
 		DialTLS:   up.DialTLS,
@@ -73,12 +94,36 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// The admin server outlives the proxy's drain, so /readyz can say 503
+	// while in-flight requests finish.
+	var adminSrv *http.Server
+	adminErrc := make(chan error, 1)
+	if adminLn != nil {
+		adminSrv = &http.Server{
+			Handler:           admin,
+			ReadHeaderTimeout: cfg.ClientHeaderTimeout,
+			IdleTimeout:       cfg.ClientIdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		go func() { adminErrc <- adminSrv.Serve(adminLn) }()
+		defer func() {
+			adminSrv.Close()
+			<-adminErrc
+		}()
+		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.PProf)
+	}
 	ready.Store(true)
 	log.Info("listening", "addr", ln.Addr().String(), "log_format", cfg.LogFormat)
 
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-adminErrc:
+		adminErrc <- err // for the deferred wait
+		srv.Close()
+		<-errc
+		return fmt.Errorf("admin serve: %w", err)
 	case <-ctx.Done():
 	}
 
@@ -126,6 +171,10 @@ func (r *connRegistry) Track(c net.Conn) func() {
 	}
 }
 
+// open is how many tunnels are open: each registers its client and its
+// origin connection.
+func (r *connRegistry) open() int { return r.len() / 2 }
+
 func (r *connRegistry) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -165,4 +214,14 @@ func (r *connRegistry) closeAll() {
 	for c := range r.conns {
 		c.Close()
 	}
+}
+
+// registerPprof serves net/http/pprof on mux.
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

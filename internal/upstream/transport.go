@@ -33,6 +33,9 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 type Upstream struct {
 	Transport *http.Transport
 	Dial      DialFunc
+	// Pool counts the transport's connections and, through Pool.Wrap,
+	// its requests, per origin.
+	Pool *Pool
 }
 
 // Option adjusts what New builds.
@@ -89,7 +92,9 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 			MinVersion:         tls.VersionTLS12,
 		},
 	}
-	return &Upstream{Transport: t, Dial: dial}, nil
+	pool := NewPool()
+	pool.instrument(t)
+	return &Upstream{Transport: t, Dial: dial, Pool: pool}, nil
 }
 
 // rootCAs returns the system roots plus the PEM certificates in file. With
