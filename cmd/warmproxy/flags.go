@@ -68,6 +68,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach, comma-separated, or *")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "access log `format` on stdout: tsv, json or off")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
+	securityFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 
 	// The environment first, so that flags override it.

@@ -33,6 +33,8 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 type Upstream struct {
 	Transport *http.Transport
 	Dial      DialFunc
+	// Guard enforces the destination policy on every dial (guard.go).
+	Guard *Guard
 }
 
 // New builds the dialer and the pooled transport from cfg.
@@ -45,7 +47,11 @@ func New(cfg config.Config) (*Upstream, error) {
 		Timeout:   cfg.DialTimeout,
 		KeepAlive: 30 * time.Second,
 	}
-	dial := dialer.DialContext
+	guard, err := NewGuard(cfg, dialer)
+	if err != nil {
+		return nil, err
+	}
+	dial := guard.DialContext
 	t := &http.Transport{
 		// Never http.ProxyFromEnvironment: HTTP_PROXY in warmproxy's own
 		// environment usually points at warmproxy itself.
@@ -70,7 +76,7 @@ func New(cfg config.Config) (*Upstream, error) {
 			MinVersion:         tls.VersionTLS12,
 		},
 	}
-	return &Upstream{Transport: t, Dial: dial}, nil
+	return &Upstream{Transport: t, Dial: dial, Guard: guard}, nil
 }
 
 // rootCAs returns the system roots plus the PEM certificates in file. With
