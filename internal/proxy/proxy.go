@@ -38,6 +38,8 @@ type Handler struct {
 	// tunnels registers hijacked connections so shutdown can close them.
 	tunnels ConnTracker
 	log     *slog.Logger
+	// access checks clients and credentials (access.go); nil checks none.
+	access *Access
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -55,6 +57,8 @@ type Options struct {
 	Record    func(*accesslog.Entry)
 	Tunnels   ConnTracker
 	Log       *slog.Logger
+	// Access, when not nil, checks clients and credentials first.
+	Access *Access
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -72,6 +76,7 @@ func New(o Options) *Handler {
 		record:         o.Record,
 		tunnels:        o.Tunnels,
 		log:            o.Log,
+		access:         o.Access,
 	}
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
@@ -84,6 +89,9 @@ func New(o Options) *Handler {
 
 // ServeHTTP classifies r and serves it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.access != nil && !h.checkAccess(w, r) {
+		return
+	}
 	switch {
 	case r.Method == http.MethodConnect:
 		h.serveConnect(w, r)

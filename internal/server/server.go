@@ -17,6 +17,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -30,10 +31,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
+	lim, err := newLimits(cfg, log)
+	if err != nil {
+		return err
+	}
+	acc, err := proxy.NewAccess(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	up.Guard.SetSelf(ln.Addr())
+	ln = lim.listener(ln)
 	access := accesslog.New(accessOut, cfg.LogFormat)
 	defer access.Close()
 
@@ -52,13 +63,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	})
 
 	handler := proxy.New(proxy.Options{
-		Transport: up.Transport,
+		Transport: limit.RoundTripper(up.Transport, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
 		Admin:     admin,
 		Record:    access.Log,
-		Tunnels:   tunnels,
+		Tunnels:   lim.tracker(tunnels),
 		Log:       log,
+		Access:    acc,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -66,6 +78,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState:         lim.connState,
 	}
 
 	errc := make(chan error, 1)

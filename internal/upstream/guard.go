@@ -133,6 +133,10 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ips = []netip.Addr{ip}
 	} else {
+		// A name a rule denies is not even resolved: no DNS query leaks.
+		if d := g.policy.CheckName(host, port); !d.Allow {
+			return nil, &acl.DeniedError{Decision: d, Host: host, Port: port}
+		}
 		lookupNet := "ip"
 		switch network {
 		case "tcp4":
