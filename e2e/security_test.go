@@ -1,0 +1,567 @@
+package e2e_test
+
+// Issue 6: reliability and security of the built binary: who may use the
+// proxy, where requests may go, limits, faults survived and bad input
+// refused. Every packet stays on loopback: denied destinations are
+// stand-ins on 127.0.0.2 or names a DNS stub on 127.0.0.1 maps to them;
+// metadata and private ranges are proven by the acl and upstream unit
+// tests, never by dialing them.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+var (
+	secBuildOnce sync.Once
+	secBin       string
+	secBuildErr  error
+)
+
+// secBuild builds ./cmd/warmproxy once per test binary into a directory of
+// the temp dir named for this checkout (written under a temporary name and
+// renamed, so concurrent runs never see half a file).
+func secBuild(t *testing.T) string {
+	t.Helper()
+	secBuildOnce.Do(func() {
+		root, err := filepath.Abs("..")
+		if err != nil {
+			secBuildErr = err
+			return
+		}
+		sum := sha256.Sum256([]byte(root))
+		dir := filepath.Join(os.TempDir(), "warmproxy-e2e-sec-"+hex.EncodeToString(sum[:6]))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			secBuildErr = err
+			return
+		}
+		tmp := filepath.Join(dir, fmt.Sprintf(".warmproxy.%d", os.Getpid()))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/warmproxy")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			secBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		secBin = filepath.Join(dir, "warmproxy")
+		secBuildErr = os.Rename(tmp, secBin)
+	})
+	if secBuildErr != nil {
+		t.Fatal(secBuildErr)
+	}
+	return secBin
+}
+
+// secBuffer is a goroutine-safe output buffer.
+type secBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *secBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *secBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type secProxy struct {
+	addr           string
+	cmd            *exec.Cmd
+	stdout, stderr *secBuffer
+	exited         chan struct{}
+	exitErr        error
+}
+
+var secListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// secEnv is the test's environment less proxy and WARMPROXY_ settings.
+func secEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "WARMPROXY_"), strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "https_proxy"),
+			strings.EqualFold(k, "no_proxy"), strings.EqualFold(k, "all_proxy"):
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// secStart runs the binary with args (and -listen 127.0.0.1:0 unless
+// args set -listen), waits for its ready line and stops it at cleanup.
+// With a non-empty prefix the binary runs under it (e.g. sh -c 'ulimit').
+func secStart(t *testing.T, prefix []string, args ...string) *secProxy {
+	t.Helper()
+	bin := secBuild(t)
+	hasListen := false
+	for _, a := range args {
+		if a == "-listen" || strings.HasPrefix(a, "-listen=") {
+			hasListen = true
+		}
+	}
+	if !hasListen {
+		args = append([]string{"-listen", "127.0.0.1:0"}, args...)
+	}
+	argv := append(append(append([]string{}, prefix...), bin), args...)
+	p := &secProxy{stdout: &secBuffer{}, stderr: &secBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Env = secEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.WaitDelay = 5 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+			t.Errorf("warmproxy did not exit on SIGTERM; stderr:\n%s", p.stderr)
+		}
+		if t.Failed() {
+			t.Logf("warmproxy stderr:\n%s", p.stderr)
+		}
+	})
+	deadline := time.After(15 * time.Second)
+	for {
+		if m := secListeningRE.FindStringSubmatch(p.stderr.String()); m != nil {
+			p.addr = m[1]
+			if strings.HasPrefix(p.addr, "0.0.0.0:") || strings.HasPrefix(p.addr, "[::]:") {
+				_, port, _ := net.SplitHostPort(p.addr)
+				p.addr = "127.0.0.1:" + port
+			}
+			return p
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("warmproxy exited before listening: %v\nstderr:\n%s", p.exitErr, p.stderr)
+		case <-deadline:
+			t.Fatalf("warmproxy never printed its listening line; stderr:\n%s", p.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// alive fails the test if the proxy process has exited.
+func (p *secProxy) alive(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		t.Fatalf("warmproxy died: %v\nstderr:\n%s", p.exitErr, p.stderr)
+	default:
+	}
+}
+
+// client returns an http.Client that sends everything through the proxy.
+func (p *secProxy) client(timeout time.Duration) *http.Client {
+	u := &url.URL{Scheme: "http", Host: p.addr}
+	return &http.Client{
+		Transport: &http.Transport{Proxy: http.ProxyURL(u), DisableCompression: true},
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// secResp is a response read off a raw connection.
+type secResp struct {
+	status int
+	header http.Header
+	body   string
+	err    error
+}
+
+// secRaw writes raw to a new connection to addr and reads one response.
+func secRaw(t *testing.T, addr, raw string) secResp {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		return secResp{err: err}
+	}
+	return secRead(bufio.NewReader(c), raw)
+}
+
+func secRead(br *bufio.Reader, raw string) secResp {
+	method := "GET"
+	if strings.HasPrefix(raw, "HEAD ") {
+		method = "HEAD"
+	}
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		return secResp{err: err}
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return secResp{status: resp.StatusCode, header: resp.Header, body: string(body), err: err}
+}
+
+// secOrigin starts an HTTP origin on ip:0 counting the connections it
+// accepts.
+func secOrigin(t *testing.T, ip string, h http.Handler) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+func secHello(w http.ResponseWriter, r *http.Request) {
+	if v := r.Header.Get("Proxy-Authorization"); v != "" {
+		w.Header().Set("X-Saw-Proxy-Authorization", v)
+	}
+	io.WriteString(w, "hello from "+r.Host)
+}
+
+// secDNS is a DNS stub on 127.0.0.1 (UDP): A queries for names it knows
+// get their address with TTL 0, names marked "SERVFAIL" get SERVFAIL,
+// others NXDOMAIN; AAAA queries get no answer.
+func secDNS(t *testing.T, names map[string]string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if resp := secDNSAnswer(buf[:n], names); resp != nil {
+				pc.WriteTo(resp, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func secDNSAnswer(q []byte, names map[string]string) []byte {
+	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
+		return nil
+	}
+	var labels []string
+	i := 12
+	for i < len(q) && q[i] != 0 {
+		l := int(q[i])
+		if l&0xc0 != 0 || i+1+l > len(q) {
+			return nil
+		}
+		labels = append(labels, string(q[i+1:i+1+l]))
+		i += 1 + l
+	}
+	if i+5 > len(q) {
+		return nil
+	}
+	qtype := binary.BigEndian.Uint16(q[i+1:])
+	question := q[12 : i+5]
+	name := strings.ToLower(strings.Join(labels, "."))
+	rcode, ip := 3, net.IP(nil) // NXDOMAIN
+	if v, ok := names[name]; ok {
+		switch v {
+		case "SERVFAIL":
+			rcode = 2
+		default:
+			rcode = 0
+			ip = net.ParseIP(v).To4()
+		}
+	}
+	resp := make([]byte, 12, 64)
+	copy(resp, q[:2])
+	binary.BigEndian.PutUint16(resp[2:], 0x8180|uint16(rcode))
+	binary.BigEndian.PutUint16(resp[4:], 1)
+	resp = append(resp, question...)
+	if ip != nil && qtype == 1 {
+		binary.BigEndian.PutUint16(resp[6:], 1)
+		resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4)
+		resp = append(resp, ip...)
+	}
+	return resp
+}
+
+func secPort(t *testing.T, addr string) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// Issue 6: a listener other machines can reach refuses to start unless
+// clients are restricted, credentials are required, or the operator says
+// -open-proxy-i-know, which is logged loudly.
+func TestSecurityOpenProxyRefused(t *testing.T) {
+	bin := secBuild(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, listen := range []string{"0.0.0.0:0", ":0"} {
+		cmd := exec.CommandContext(ctx, bin, "-listen", listen)
+		cmd.Env = secEnv()
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "open proxy") {
+			t.Errorf("warmproxy -listen %s: err %v, output %q; want exit 2 naming the open proxy", listen, err, out)
+		}
+	}
+	p := secStart(t, nil, "-listen", "0.0.0.0:0", "-open-proxy-i-know")
+	if !strings.Contains(p.stderr.String(), "OPEN PROXY") {
+		t.Errorf("-open-proxy-i-know: no loud warning in the log:\n%s", p.stderr)
+	}
+}
+
+// Issue 6: a scan of the listener from a client address not in
+// -allow-clients gets nothing: every connection is reset before a byte
+// of HTTP is read or written.
+func TestSecurityClientScanRefused(t *testing.T) {
+	origin, originConns := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
+	p := secStart(t, nil, "-listen", "0.0.0.0:0", "-allow-clients", "127.0.0.1/32", "-connect-ports", "*")
+	target := origin.Listener.Addr().String()
+	scan := []string{
+		"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n\r\n",
+		"CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+	}
+	for _, raw := range scan {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", p.addr)
+		if err != nil {
+			continue // refused at connect: fine
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		got, err := io.ReadAll(c)
+		c.Close()
+		if len(got) > 0 {
+			t.Errorf("client 127.0.0.2 sent %q and got %q, want nothing", raw, got)
+		}
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client 127.0.0.2: read error %v, want EOF or reset", err)
+		}
+	}
+	if n := originConns.Load(); n != 0 {
+		t.Errorf("origin saw %d connections from the refused scan, want 0", n)
+	}
+	// The allowed client is served.
+	resp, err := p.client(5 * time.Second).Get(origin.URL + "/")
+	if err != nil {
+		t.Fatalf("allowed client: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("allowed client got %d, want 200", resp.StatusCode)
+	}
+	p.alive(t)
+}
+
+// Issue 6: Proxy-Authorization: Basic against an htpasswd file of bcrypt
+// hashes; 407 with a challenge otherwise; credentials never reach the
+// origin or the logs.
+func TestSecurityProxyAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(file, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	origin, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
+	p := secStart(t, nil, "-proxy-auth-file", file, "-connect-ports", "*")
+	target := origin.Listener.Addr().String()
+	good := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:s3cret-pw"))
+	bad := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:wrong"))
+
+	tests := []struct {
+		name, raw  string
+		wantStatus int
+	}{
+		{"no credentials", "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n\r\n", 407},
+		{"wrong password", "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: " + bad + "\r\n\r\n", 407},
+		{"bearer", "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: Bearer x\r\n\r\n", 407},
+		{"connect without", "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n", 407},
+		{"good", "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: " + good + "\r\n\r\n", 200},
+		{"good again (cached)", "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: " + good + "\r\n\r\n", 200},
+		{"named in Connection", "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\nConnection: Proxy-Authorization\r\nProxy-Authorization: " + good + "\r\n\r\n", 200},
+		{"admin path needs none", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := secRaw(t, p.addr, tt.raw)
+			if r.err != nil || r.status != tt.wantStatus {
+				t.Fatalf("status %d err %v body %q, want %d", r.status, r.err, r.body, tt.wantStatus)
+			}
+			if tt.wantStatus == 407 {
+				if got := r.header.Get("Proxy-Authenticate"); got != `Basic realm="warmproxy"` {
+					t.Errorf("Proxy-Authenticate = %q, want the Basic challenge", got)
+				}
+			}
+			if v := r.header.Get("X-Saw-Proxy-Authorization"); v != "" {
+				t.Errorf("origin received Proxy-Authorization %q", v)
+			}
+		})
+	}
+	// CONNECT with credentials opens the tunnel.
+	c, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", target, target, good)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT with credentials: %v %v", resp, err)
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", target)
+	if r := secRead(br, "GET"); r.status != 200 || r.header.Get("X-Saw-Proxy-Authorization") != "" {
+		t.Errorf("request through the tunnel: %d %v %v", r.status, r.header, r.err)
+	}
+	c.Close()
+
+	time.Sleep(400 * time.Millisecond) // the access log flushes every 200ms
+	logs := p.stdout.String() + p.stderr.String()
+	for _, secret := range []string{"s3cret-pw", good[len("Basic "):], bad[len("Basic "):]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs hold the credential %q:\n%s", secret, logs)
+		}
+	}
+}
+
+// Issue 6: destinations are checked on the resolved IP at dial time, for
+// forwarded requests, CONNECT and upgrades alike: 403 naming the rule with
+// Proxy-Status destination_ip_prohibited, and the denied address never
+// sees a connection. 127.0.0.2 stands in for a private or metadata
+// address; evil.test resolves to it through a DNS stub.
+func TestSecurityDestinationPolicy(t *testing.T) {
+	denied, deniedConns := secOrigin(t, "127.0.0.2", http.HandlerFunc(secHello))
+	ok, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
+	dport := secPort(t, denied.Listener.Addr().String())
+	oport := secPort(t, ok.Listener.Addr().String())
+	dns := secDNS(t, map[string]string{"evil.test": "127.0.0.2", "good.test": "127.0.0.1", "bad.example.test": "127.0.0.1"})
+	p := secStart(t, nil, "-deny", "127.0.0.2,*.example.test", "-dns-server", dns, "-connect-ports", "*")
+
+	tests := []struct {
+		name, raw, wantRule, wantType string
+		wantStatus                    int
+	}{
+		{"ip literal", "GET http://127.0.0.2:" + dport + "/ HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n", "deny 127.0.0.2", "destination_ip_prohibited", 403},
+		{"name resolving to denied ip", "GET http://evil.test:" + dport + "/ HTTP/1.1\r\nHost: evil.test\r\n\r\n", "deny 127.0.0.2", "destination_ip_prohibited", 403},
+		{"https via protocol header", "GET http://evil.test:" + dport + "/ HTTP/1.1\r\nHost: evil.test\r\nX-Real-Protocol: https\r\n\r\n", "deny 127.0.0.2", "destination_ip_prohibited", 403},
+		{"connect", "CONNECT evil.test:" + dport + " HTTP/1.1\r\nHost: evil.test:" + dport + "\r\n\r\n", "deny 127.0.0.2", "destination_ip_prohibited", 403},
+		{"upgrade", "GET http://evil.test:" + dport + "/ws HTTP/1.1\r\nHost: evil.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", "deny 127.0.0.2", "destination_ip_prohibited", 403},
+		{"host pattern", "GET http://bad.example.test:" + oport + "/ HTTP/1.1\r\nHost: bad.example.test\r\n\r\n", "deny *.example.test", "http_request_denied", 403},
+		{"allowed name", "GET http://good.test:" + oport + "/ HTTP/1.1\r\nHost: good.test\r\n\r\n", "", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := secRaw(t, p.addr, tt.raw)
+			if r.err != nil || r.status != tt.wantStatus {
+				t.Fatalf("status %d err %v body %q, want %d", r.status, r.err, r.body, tt.wantStatus)
+			}
+			if tt.wantStatus != 403 {
+				return
+			}
+			if !strings.Contains(r.body, tt.wantRule) {
+				t.Errorf("body %q does not name rule %q", r.body, tt.wantRule)
+			}
+			if ps := r.header.Get("Proxy-Status"); !strings.Contains(ps, "error="+tt.wantType) {
+				t.Errorf("Proxy-Status = %q, want error=%s", ps, tt.wantType)
+			}
+		})
+	}
+	if n := deniedConns.Load(); n != 0 {
+		t.Errorf("the denied origin on 127.0.0.2 saw %d connections, want 0", n)
+	}
+
+	// -deny-private turns loopback away too (the stand-in for RFC 1918).
+	p2 := secStart(t, nil, "-deny-private", "-dns-server", dns)
+	r := secRaw(t, p2.addr, "GET http://good.test:"+oport+"/ HTTP/1.1\r\nHost: good.test\r\n\r\n")
+	if r.status != 403 || !strings.Contains(r.body, "deny-private 127.0.0.0/8") {
+		t.Errorf("-deny-private, good.test -> 127.0.0.1: %d %q, want 403 naming deny-private", r.status, r.body)
+	}
+}
+
+// Issue 6: a request addressed to the proxy's own listener is a loop:
+// 508, at once, whatever name or form reaches it.
+func TestSecurityLoop(t *testing.T) {
+	dns := secDNS(t, map[string]string{"me.test": "127.0.0.1"})
+	p := secStart(t, nil, "-dns-server", dns, "-connect-ports", "*")
+	port := secPort(t, p.addr)
+	for _, raw := range []string{
+		"GET http://" + p.addr + "/ HTTP/1.1\r\nHost: " + p.addr + "\r\n\r\n",
+		"GET http://me.test:" + port + "/ HTTP/1.1\r\nHost: me.test\r\n\r\n",
+		"GET http://0.0.0.0:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n",
+		"CONNECT " + p.addr + " HTTP/1.1\r\nHost: " + p.addr + "\r\n\r\n",
+	} {
+		start := time.Now()
+		r := secRaw(t, p.addr, raw)
+		if r.status != http.StatusLoopDetected || !strings.Contains(r.header.Get("Proxy-Status"), "proxy_loop_detected") {
+			t.Errorf("%q: %d %q %v, want 508 proxy_loop_detected", raw, r.status, r.body, r.err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q: took %v", raw, d)
+		}
+	}
+	p.alive(t)
+}
