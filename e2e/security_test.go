@@ -565,3 +565,333 @@ func TestSecurityLoop(t *testing.T) {
 	}
 	p.alive(t)
 }
+
+// secKeepAlive opens a connection to the proxy and completes one request
+// on it, leaving it open (keep-alive).
+func secKeepAlive(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := secRead(bufio.NewReader(c), "GET"); r.status != 200 {
+		t.Fatalf("keep-alive request: %d %v", r.status, r.err)
+	}
+	return c
+}
+
+// Issue 6: limits: concurrent client connections (tunnels included), head
+// size, head and idle timeouts, and per-origin connections with a bounded
+// wait queue, each answered with 503 + Retry-After or a close instead of
+// unbounded memory or goroutines.
+func TestSecurityLimits(t *testing.T) {
+	release := make(chan struct{})
+	var slowSeen atomic.Int32
+	origin, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			slowSeen.Add(1)
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		io.WriteString(w, "done")
+	}))
+	target := origin.Listener.Addr().String()
+
+	t.Run("max client conns", func(t *testing.T) {
+		p := secStart(t, nil, "-max-client-conns", "3", "-connect-ports", "*")
+		a := secKeepAlive(t, p.addr)
+		secKeepAlive(t, p.addr)
+		// A CONNECT tunnel counts too.
+		tun, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tun.Close()
+		fmt.Fprintf(tun, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		tun.SetDeadline(time.Now().Add(5 * time.Second))
+		if resp, err := http.ReadResponse(bufio.NewReader(tun), &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		r := secRaw(t, p.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.header.Get("Proxy-Status"), "connection_limit_reached") {
+			t.Fatalf("4th connection: %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
+		}
+		a.Close()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			if r := secRaw(t, p.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); r.status == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no connection accepted after one closed")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.alive(t)
+	})
+
+	t.Run("head size and timeouts", func(t *testing.T) {
+		p := secStart(t, nil, "-max-header-bytes", "4096", "-client-header-timeout", "500ms", "-client-idle-timeout", "500ms")
+		big := "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n"
+		if r := secRaw(t, p.addr, big); r.status != 431 {
+			t.Errorf("20 KB head: %d %v, want 431", r.status, r.err)
+		}
+		long := "GET http://" + target + "/" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+		if r := secRaw(t, p.addr, long); r.status != 431 && r.status != 414 {
+			t.Errorf("20 KB request line: %d %v, want 431 or 414", r.status, r.err)
+		}
+		closedWithin := func(c net.Conn) time.Duration {
+			start := time.Now()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			return time.Since(start)
+		}
+		slow, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Close()
+		io.WriteString(slow, "GET http://"+target+"/ HTTP/1.1\r\nHost:")
+		if d := closedWithin(slow); d > 2*time.Second {
+			t.Errorf("half-sent head kept open %v, want closed after the 500ms header timeout", d)
+		}
+		idle := secKeepAlive(t, p.addr)
+		if d := closedWithin(idle); d > 2*time.Second {
+			t.Errorf("idle keep-alive kept open %v, want closed after the 500ms idle timeout", d)
+		}
+	})
+
+	t.Run("per-origin queue", func(t *testing.T) {
+		p := secStart(t, nil, "-max-conns-per-host", "1", "-max-conns-per-host-queue", "1")
+		slowReq := "GET http://" + target + "/slow HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+		results := make(chan secResp, 2)
+		go func() { results <- secRaw(t, p.addr, slowReq) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for slowSeen.Load() < 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("first request never reached the origin")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		go func() { results <- secRaw(t, p.addr, slowReq) }()
+		time.Sleep(300 * time.Millisecond) // the second one queues
+		start := time.Now()
+		r := secRaw(t, p.addr, "GET http://"+target+"/ HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.header.Get("Proxy-Status"), "connection_limit_reached") {
+			t.Errorf("third request with one busy and one queued: %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the 503 took %v, want at once", d)
+		}
+		close(release)
+		for range 2 {
+			if r := <-results; r.status != 200 {
+				t.Errorf("slow request: %d %v, want 200", r.status, r.err)
+			}
+		}
+		if slowSeen.Load() != 2 {
+			t.Errorf("origin saw %d slow requests, want 2", slowSeen.Load())
+		}
+		p.alive(t)
+	})
+}
+
+// secFaultOrigin is a raw-TCP origin whose behavior is picked by the
+// request path. It records when a connection it streams to is closed by
+// the proxy.
+type secFaultOrigin struct {
+	ln      net.Listener
+	aborted chan time.Time
+	conns   atomic.Int32
+}
+
+func secStartFaultOrigin(t *testing.T) *secFaultOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &secFaultOrigin{ln: ln, aborted: make(chan time.Time, 16)}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			o.conns.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				go func() { <-done; c.Close() }()
+				o.serve(c, done)
+			}()
+		}
+	}()
+	return o
+}
+
+func (o *secFaultOrigin) serve(c net.Conn, done chan struct{}) {
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		switch req.URL.Path {
+		case "/reset-mid-body":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
+			time.Sleep(50 * time.Millisecond)
+			c.(*net.TCPConn).SetLinger(0)
+			return
+		case "/stall":
+			<-done
+			return
+		case "/close-idle":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			time.Sleep(30 * time.Millisecond)
+			return // close the pooled conn while idle, without a word
+		case "/stream":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+			closed := make(chan struct{})
+			go func() { io.Copy(io.Discard, br); close(closed) }()
+			for i := 0; i < 1000; i++ {
+				select {
+				case <-closed:
+					o.aborted <- time.Now()
+					return
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				if _, err := io.WriteString(c, "6\r\nchunk\n\r\n"); err != nil {
+					o.aborted <- time.Now()
+					return
+				}
+			}
+			return
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	}
+}
+
+// Issue 6: faults survived: the origin resets mid-body, stalls, closes
+// idle pooled connections; the client aborts mid-stream; DNS fails; the
+// origin's certificate is bad. Each gets the right status or an aborted
+// response, and the proxy goes on serving.
+func TestSecurityFaults(t *testing.T) {
+	o := secStartFaultOrigin(t)
+	dns := secDNS(t, map[string]string{"fail.test": "SERVFAIL", "fault.test": "127.0.0.1"})
+	p := secStart(t, nil, "-response-header-timeout", "500ms", "-dns-server", dns)
+	target := o.ln.Addr().String()
+	get := func(path string) string {
+		return "GET http://" + target + path + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+	}
+	okAfter := func(t *testing.T) {
+		t.Helper()
+		if r := secRaw(t, p.addr, get("/ok")); r.status != 200 || r.body != "ok" {
+			t.Errorf("request after the fault: %d %q %v, want 200 ok", r.status, r.body, r.err)
+		}
+	}
+
+	t.Run("origin resets mid-body", func(t *testing.T) {
+		r := secRaw(t, p.addr, get("/reset-mid-body"))
+		if r.status == 200 && r.err == nil {
+			t.Fatalf("client got a clean 200 with %d bytes of a 100000-byte body", len(r.body))
+		}
+		okAfter(t)
+	})
+	t.Run("origin stalls", func(t *testing.T) {
+		start := time.Now()
+		r := secRaw(t, p.addr, get("/stall"))
+		if r.status != 504 || !strings.Contains(r.header.Get("Proxy-Status"), "http_response_timeout") {
+			t.Errorf("stalled origin: %d %v %q, want 504 http_response_timeout", r.status, r.header, r.body)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("504 took %v with a 500ms response-header-timeout", d)
+		}
+		okAfter(t)
+	})
+	t.Run("origin closes idle pooled conns", func(t *testing.T) {
+		c := p.client(5 * time.Second)
+		for i := range 8 {
+			var resp *http.Response
+			var err error
+			if i%2 == 0 {
+				resp, err = c.Get("http://" + target + "/close-idle")
+			} else {
+				resp, err = c.Post("http://"+target+"/close-idle", "text/plain", strings.NewReader("body"))
+			}
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "ok" {
+				t.Fatalf("request %d after the origin closed its idle conn: %d %q", i, resp.StatusCode, body)
+			}
+			time.Sleep(80 * time.Millisecond)
+		}
+	})
+	t.Run("client aborts mid-stream", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, get("/stream"))
+		buf := make([]byte, 200)
+		if _, err := io.ReadAtLeast(c, buf, 100); err != nil {
+			t.Fatalf("reading the stream: %v", err)
+		}
+		closedAt := time.Now()
+		c.Close()
+		select {
+		case at := <-o.aborted:
+			if d := at.Sub(closedAt); d > time.Second {
+				t.Errorf("origin stream cancelled %v after the client left, want within 1s", d)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("origin stream never cancelled after the client left")
+		}
+		okAfter(t)
+	})
+	t.Run("dns failure", func(t *testing.T) {
+		for _, host := range []string{"fail.test", "nx.test"} {
+			r := secRaw(t, p.addr, "GET http://"+host+"/ HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+			if r.status != 502 || !strings.Contains(r.header.Get("Proxy-Status"), "error=dns_error") {
+				t.Errorf("%s: %d %v %q, want 502 dns_error", host, r.status, r.header, r.body)
+			}
+		}
+		if r := secRaw(t, p.addr, "GET http://fault.test:"+secPort(t, target)+"/ok HTTP/1.1\r\nHost: fault.test\r\n\r\n"); r.status != 200 {
+			t.Errorf("fault.test through the stub: %d %v", r.status, r.err)
+		}
+	})
+	t.Run("bad origin certificate", func(t *testing.T) {
+		tlsOrigin := httptest.NewTLSServer(http.HandlerFunc(secHello))
+		defer tlsOrigin.Close()
+		addr := tlsOrigin.Listener.Addr().String()
+		r := secRaw(t, p.addr, "GET http://"+addr+"/ HTTP/1.1\r\nHost: "+addr+"\r\nX-Real-Protocol: https\r\n\r\n")
+		if r.status != 502 || !strings.Contains(r.header.Get("Proxy-Status"), "error=tls_certificate_error") {
+			t.Errorf("self-signed origin: %d %v %q, want 502 tls_certificate_error", r.status, r.header, r.body)
+		}
+		okAfter(t)
+	})
+	p.alive(t)
+}
