@@ -895,3 +895,363 @@ func TestSecurityFaults(t *testing.T) {
 	})
 	p.alive(t)
 }
+
+// secFDs counts the open file descriptors of process pid.
+func secFDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+// Issue 6: file-descriptor exhaustion: under ulimit -n 64 a flood of
+// client connections uses up the proxy's descriptors; the proxy keeps
+// running, answers what it can (503 when it cannot open an upstream
+// connection), and serves normally once the flood is gone.
+func TestSecurityFDExhaustion(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc")
+	}
+	origin, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
+	p := secStart(t, []string{"sh", "-c", `ulimit -n 64 && exec "$0" "$@"`}, "-log-format", "off")
+	target := origin.Listener.Addr().String()
+	req := "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+
+	// A keep-alive connection accepted before the flood.
+	a := secKeepAlive(t, p.addr)
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	for range 100 {
+		c, err := net.DialTimeout("tcp", p.addr, 2*time.Second)
+		if err != nil {
+			break
+		}
+		flood = append(flood, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for secFDs(p.cmd.Process.Pid) < 62 {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy holds %d fds after the flood, want it near 64", secFDs(p.cmd.Process.Pid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// With no descriptor left for an upstream connection: 503, not a crash.
+	a.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(a, req)
+	r := secRead(bufio.NewReader(a), req)
+	if r.status != 503 && r.status != 502 {
+		t.Errorf("request while out of fds: %d %v %q, want 503 or 502", r.status, r.err, r.body)
+	}
+	if r.status == 503 && r.header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	p.alive(t)
+	for _, c := range flood {
+		c.Close()
+	}
+	flood = nil
+	// Recovery: new connections are served again.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		r := secRaw(t, p.addr, req)
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy did not recover after the flood: last %d %v", r.status, r.err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.alive(t)
+}
+
+// secRecorder is a raw-TCP origin that parses what the proxy sends it. It
+// answers each well-framed request with 200 "ok" and records every
+// request it saw, and whether its body ended as framed.
+type secRecorder struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	seen []string // "METHOD PATH ok" or "METHOD PATH truncated"
+	junk int      // connections that sent bytes that were not a request
+}
+
+func secStartRecorder(t *testing.T) *secRecorder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &secRecorder{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						if !errors.Is(err, io.EOF) {
+							o.mu.Lock()
+							o.junk++
+							o.mu.Unlock()
+						}
+						return
+					}
+					_, err = io.Copy(io.Discard, req.Body)
+					state := "ok"
+					if err != nil {
+						state = "truncated"
+					}
+					o.mu.Lock()
+					o.seen = append(o.seen, req.Method+" "+req.URL.Path+" "+state)
+					o.mu.Unlock()
+					if err != nil {
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	return o
+}
+
+func (o *secRecorder) take() ([]string, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s, j := o.seen, o.junk
+	o.seen, o.junk = nil, 0
+	return s, j
+}
+
+// Issue 6: request smuggling shapes sent by a client: the proxy answers
+// 400 (501 for a transfer coding it does not implement, 502 when a bad
+// chunked body is found mid-stream) and the origin sees no request, or
+// one request whose body ends where its framing says, or one cut-off
+// request on a connection that is then closed; never a second, smuggled
+// request. The proxy keeps serving after each. (CL+TE together is left to
+// the core tests.)
+func TestSecuritySmugglingRequests(t *testing.T) {
+	o := secStartRecorder(t)
+	p := secStart(t, nil, "-log-format", "off")
+	target := o.ln.Addr().String()
+	head := "POST http://" + target + "/a HTTP/1.1\r\nHost: " + target + "\r\n"
+	smuggled := "GET http://" + target + "/smuggled HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+	tests := []struct {
+		name string
+		raw  string
+		// want lists the statuses allowed; origin what the origin may see:
+		// "none", "ok" (one framed request) or "cut" (none or one cut off).
+		want   []int
+		origin string
+	}{
+		{"duplicate content-length", head + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"content-length list", head + "Content-Length: 3, 4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"content-length sign", head + "Content-Length: +4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"content-length hex", head + "Content-Length: 0x4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"xchunked", head + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + smuggled, []int{400, 501}, "none"},
+		{"chunked not last", head + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + smuggled, []int{400, 501}, "none"},
+		{"gzip then chunked", head + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + smuggled, []int{400, 501}, "none"},
+		{"two te fields", head + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, []int{400, 501}, "none"},
+		{"te with vertical tab", head + "Transfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n" + smuggled, []int{400, 501}, "none"},
+		{"bad chunk size", head + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabcd\r\n0\r\n\r\n" + smuggled, []int{400, 502}, "cut"},
+		{"chunk size overflow", head + "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffff1\r\nabcd\r\n0\r\n\r\n" + smuggled, []int{400, 502}, "cut"},
+		{"negative chunk size", head + "Transfer-Encoding: chunked\r\n\r\n-1\r\nabcd\r\n0\r\n\r\n" + smuggled, []int{400, 502}, "cut"},
+		{"chunk data longer than size", head + "Transfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n" + smuggled, []int{400, 502}, "cut"},
+		{"obs-fold", head + "Content-Length: 0\r\nX-A: a\r\n b\r\n\r\n", []int{200, 400}, "ok"},
+		{"obs-fold content-length", head + "Content-Length: 0\r\n 4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"space before colon", head + "Content-Length : 4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"space in name", head + "Content Length: 4\r\n\r\nabcd" + smuggled, []int{400}, "none"},
+		{"nul in value", head + "X-A: a\x00b\r\nContent-Length: 0\r\n\r\n" + smuggled, []int{400}, "none"},
+		{"cr in value", head + "X-A: a\rb\r\nContent-Length: 0\r\n\r\n" + smuggled, []int{400}, "none"},
+		{"bare lf", "POST http://" + target + "/a HTTP/1.1\nHost: " + target + "\nContent-Length: 4\n\nabcd", []int{200, 400}, "ok"},
+		{"bare cr", "POST http://" + target + "/a HTTP/1.1\rHost: " + target + "\rContent-Length: 4\r\r\nabcd" + smuggled, []int{400}, "none"},
+		{"oversized header line", head + "X-A: " + strings.Repeat("a", 100<<10) + "\r\nContent-Length: 0\r\n\r\n" + smuggled, []int{400, 431}, "none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := secRaw(t, p.addr, tt.raw)
+			okStatus := false
+			for _, s := range tt.want {
+				okStatus = okStatus || r.status == s
+			}
+			if !okStatus {
+				t.Errorf("status %d (%v) body %q, want one of %v", r.status, r.err, r.body, tt.want)
+			}
+			time.Sleep(50 * time.Millisecond) // let the origin finish reading
+			seen, junk := o.take()
+			if junk > 0 {
+				t.Errorf("origin got %d unparseable streams: %v", junk, seen)
+			}
+			for _, s := range seen {
+				if strings.Contains(s, "smuggled") {
+					t.Errorf("origin saw the smuggled request: %v", seen)
+				}
+			}
+			switch tt.origin {
+			case "none":
+				if len(seen) != 0 {
+					t.Errorf("origin saw %v, want nothing", seen)
+				}
+			case "ok":
+				if r.status == 200 && (len(seen) != 1 || seen[0] != "POST /a ok") {
+					t.Errorf("origin saw %v, want one framed POST /a", seen)
+				}
+			case "cut":
+				if len(seen) > 1 || len(seen) == 1 && seen[0] != "POST /a truncated" {
+					t.Errorf("origin saw %v, want nothing or one cut-off POST /a", seen)
+				}
+			}
+			if r := secRaw(t, p.addr, "GET http://"+target+"/after HTTP/1.1\r\nHost: "+target+"\r\n\r\n"); r.status != 200 || r.body != "ok" {
+				t.Errorf("request after: %d %q %v", r.status, r.body, r.err)
+			}
+			o.take()
+		})
+	}
+	p.alive(t)
+}
+
+// Issue 6: the same shapes coming back from a malicious origin: the
+// client gets 502, or an aborted response, or a clean one re-framed by the
+// proxy, and the leftover bytes never answer a later request (the pooled
+// connection is not reused out of step).
+func TestSecuritySmugglingResponses(t *testing.T) {
+	const smuggledResp = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+	responses := map[string]string{
+		"/cl-te":        "HTTP/1.1 200 OK\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + smuggledResp,
+		"/cl-extra":     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + smuggledResp,
+		"/dup-cl":       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!" + smuggledResp,
+		"/cl-list":      "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!" + smuggledResp,
+		"/xchunked":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + smuggledResp,
+		"/chunked-gzip": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + smuggledResp,
+		"/bad-chunk":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" + smuggledResp,
+		"/overflow":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff1\r\nhello\r\n0\r\n\r\n" + smuggledResp,
+		"/obs-fold":     "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 5\r\n\r\nhello" + smuggledResp,
+		"/space-colon":  "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello" + smuggledResp,
+		"/nul":          "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello" + smuggledResp,
+		"/cr":           "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 5\r\n\r\nhello" + smuggledResp,
+		"/bare-lf":      "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello" + smuggledResp,
+		"/huge-header":  "HTTP/1.1 200 OK\r\nX-A: " + strings.Repeat("a", 2<<20) + "\r\nContent-Length: 5\r\n\r\nhello",
+	}
+	// Responses without a usable length are read until the origin closes:
+	// it does, right after them.
+	closeAfter := map[string]bool{"/space-colon": true}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					raw, bad := responses[req.URL.Path]
+					if !bad {
+						raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+					}
+					if _, err := io.WriteString(c, raw); err != nil {
+						return
+					}
+					if closeAfter[req.URL.Path] {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	p := secStart(t, nil, "-log-format", "off")
+	target := ln.Addr().String()
+	for path := range responses {
+		t.Run(path, func(t *testing.T) {
+			desync := 0
+			defer func() {
+				// Go's Transport returns a conn to the pool a moment before
+				// its read loop notices unsolicited bytes and closes it
+				// (golang/go#31259); a request that takes the conn in that
+				// window reads them. The race is rare; a proxy that reused
+				// such conns out of step would hit it every time.
+				if desync >= 3 {
+					t.Errorf("%d of 5 tries answered a later request with the smuggled response", desync)
+				} else if desync > 0 {
+					t.Logf("KNOWN RACE (golang/go#31259): %d of 5 tries answered a later request with the smuggled response", desync)
+				}
+			}()
+			for i := range 5 {
+				c, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				fmt.Fprintf(c, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\n\r\n", target, path, target)
+				r := secRead(br, "GET")
+				switch {
+				case r.status == 502:
+				case r.status == 200 && r.err != nil:
+					// aborted mid-body: fine
+				case r.status == 200 && r.body == "hello":
+				case r.status == 0 && r.err != nil:
+					// closed before any byte of the head: aborted
+				case closeAfter[path] && r.status == 200 && r.body == "hello"+smuggledResp:
+					// no length: read until the origin closed, not reused
+				default:
+					t.Errorf("try %d: %d %q %v, want 502, an aborted response or a clean hello", i, r.status, r.body, r.err)
+				}
+				for k, vv := range r.header {
+					for _, v := range vv {
+						if strings.ContainsAny(v, "\r\n\x00") {
+							t.Errorf("header %s: %q holds CR, LF or NUL", k, v)
+						}
+					}
+				}
+				c.Close()
+				// The next requests, on this client conn or a new one, get
+				// their own answer, never the smuggled one.
+				for j := range 2 {
+					r := secRaw(t, p.addr, "GET http://"+target+"/ok HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+					if r.body == "smuggled" {
+						desync++
+						continue
+					}
+					if r.status != 200 || r.body != "ok" {
+						t.Fatalf("try %d, request %d after: %d %q %v, want 200 ok", i, j, r.status, r.body, r.err)
+					}
+				}
+			}
+		})
+	}
+	p.alive(t)
+}
