@@ -70,6 +70,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool (default: the proxy's address)")
 	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
+	securityFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 
 	// The environment first, so that flags override it.

@@ -44,6 +44,8 @@ type Handler struct {
 	// tunnels registers hijacked connections so shutdown can close them.
 	tunnels ConnTracker
 	log     *slog.Logger
+	// access checks clients and credentials (access.go); nil checks none.
+	access *Access
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -65,6 +67,8 @@ type Options struct {
 	// DialTLS dials and completes a TLS handshake with the pool's TLS
 	// settings, for upgrade requests to https origins.
 	DialTLS DialFunc
+	// Access, when not nil, checks clients and credentials first.
+	Access *Access
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -82,6 +86,7 @@ func New(o Options) *Handler {
 		record:         o.Record,
 		tunnels:        o.Tunnels,
 		log:            o.Log,
+		access:         o.Access,
 	}
 	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {
@@ -119,6 +124,9 @@ func ambiguousFraming(r *http.Request) bool {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ambiguousFraming(r) {
 		w.Header()["Connection"] = []string{"close"}
+	}
+	if h.access != nil && !h.checkAccess(w, r) {
+		return
 	}
 	switch {
 	case r.Method == http.MethodConnect:

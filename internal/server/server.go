@@ -19,6 +19,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/metrics"
+	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -32,11 +33,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
+	lim, err := newLimits(cfg, log)
+	if err != nil {
+		return err
+	}
+	acc, err := proxy.NewAccess(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = framingListener{ln}
+	up.Guard.SetSelf(ln.Addr())
+	ln = lim.listener(framingListener{ln})
 	var adminLn net.Listener
 	if cfg.AdminListen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
@@ -74,14 +84,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	}
 
 	handler := proxy.New(proxy.Options{
-		Transport: up.Pool.Wrap(up.Transport),
+		Transport: up.Pool.Wrap(limit.RoundTripper(up.Transport, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
 		Admin:     proxyAdmin,
 		Record:    m.Record(access.Log),
-		Tunnels:   tunnels,
+		Tunnels:   lim.tracker(tunnels),
 		Log:       log,
 		DialTLS:   up.DialTLS,
+		Access:    acc,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -90,6 +101,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext:       framingContext,
+		ConnState:         lim.connState,
 	}
 
 	errc := make(chan error, 1)

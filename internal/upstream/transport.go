@@ -36,6 +36,8 @@ type Upstream struct {
 	// Pool counts the transport's connections and, through Pool.Wrap,
 	// its requests, per origin.
 	Pool *Pool
+	// Guard enforces the destination policy on every dial (guard.go).
+	Guard *Guard
 }
 
 // Option adjusts what New builds.
@@ -67,7 +69,11 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 		KeepAlive: 30 * time.Second,
 		Resolver:  o.resolver,
 	}
-	dial := dialer.DialContext
+	guard, err := NewGuard(cfg, dialer)
+	if err != nil {
+		return nil, err
+	}
+	dial := guard.DialContext
 	t := &http.Transport{
 		// Never http.ProxyFromEnvironment: HTTP_PROXY in warmproxy's own
 		// environment usually points at warmproxy itself.
@@ -94,7 +100,7 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 	}
 	pool := NewPool()
 	pool.instrument(t)
-	return &Upstream{Transport: t, Dial: dial, Pool: pool}, nil
+	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard}, nil
 }
 
 // rootCAs returns the system roots plus the PEM certificates in file. With
