@@ -22,8 +22,8 @@ import (
 type tunnelAddrHandler struct{ addr chan string }
 
 func (h tunnelAddrHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h tunnelAddrHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h tunnelAddrHandler) WithGroup(string) slog.Handler           { return h }
+func (h tunnelAddrHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h tunnelAddrHandler) WithGroup(string) slog.Handler            { return h }
 func (h tunnelAddrHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == "listening" {
 		r.Attrs(func(a slog.Attr) bool {
