@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/metrics"
@@ -28,7 +27,11 @@ import (
 // in-flight requests and tunnels finish within cfg.ShutdownGrace, close
 // what is left, close idle upstream connections, flush the access log.
 // Access records go to accessOut; lifecycle events to log.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.Writer) error {
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.Writer, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	up, err := upstream.New(cfg)
 	if err != nil {
 		return err
@@ -54,8 +57,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
-	access := accesslog.New(accessOut, cfg.LogFormat)
+	access := newLiveAccessLog(accessOut, cfg.LogFormat)
 	defer access.Close()
+	// Reloadable parts; access rules and credentials join here.
+	reloaders := []reloader{access.reloader(cfg.LogFormat)}
 
 	var ready atomic.Bool
 	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
@@ -128,15 +133,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	ready.Store(true)
 	log.Info("listening", "addr", ln.Addr().String(), "log_format", cfg.LogFormat)
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case err := <-adminErrc:
-		adminErrc <- err // for the deferred wait
-		srv.Close()
-		<-errc
-		return fmt.Errorf("admin serve: %w", err)
-	case <-ctx.Done():
+	for running, stop := cfg, false; !stop; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case err := <-adminErrc:
+			adminErrc <- err // for the deferred wait
+			srv.Close()
+			<-errc
+			return fmt.Errorf("admin serve: %w", err)
+		case <-ctx.Done():
+			stop = true
+		case next := <-o.reload:
+			running = reload(log, cfg, running, next, reloaders)
+		}
 	}
 
 	ready.Store(false)
