@@ -45,6 +45,19 @@ type File struct {
 
 	LogFormat     *string        `yaml:"log-format"`
 	ShutdownGrace *time.Duration `yaml:"shutdown-grace"`
+
+	AdminListen *string `yaml:"admin-listen"`
+	PProf       *bool   `yaml:"pprof"`
+
+	AllowClients         *string `yaml:"allow-clients"`
+	ProxyAuthFile        *string `yaml:"proxy-auth-file"`
+	OpenProxyIKnow       *bool   `yaml:"open-proxy-i-know"`
+	Allow                *string `yaml:"allow"`
+	Deny                 *string `yaml:"deny"`
+	DenyPrivate          *bool   `yaml:"deny-private"`
+	MaxClientConns       *int    `yaml:"max-client-conns"`
+	MaxConnsPerHostQueue *int    `yaml:"max-conns-per-host-queue"`
+	DNSServer            *string `yaml:"dns-server"`
 }
 
 // LoadFile reads and parses the YAML file at path. An unknown or repeated
