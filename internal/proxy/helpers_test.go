@@ -330,8 +330,8 @@ func runServer(t *testing.T, cfg config.Config) (string, *syncBuffer) {
 type addrHandler struct{ addr chan<- string }
 
 func (h *addrHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *addrHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *addrHandler) WithGroup(string) slog.Handler           { return h }
+func (h *addrHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *addrHandler) WithGroup(string) slog.Handler            { return h }
 func (h *addrHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "listening" {
 		return nil
