@@ -70,23 +70,6 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
 	version := fs.Bool("version", false, "print the version and exit")
 
-	// The environment first, so that flags override it.
-	var envErrs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "version" {
-			return
-		}
-		name := envName(f.Name)
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s=%q: %v", name, v, err))
-			}
-		}
-	})
-	if err := errors.Join(envErrs...); err != nil {
-		return cfg, actionRun, err
-	}
-
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, actionHelp, nil
@@ -104,6 +87,25 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	// The environment fills what the command line left unset: flags and
+	// positional arguments win over it. (Applied after Parse, so that set
+	// holds the command line's flags only.)
+	var envErrs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "version" || set[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %v", name, v, err))
+			}
+		}
+	})
+	if err := errors.Join(envErrs...); err != nil {
+		return cfg, actionRun, err
+	}
 	positional := []struct {
 		flag  string
 		apply func(string) error
