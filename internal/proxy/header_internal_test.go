@@ -181,3 +181,55 @@ func FuzzRemoveHopByHop(f *testing.F) {
 		}
 	})
 }
+
+func TestViaValues(t *testing.T) {
+	v := newViaValues("wp")
+	for _, tt := range []struct {
+		major, minor int
+		in           []string
+	}{{1, 1, nil}, {1, 0, nil}, {2, 0, nil}, {0, 9, nil}, {1, 1, []string{"1.0 other"}}} {
+		want, got := http.Header{"Via": tt.in}, http.Header{"Via": tt.in}
+		if tt.in == nil {
+			delete(want, "Via")
+			delete(got, "Via")
+		}
+		appendVia(want, tt.major, tt.minor, "wp")
+		v.add(got, tt.major, tt.minor)
+		if !slices.Equal(got["Via"], want["Via"]) {
+			t.Errorf("add(HTTP/%d.%d, %q) = %q, want %q as appendVia", tt.major, tt.minor, tt.in, got["Via"], want["Via"])
+		}
+		// An append to the result never changes the shared value.
+		_ = append(got["Via"], "x")
+	}
+	if v.v11[0] != "1.1 wp" || len(v.v11) != 1 || cap(v.v11) != 1 {
+		t.Errorf("shared Via value changed: %q", v.v11)
+	}
+}
+
+func TestCheckAuthority(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"a.test", true},
+		{"a.test:8080", true},
+		{"a.test:", true},
+		{"127.0.0.1:80", true},
+		{"[::1]", true},
+		{"[::1]:443", true},
+		{"", false},
+		{":80", false},
+		{"[]", false},
+		{"[]:80", false},
+		{"a.test:0", false},
+		{"a.test:65536", false},
+		{"a.test:http", false},
+		{"::1", false},
+		{"a:b:c", false},
+	}
+	for _, tt := range tests {
+		if err := checkAuthority(tt.in); (err == nil) != tt.ok {
+			t.Errorf("checkAuthority(%q) = %v, want ok %v", tt.in, err, tt.ok)
+		}
+	}
+}
