@@ -188,7 +188,7 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 
 	upgrade := upgradeType(r.Header)
 	cleanRequestHeader(r.Header, upgrade)
-	appendVia(r.Header, r.ProtoMajor, r.ProtoMinor, h.viaName)
+	h.via.add(r.Header, r.ProtoMajor, r.ProtoMinor)
 	if _, ok := r.Header["User-Agent"]; !ok {
 		// Go's transport would add its own; the origin sees the client's
 		// headers only.
@@ -221,12 +221,16 @@ func checkAuthority(hostport string) *Error {
 		return badRequest("request target names no host")
 	}
 	host, port := hostport, ""
-	if h, p, err := net.SplitHostPort(hostport); err == nil {
+	// A name with no port (the common case) or a bracketed IPv6 literal
+	// with none has nothing to split.
+	if strings.IndexByte(hostport, ':') >= 0 && !strings.HasSuffix(hostport, "]") {
+		h, p, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return badRequest("bad authority %q in request target", hostport)
+		}
 		host, port = h, p
-	} else if strings.HasPrefix(hostport, "[") || strings.Count(hostport, ":") == 1 {
-		return badRequest("bad authority %q in request target", hostport)
 	}
-	if host == "" {
+	if host == "" || host == "[]" {
 		return badRequest("request target %q names no host", hostport)
 	}
 	if port != "" {
@@ -319,7 +323,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	for k, vv := range resp.Header {
 		dst[k] = vv
 	}
-	appendVia(dst, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
+	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)

@@ -53,7 +53,7 @@ type testProxy struct {
 	entries []accesslog.Entry
 }
 
-func startProxy(t *testing.T, cfg config.Config, opts ...upstream.Option) *testProxy {
+func startProxy(t testing.TB, cfg config.Config, opts ...upstream.Option) *testProxy {
 	t.Helper()
 	up, err := upstream.New(cfg, opts...)
 	if err != nil {

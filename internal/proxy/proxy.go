@@ -27,6 +27,7 @@ type Handler struct {
 	dial           DialFunc
 	protocolHeader string
 	viaName        string
+	via            viaValues
 	retryBodyBytes int64
 	connectPorts   config.Ports
 	tunnelIdle     time.Duration
@@ -79,6 +80,7 @@ func New(o Options) *Handler {
 		dial:           o.Dial,
 		protocolHeader: http.CanonicalHeaderKey(o.Config.ProtocolHeader),
 		viaName:        o.Config.ViaName,
+		via:            newViaValues(o.Config.ViaName),
 		retryBodyBytes: o.Config.RetryBodyBytes,
 		connectPorts:   ports,
 		tunnelIdle:     o.Config.TunnelIdleTimeout,
