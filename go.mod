@@ -2,4 +2,7 @@ module github.com/warmproxy/warmproxy
 
 go 1.26.0
 
-require golang.org/x/crypto v0.58.0 // indirect
+require (
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+)
