@@ -148,7 +148,7 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 		}()
 	}
 
-	header := fmt.Sprintf("| %7s | %8s | %10s | %4s | %9s | %8s | %10s |", "t", "rss_MiB", "goroutines", "fds", "ops", "ok", "unexpected")
+	header := fmt.Sprintf("| %7s | %8s | %10s | %7s | %4s | %9s | %8s | %10s |", "t", "rss_MiB", "goroutines", "threads", "fds", "ops", "ok", "unexpected")
 	fmt.Println(header)
 	fmt.Println("|" + strings.Repeat("-", len(header)-2) + "|")
 	start := time.Now()
@@ -156,6 +156,7 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 		rss        float64
 		goroutines int
 		fds        int
+		threads    int
 	}
 	var samples []sample
 	tick := time.NewTicker(interval)
@@ -166,14 +167,14 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 			done = true
 		case <-tick.C:
 		}
-		s := sample{rss: rssMiB(pid), goroutines: goroutines(admin, addr), fds: fds(pid)}
+		s := sample{rss: rssMiB(pid), goroutines: goroutines(admin, addr), fds: fds(pid), threads: threads(pid)}
 		samples = append(samples, s)
 		g := "-"
 		if s.goroutines >= 0 {
 			g = strconv.Itoa(s.goroutines)
 		}
-		fmt.Printf("| %7s | %8.1f | %10s | %4d | %9d | %8d | %10d |\n",
-			time.Since(start).Truncate(time.Second), s.rss, g, s.fds, c.ops.Load(), c.ok.Load(), c.unexpected.Load())
+		fmt.Printf("| %7s | %8.1f | %10s | %7d | %4d | %9d | %8d | %10d |\n",
+			time.Since(start).Truncate(time.Second), s.rss, g, s.threads, s.fds, c.ops.Load(), c.ok.Load(), c.unexpected.Load())
 	}
 	close(tokensDone(tokens))
 	wg.Wait()
@@ -454,14 +455,30 @@ func waitListening(stderr *lockedBuffer, timeout time.Duration) (string, error) 
 }
 
 func rssMiB(pid int) float64 {
+	kb := procStatus(pid, "VmRSS:")
+	if kb < 0 {
+		return -1
+	}
+	return float64(kb) / 1024
+}
+
+// threads is the number of OS threads, a stand-in when goroutines cannot
+// be read.
+func threads(pid int) int { return procStatus(pid, "Threads:") }
+
+// procStatus reads a number field of /proc/PID/status, or -1.
+func procStatus(pid int, field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return -1
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			return float64(kb) / 1024
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				return -1
+			}
+			return n
 		}
 	}
 	return -1
