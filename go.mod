@@ -21,6 +21,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-require golang.org/x/crypto v0.58.0
-
-require gopkg.in/yaml.v3 v3.0.1
+require (
+	golang.org/x/crypto v0.58.0
+	gopkg.in/yaml.v3 v3.0.1
+)

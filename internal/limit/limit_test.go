@@ -3,6 +3,10 @@ package limit
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +93,47 @@ func TestHostsWaitTimeout(t *testing.T) {
 	}
 	if n := h.Waiting("a"); n != 0 {
 		t.Errorf("Waiting = %d after giving up, want 0", n)
+	}
+}
+
+type stubRT struct{ status int }
+
+func (s stubRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: s.status, Body: io.NopCloser(strings.NewReader("body")), Request: r}, nil
+}
+
+// Issue 6: a slot is held until the response body is done.
+func TestRoundTripperHoldsSlotUntilBodyDone(t *testing.T) {
+	rt := RoundTripper(stubRT{200}, 1, 0, time.Second)
+	req := httptest.NewRequest("GET", "http://origin.test/", nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.RoundTrip(req); !errors.Is(err, ErrSaturated) {
+		t.Fatalf("second request with the body open: %v, want ErrSaturated", err)
+	}
+	// Another origin is not affected.
+	if r2, err := rt.RoundTrip(httptest.NewRequest("GET", "http://other.test/", nil)); err != nil {
+		t.Fatalf("other origin: %v", err)
+	} else {
+		r2.Body.Close()
+	}
+	io.ReadAll(resp.Body) // EOF releases
+	resp2, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("after the body ended: %v", err)
+	}
+	resp2.Body.Close()
+	resp2.Body.Close()
+	// A 101 releases at once.
+	up := RoundTripper(stubRT{101}, 1, 0, time.Second)
+	for range 2 {
+		if _, err := up.RoundTrip(req); err != nil {
+			t.Fatalf("upgrade: %v", err)
+		}
+	}
+	if got := RoundTripper(stubRT{200}, 0, 0, time.Second); got != (stubRT{200}) {
+		t.Errorf("RoundTripper with max 0 = %T, want the transport unchanged", got)
 	}
 }

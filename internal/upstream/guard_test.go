@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 )
@@ -74,6 +76,8 @@ func newTestGuard(t *testing.T, cfg config.Config, names map[string][]string, di
 // Issue 6: the policy is checked on the resolved IP at dial time: a name
 // that resolves to a denied address is refused before any connection.
 func TestGuardDial(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
 	ok, okAccepts := listen(t, "127.0.0.1")
 	denied, deniedAccepts := listen(t, "127.0.0.2")
 	_, okPort, _ := net.SplitHostPort(ok.Addr().String())
