@@ -11,10 +11,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,45 +34,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-var (
-	secBuildOnce sync.Once
-	secBin       string
-	secBuildErr  error
-)
-
-// secBuild builds ./cmd/warmproxy once per test binary into a directory of
-// the temp dir named for this checkout (written under a temporary name and
-// renamed, so concurrent runs never see half a file).
+// secBuild returns the warmproxy binary TestMain built.
 func secBuild(t *testing.T) string {
 	t.Helper()
-	secBuildOnce.Do(func() {
-		root, err := filepath.Abs("..")
-		if err != nil {
-			secBuildErr = err
-			return
-		}
-		sum := sha256.Sum256([]byte(root))
-		dir := filepath.Join(os.TempDir(), "warmproxy-e2e-sec-"+hex.EncodeToString(sum[:6]))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			secBuildErr = err
-			return
-		}
-		tmp := filepath.Join(dir, fmt.Sprintf(".warmproxy.%d", os.Getpid()))
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/warmproxy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			secBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		secBin = filepath.Join(dir, "warmproxy")
-		secBuildErr = os.Rename(tmp, secBin)
-	})
-	if secBuildErr != nil {
-		t.Fatal(secBuildErr)
-	}
-	return secBin
+	return proxyBinary
 }
 
 // secBuffer is a goroutine-safe output buffer.

@@ -48,21 +48,10 @@ func tunnelCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// tunnelBuild builds ./cmd/warmproxy into a temp dir.
+// tunnelBuild returns the warmproxy binary TestMain built.
 func tunnelBuild(t *testing.T) string {
 	t.Helper()
-	goBin := tunnelNeed(t, "go")
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "warmproxy")
-	cmd := exec.CommandContext(tunnelCtx(t), goBin, "build", "-o", bin, "./cmd/warmproxy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/warmproxy: %v\n%s", err, out)
-	}
-	return bin
+	return proxyBinary
 }
 
 // tunnelOutput collects a process's output safely.
