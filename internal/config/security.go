@@ -30,7 +30,8 @@ func (c *Config) validateSecurity() []error {
 			bad("dns-server %q: want host:port, e.g. 127.0.0.1:53", c.DNSServer)
 		}
 	}
-	if c.ProxyAuthFile == "" && c.AllowClients == "" && !c.OpenProxyIKnow && !LoopbackListen(c.Listen) {
+	_, _, listenErr := net.SplitHostPort(c.Listen) // a bad address is reported once, by Validate
+	if listenErr == nil && c.ProxyAuthFile == "" && c.AllowClients == "" && !c.OpenProxyIKnow && !LoopbackListen(c.Listen) {
 		bad("listen %q is not a loopback address, so anyone who reaches it could use warmproxy as an open proxy: "+
 			"set -allow-clients CIDR,... or -proxy-auth-file FILE, or -open-proxy-i-know to run open on purpose", c.Listen)
 	}
