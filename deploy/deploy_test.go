@@ -224,7 +224,7 @@ func manifests(t *testing.T, path string) []k8sObject {
 }
 
 // Issue 7: both Kubernetes shapes parse, and their warmproxy containers
-// have /readyz and /healthz probes on the port warmproxy listens on,
+// have /readyz and /healthz probes on warmproxy's admin port,
 // Prometheus scrape annotations, a locked-down security context and a
 // configuration that warmproxy accepts.
 func TestKubernetesManifests(t *testing.T) {
@@ -367,10 +367,15 @@ func checkWorkload(t *testing.T, o k8sObject, objs []k8sObject) {
 	if cfg == nil {
 		t.Fatalf("%s: -config %s is not in a mounted ConfigMap", name, confPath)
 	}
-	host, portStr, _ := net.SplitHostPort(cfg.Listen)
+	_, portStr, _ := net.SplitHostPort(cfg.Listen)
 	listenPort, _ := strconv.Atoi(portStr)
-	if host != "0.0.0.0" && host != "" {
-		t.Errorf("%s: listen %s: the kubelet probes the pod IP, want 0.0.0.0", name, cfg.Listen)
+	// The kubelet probes and Prometheus scrapes come to the pod IP, so the
+	// admin endpoints listen on their own all-interfaces port; the proxy
+	// port stays loopback or behind allow-clients (Validate above).
+	adminHost, adminPortStr, err := net.SplitHostPort(cfg.AdminListen)
+	adminPort, _ := strconv.Atoi(adminPortStr)
+	if err != nil || (adminHost != "0.0.0.0" && adminHost != "") {
+		t.Errorf("%s: admin-listen %q: the kubelet probes the pod IP, want 0.0.0.0:PORT", name, cfg.AdminListen)
 	}
 
 	for _, p := range []struct{ probe, path string }{
@@ -380,18 +385,21 @@ func checkWorkload(t *testing.T, o k8sObject, objs []k8sObject) {
 		if got := get(wp, p.probe, "httpGet", "path"); got != p.path {
 			t.Errorf("%s: %s path %v, want %s", name, p.probe, got, p.path)
 		}
-		if got := containerPort(wp, get(wp, p.probe, "httpGet", "port")); got != listenPort {
-			t.Errorf("%s: %s port %d, want the listen port %d", name, p.probe, got, listenPort)
+		if got := containerPort(wp, get(wp, p.probe, "httpGet", "port")); got != adminPort {
+			t.Errorf("%s: %s port %d, want the admin port %d", name, p.probe, got, adminPort)
 		}
 	}
 	if got := containerPort(wp, "proxy"); got != listenPort {
 		t.Errorf("%s: containerPort proxy %d, want the listen port %d", name, got, listenPort)
 	}
+	if got := containerPort(wp, "admin"); got != adminPort {
+		t.Errorf("%s: containerPort admin %d, want the admin port %d", name, got, adminPort)
+	}
 
 	ann, _ := get(o, "spec", "template", "metadata", "annotations").(map[string]any)
 	for k, v := range map[string]string{
 		"prometheus.io/scrape": "true",
-		"prometheus.io/port":   strconv.Itoa(listenPort),
+		"prometheus.io/port":   strconv.Itoa(adminPort),
 		"prometheus.io/path":   "/metrics",
 	} {
 		if ann[k] != v {
