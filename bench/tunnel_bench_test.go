@@ -88,9 +88,13 @@ func BenchmarkTunnel1GiB(b *testing.B) {
 	b.ReportMetric(hwm/(1<<20), "rss_peak_MiB")
 }
 
-// tunnelBuildProxy builds ./cmd/warmproxy into a temp dir.
+// tunnelBuildProxy builds ./cmd/warmproxy into a temp dir, or returns
+// $WARMPROXY_BIN when set (a prebuilt binary, e.g. on a machine without Go).
 func tunnelBuildProxy(b *testing.B) string {
 	b.Helper()
+	if bin := os.Getenv("WARMPROXY_BIN"); bin != "" {
+		return bin
+	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		b.Fatal(err)
