@@ -2,12 +2,18 @@ package e2e_test
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +39,13 @@ type origin struct {
 
 func newOrigin(t *testing.T, useTLS bool, h http.HandlerFunc) *origin {
 	t.Helper()
+	return newOriginCert(t, useTLS, nil, h)
+}
+
+// newOriginCert is newOrigin with its own certificate (nil: httptest's,
+// which every httptest origin shares).
+func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.HandlerFunc) *origin {
+	t.Helper()
 	o := &origin{}
 	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && r.TLS.DidResume {
@@ -55,6 +68,9 @@ func newOrigin(t *testing.T, useTLS bool, h http.HandlerFunc) *origin {
 		o.handshakes.Add(1)
 		return nil, nil
 	}}
+	if cert != nil {
+		o.TLS.Certificates = []tls.Certificate{*cert}
+	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
 	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
@@ -463,4 +479,54 @@ func TestBigStreamRSS(t *testing.T) {
 	if peak >= 64<<20 {
 		t.Errorf("proxy peak RSS %d MiB, want under 64 MiB", peak>>20)
 	}
+}
+
+// Issue 2: origin certificates are verified against the system roots
+// (SSL_CERT_FILE keeps working) plus -ca-file, and an unknown one fails.
+func TestTrustRoots(t *testing.T) {
+	hello := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls") }
+	sys := newOriginCert(t, true, selfSigned(t, "system"), hello)
+	extra := newOriginCert(t, true, selfSigned(t, "extra"), hello)
+	stranger := newOriginCert(t, true, selfSigned(t, "stranger"), hello)
+	p := startProxyEnv(t, []string{"SSL_CERT_FILE=" + sys.caFile}, "-ca-file", extra.caFile)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(p.URL()))}}
+	for _, tt := range []struct {
+		name   string
+		o      *origin
+		status int
+	}{{"SSL_CERT_FILE root", sys, 200}, {"-ca-file root", extra, 200}, {"unknown root", stranger, 502}} {
+		req, _ := http.NewRequest("GET", tt.o.httpURL("/"), nil)
+		req.Header.Set("X-Real-Protocol", "https")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s: status %d, want %d (Proxy-Status %q)", tt.name, resp.StatusCode, tt.status, resp.Header.Get("Proxy-Status"))
+		}
+	}
+}
+
+// selfSigned makes a certificate for 127.0.0.1 that is its own root.
+func selfSigned(t *testing.T, name string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
