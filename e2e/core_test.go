@@ -140,7 +140,31 @@ func TestAccessLogFormats(t *testing.T) {
 // Issue 2: the client side has a header read timeout (slowloris) and a
 // header size limit.
 func TestClientLimits(t *testing.T) {
-	p := startProxy(t, "-client-header-timeout", "300ms", "-max-header-bytes", "4096")
+	p := startProxy(t, "-client-header-timeout", "300ms", "-max-header-bytes", "4096", "-client-idle-timeout", "500ms")
+	t.Run("idle keep-alive", func(t *testing.T) {
+		o := newOrigin(t, false, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		for i := range 2 {
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", o.httpURL("/"))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d on one keep-alive connection: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		start := time.Now()
+		_, err = br.ReadByte()
+		if d := time.Since(start); err != io.EOF || d < 400*time.Millisecond || d > 3*time.Second {
+			t.Errorf("idle client connection: %v after %v, want EOF after about 500ms", err, d)
+		}
+	})
 	t.Run("slow head", func(t *testing.T) {
 		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
 		if err != nil {
