@@ -352,7 +352,7 @@ func TestCommandLine(t *testing.T) {
 	})
 	t.Run("bad value", func(t *testing.T) {
 		for _, args := range [][]string{{"127.0.0.1:0", "abc"}, {"-max-idle-per-host", "abc"}} {
-			cmd := command(t, 10*time.Second, binary, args...)
+			cmd := command(t, 10*time.Second, proxyBinary, args...)
 			out, err := cmd.CombinedOutput()
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() != 2 {

@@ -32,8 +32,8 @@ import (
 	"time"
 )
 
-// binary is the warmproxy binary TestMain builds.
-var binary string
+// proxyBinary is the warmproxy binary TestMain builds.
+var proxyBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
@@ -46,13 +46,13 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "warmproxy")
+	proxyBinary = filepath.Join(dir, "warmproxy")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// A plain build by default: the RSS measurement needs one, and the
 	// handler runs under -race in the in-process tests.
-	// WARMPROXY_E2E_RACE=1 builds the binary with the race detector.
-	args := []string{"build", "-o", binary}
+	// WARMPROXY_E2E_RACE=1 builds the proxyBinary with the race detector.
+	args := []string{"build", "-o", proxyBinary}
 	if os.Getenv("WARMPROXY_E2E_RACE") != "" {
 		args = append(args, "-race")
 	}
@@ -116,7 +116,7 @@ func startProxyEnv(t *testing.T, env []string, args ...string) *proxyProc {
 		args = append([]string{"-listen", "127.0.0.1:0"}, args...)
 	}
 	p := &proxyProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(proxyBinary, args...)
 	p.cmd.Env = append(cleanEnv(), env...)
 	p.cmd.Stdout = p.stdout
 	stderr, err := p.cmd.StderrPipe()

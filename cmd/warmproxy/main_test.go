@@ -143,6 +143,12 @@ func TestParseArgs(t *testing.T) {
 			if !tt.check(c) {
 				t.Errorf("parseArgs(%q) with env %q = %+v", tt.args, tt.env, c)
 			}
+			// The legacy bare ":port" binds every interface, which
+			// Validate refuses without an access rule (issue 6); the
+			// opt-in shows the rest of the parsed config is valid.
+			if strings.HasPrefix(c.Listen, ":") {
+				c.OpenProxyIKnow = true
+			}
 			if err := c.Validate(); err != nil {
 				t.Errorf("Validate: %v", err)
 			}

@@ -76,6 +76,9 @@ func errorFor(target string, err error) *Error {
 	if errors.As(err, &pe) {
 		return pe
 	}
+	if ae := accessError(target, err); ae != nil {
+		return ae
+	}
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	var (
 		dnsErr   *net.DNSError

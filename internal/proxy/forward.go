@@ -129,6 +129,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if _, ok := outreq.Header["Upgrade"]; ok {
+		h.serveUpgrade(w, r, outreq, entry)
+		return
+	}
 	tr := newUpstreamTrace(w, r)
 	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
 	resp, err := h.transport.RoundTrip(outreq)
@@ -145,7 +149,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		h.serveUpgrade(w, r, outreq, resp, entry)
+		h.refuseSwitch(w, r, resp, entry)
 		return
 	}
 	h.writeResponse(w, r, resp, entry)

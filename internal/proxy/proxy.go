@@ -32,6 +32,11 @@ type Handler struct {
 	connectPorts   config.Ports
 	tunnelIdle     time.Duration
 
+	// dialTLS opens TLS connections for upgrades to https origins, which
+	// go out on a connection of their own (upgrade.go).
+	dialTLS               DialFunc
+	responseHeaderTimeout time.Duration
+
 	// admin serves origin-form requests for its paths (/metrics,
 	// /healthz, ...); other origin-form requests get usage help.
 	admin *http.ServeMux
@@ -40,6 +45,8 @@ type Handler struct {
 	// tunnels registers hijacked connections so shutdown can close them.
 	tunnels ConnTracker
 	log     *slog.Logger
+	// access checks clients and credentials (access.go); nil checks none.
+	access *Access
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -57,6 +64,12 @@ type Options struct {
 	Record    func(*accesslog.Entry)
 	Tunnels   ConnTracker
 	Log       *slog.Logger
+
+	// DialTLS dials and completes a TLS handshake with the pool's TLS
+	// settings, for upgrade requests to https origins.
+	DialTLS DialFunc
+	// Access, when not nil, checks clients and credentials first.
+	Access *Access
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -75,7 +88,9 @@ func New(o Options) *Handler {
 		record:         o.Record,
 		tunnels:        o.Tunnels,
 		log:            o.Log,
+		access:         o.Access,
 	}
+	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
 	}
@@ -111,6 +126,9 @@ func ambiguousFraming(r *http.Request) bool {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ambiguousFraming(r) {
 		w.Header()["Connection"] = []string{"close"}
+	}
+	if h.access != nil && !h.checkAccess(w, r) {
+		return
 	}
 	switch {
 	case r.Method == http.MethodConnect:
