@@ -2,75 +2,22 @@ package e2e_test
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// origin is an httptest origin on loopback counting its TCP connections,
-// TLS handshakes and resumed sessions.
-type origin struct {
-	*httptest.Server
-	conns, handshakes, resumed atomic.Int64
-	caFile                     string
-}
-
-func newOrigin(t *testing.T, useTLS bool, h http.HandlerFunc) *origin {
-	t.Helper()
-	o := &origin{}
-	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && r.TLS.DidResume {
-			o.resumed.Add(1)
-		}
-		h(w, r)
-	}))
-	o.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
-	if !useTLS {
-		o.Start()
-		t.Cleanup(o.Close)
-		return o
-	}
-	o.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		o.handshakes.Add(1)
-		return nil, nil
-	}}
-	o.StartTLS()
-	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
-	if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
-// httpURL is the origin's address as an http:// URL: with the protocol
-// header the proxy speaks TLS to it anyway.
-func (o *origin) httpURL(path string) string { return "http://" + o.Listener.Addr().String() + path }
-
-// curl runs one curl process through the proxy and returns its output.
-func curl(t *testing.T, proxy string, args ...string) string {
+// curlProxy runs one curl process through the proxy and returns its output.
+func curlProxy(t *testing.T, proxy string, args ...string) string {
 	t.Helper()
 	args = append([]string{"-sS", "--max-time", "10", "--noproxy", "", "-x", proxy}, args...)
 	cmd := command(t, 15*time.Second, "curl", args...)
@@ -96,7 +43,7 @@ func TestCurlReusesOneTLSConnection(t *testing.T) {
 	start := time.Now()
 	const n = 100
 	for i := range n {
-		if out := curl(t, p.URL(), "-H", "X-Real-Protocol: https", o.httpURL("/")); out != "ok" {
+		if out := curlProxy(t, p.URL(), "-H", "X-Real-Protocol: https", o.httpURL("/")); out != "ok" {
 			t.Fatalf("curl %d got %q, want ok", i, out)
 		}
 	}
@@ -106,7 +53,7 @@ func TestCurlReusesOneTLSConnection(t *testing.T) {
 	}
 
 	o.CloseClientConnections()
-	if out := curl(t, p.URL(), "-H", "X-Real-Protocol: https", o.httpURL("/")); out != "ok" {
+	if out := curlProxy(t, p.URL(), "-H", "X-Real-Protocol: https", o.httpURL("/")); out != "ok" {
 		t.Fatalf("curl after the origin closed got %q", out)
 	}
 	if c, r := o.conns.Load(), o.resumed.Load(); c != 2 || r != 1 {
@@ -190,18 +137,34 @@ func TestAccessLogFormats(t *testing.T) {
 	})
 }
 
-func mustURL(s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		panic(err)
-	}
-	return u
-}
-
 // Issue 2: the client side has a header read timeout (slowloris) and a
 // header size limit.
 func TestClientLimits(t *testing.T) {
-	p := startProxy(t, "-client-header-timeout", "300ms", "-max-header-bytes", "4096")
+	p := startProxy(t, "-client-header-timeout", "300ms", "-max-header-bytes", "4096", "-client-idle-timeout", "500ms")
+	t.Run("idle keep-alive", func(t *testing.T) {
+		o := newOrigin(t, false, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		for i := range 2 {
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", o.httpURL("/"))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d on one keep-alive connection: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		start := time.Now()
+		_, err = br.ReadByte()
+		if d := time.Since(start); err != io.EOF || d < 400*time.Millisecond || d > 3*time.Second {
+			t.Errorf("idle client connection: %v after %v, want EOF after about 500ms", err, d)
+		}
+	})
 	t.Run("slow head", func(t *testing.T) {
 		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
 		if err != nil {
@@ -462,5 +425,33 @@ func TestBigStreamRSS(t *testing.T) {
 	t.Logf("1 GiB in %v (%.0f MiB/s); proxy VmHWM %.1f MiB (%.1f MiB before)", d, float64(size)/(1<<20)/d.Seconds(), float64(peak)/(1<<20), float64(before)/(1<<20))
 	if peak >= 64<<20 {
 		t.Errorf("proxy peak RSS %d MiB, want under 64 MiB", peak>>20)
+	}
+}
+
+// Issue 2: origin certificates are verified against the system roots
+// (SSL_CERT_FILE keeps working) plus -ca-file, and an unknown one fails.
+func TestTrustRoots(t *testing.T) {
+	hello := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls") }
+	sys := newOriginCert(t, true, selfSigned(t, "system"), hello)
+	extra := newOriginCert(t, true, selfSigned(t, "extra"), hello)
+	stranger := newOriginCert(t, true, selfSigned(t, "stranger"), hello)
+	p := startProxyEnv(t, []string{"SSL_CERT_FILE=" + sys.caFile}, "-ca-file", extra.caFile)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(p.URL()))}}
+	for _, tt := range []struct {
+		name   string
+		o      *origin
+		status int
+	}{{"SSL_CERT_FILE root", sys, 200}, {"-ca-file root", extra, 200}, {"unknown root", stranger, 502}} {
+		req, _ := http.NewRequest("GET", tt.o.httpURL("/"), nil)
+		req.Header.Set("X-Real-Protocol", "https")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s: status %d, want %d (Proxy-Status %q)", tt.name, resp.StatusCode, tt.status, resp.Header.Get("Proxy-Status"))
+		}
 	}
 }

@@ -5,14 +5,28 @@ package e2e_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -256,4 +270,90 @@ func command(t *testing.T, timeout time.Duration, name string, args ...string) *
 	cmd.Env = cleanEnv()
 	cmd.WaitDelay = 2 * time.Second
 	return cmd
+}
+
+// origin is an httptest origin on loopback counting its TCP connections,
+// TLS handshakes and resumed sessions.
+type origin struct {
+	*httptest.Server
+	conns, handshakes, resumed atomic.Int64
+	caFile                     string
+}
+
+func newOrigin(t *testing.T, useTLS bool, h http.HandlerFunc) *origin {
+	t.Helper()
+	return newOriginCert(t, useTLS, nil, h)
+}
+
+// newOriginCert is newOrigin with its own certificate (nil: httptest's,
+// which every httptest origin shares).
+func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.HandlerFunc) *origin {
+	t.Helper()
+	o := &origin{}
+	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && r.TLS.DidResume {
+			o.resumed.Add(1)
+		}
+		h(w, r)
+	}))
+	o.Config.ErrorLog = log.New(io.Discard, "", 0)
+	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			o.conns.Add(1)
+		}
+	}
+	if !useTLS {
+		o.Start()
+		t.Cleanup(o.Close)
+		return o
+	}
+	o.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		o.handshakes.Add(1)
+		return nil, nil
+	}}
+	if cert != nil {
+		o.TLS.Certificates = []tls.Certificate{*cert}
+	}
+	o.StartTLS()
+	t.Cleanup(o.Close)
+	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
+	if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// httpURL is the origin's address as an http:// URL: with the protocol
+// header the proxy speaks TLS to it anyway.
+func (o *origin) httpURL(path string) string { return "http://" + o.Listener.Addr().String() + path }
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// selfSigned makes a certificate for 127.0.0.1 that is its own root.
+func selfSigned(t *testing.T, name string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -399,3 +399,18 @@ func TestClientGoneCancelsUpstream(t *testing.T) {
 		t.Errorf("access record status = %d, want 499", e.Status)
 	}
 }
+
+// Issue 2: pooled origin connections idle longer than IdleTimeout are
+// closed by the proxy.
+func TestPoolIdleTimeout(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	cfg := testConfig()
+	cfg.IdleTimeout = 100 * time.Millisecond
+	p := startProxy(t, cfg)
+	p.get(t, o.httpURL("/"), nil)
+	start := time.Now()
+	waitFor(t, "the idle pooled connection to be closed", func() bool { return o.closedConns.Load() == 1 })
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf("closed after %v, want about the 100ms idle timeout", d)
+	}
+}
