@@ -150,7 +150,7 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 
 	header := fmt.Sprintf("| %7s | %8s | %10s | %7s | %4s | %9s | %8s | %10s |", "t", "rss_MiB", "goroutines", "threads", "fds", "ops", "ok", "unexpected")
 	fmt.Println(header)
-	fmt.Println("|" + strings.Repeat("-", len(header)-2) + "|")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|")
 	start := time.Now()
 	type sample struct {
 		rss        float64
@@ -192,8 +192,12 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 	}
 	if len(samples) >= 3 {
 		third, last := samples[len(samples)/3], samples[len(samples)-1]
-		fmt.Printf("from t=1/3 to the end: rss %+.1f MiB, goroutines %+d, fds %+d\n",
-			last.rss-third.rss, last.goroutines-third.goroutines, last.fds-third.fds)
+		fmt.Printf("from t=1/3 to the end: rss %+.1f MiB, threads %+d, fds %+d",
+			last.rss-third.rss, last.threads-third.threads, last.fds-third.fds)
+		if last.goroutines >= 0 && third.goroutines >= 0 {
+			fmt.Printf(", goroutines %+d", last.goroutines-third.goroutines)
+		}
+		fmt.Println()
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
 		return fmt.Errorf("warmproxy died during the soak: %v\n%s", err, stderr)
