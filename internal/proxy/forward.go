@@ -145,6 +145,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
 			return
 		}
+		if cb, ok := outreq.Body.(*countingBody); ok && cb.failed.Load() {
+			// The client's body, not the origin, broke the request: a bad
+			// chunk size, or fewer bytes than its Content-Length.
+			h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
+			return
+		}
 		h.fail(w, entry, errorFor(outreq.URL.Host, err))
 		return
 	}
@@ -416,11 +422,16 @@ func copyBody(w http.ResponseWriter, src io.Reader, flushAll bool, length int64)
 type countingBody struct {
 	rc io.ReadCloser
 	n  atomic.Int64
+	// failed is set when reading the client's body failed (not at EOF).
+	failed atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+	}
 	return n, err
 }
 
