@@ -48,15 +48,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	up.Guard.SetSelf(ln.Addr())
-	ln = lim.listener(framingListener{ln})
 	var adminLn net.Listener
 	if cfg.AdminListen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			ln.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
+		// A proxy request to the admin address is a loop too.
+		up.Guard.SetSelf(ln.Addr(), adminLn.Addr())
+	} else {
+		up.Guard.SetSelf(ln.Addr())
 	}
+	ln = lim.listener(framingListener{ln})
 	access := newLiveAccessLog(accessOut, cfg.LogFormat)
 	defer access.Close()
 	// Reloadable parts; access rules and credentials join here.
