@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the programs the test suite drives: curl, php with its curl
-# extension, nginx, node and python. Idempotent; needs root for apt-get.
+# extension, nginx, node and python, systemd-analyze, and the e2e Node
+# client's npm packages. Idempotent; needs root for apt-get.
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
@@ -10,6 +11,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v git >/dev/null || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2
@@ -18,4 +21,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# undici for e2e/testdata/node/client.js, at the version its lock file pins.
+node_dir="$(cd "$(dirname "$0")/.." && pwd)/e2e/testdata/node"
+if ! (cd "$node_dir" && node -e '
+  const want = require("./package-lock.json").packages["node_modules/undici"].version;
+  process.exit(require("./node_modules/undici/package.json").version === want ? 0 : 1);' 2>/dev/null); then
+  npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error
 fi

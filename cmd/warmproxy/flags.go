@@ -18,6 +18,7 @@ const (
 	actionRun action = iota
 	actionHelp
 	actionVersion
+	actionCheckConfig
 )
 
 const usageHead = `warmproxy: a keep-alive HTTP forward proxy for short-lived clients.
@@ -27,8 +28,11 @@ Usage:
 
 The positional form is the one of the original http_pool. Every flag can
 also be set in the environment as WARMPROXY_<FLAG>, e.g.
-WARMPROXY_MAX_IDLE_PER_HOST=32; flags and positional arguments win over the
-environment.
+WARMPROXY_MAX_IDLE_PER_HOST=32, and in the YAML file named by -config (or
+WARMPROXY_CONFIG) under the flag's name, e.g. max-idle-per-host: 32.
+Precedence, lowest first: defaults < config file < environment < flags and
+positional arguments. SIGHUP re-reads the file and applies what can change
+while running (log-format).
 
 Flags:
 `
@@ -38,8 +42,19 @@ func envName(name string) string {
 	return "WARMPROXY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// parseArgs builds a Config from defaults, then the environment, then args.
-// It never exits; usage and errors go to out.
+// settingsError holds the problems found in the configuration file and the
+// environment. parseArgs returns it with the Config merged as far as it
+// could be, so that main can list these problems together with Validate's.
+type settingsError struct{ err error }
+
+func (e *settingsError) Error() string { return e.err.Error() }
+func (e *settingsError) Unwrap() error { return e.err }
+
+// parseArgs builds a Config in layers, lowest first: defaults, the YAML
+// file named by -config or WARMPROXY_CONFIG, the WARMPROXY_* environment,
+// then the flags and positional arguments in args. It never exits; usage
+// goes to out. A bad flag or argument is returned as a plain error; bad
+// settings in the file or environment as a *settingsError.
 func parseArgs(args []string, getenv func(string) string, out io.Writer) (config.Config, action, error) {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("warmproxy", flag.ContinueOnError)
@@ -68,24 +83,13 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach, comma-separated, or *")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "access log `format` on stdout: tsv, json or off")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool (default: the proxy's address)")
+	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
+	securityFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
-
-	// The environment first, so that flags override it.
-	var envErrs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "version" {
-			return
-		}
-		name := envName(f.Name)
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s=%q: %v", name, v, err))
-			}
-		}
-	})
-	if err := errors.Join(envErrs...); err != nil {
-		return cfg, actionRun, err
-	}
+	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
+	checkConfig := fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not")
+	notSettings := map[string]bool{"version": true, "config": true, "check-config": true}
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -96,14 +100,64 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	if *version {
 		return cfg, actionVersion, nil
 	}
+	act := actionRun
+	if *checkConfig {
+		act = actionCheckConfig
+	}
+
+	// The flags are parsed, and written into cfg; note them, then build cfg
+	// again layer by layer so each layer overrides the one below.
+	type setting struct{ name, value string }
+	var given []setting
+	fs.Visit(func(f *flag.Flag) {
+		if !notSettings[f.Name] {
+			given = append(given, setting{f.Name, f.Value.String()})
+		}
+	})
+	cfg = config.Default()
+	var problems []error
+	path := *configFile
+	if path == "" {
+		path = getenv(envName("config"))
+	}
+	if path != "" {
+		file, err := config.LoadFile(path)
+		if err != nil {
+			problems = append(problems, err)
+		}
+		file.Apply(&cfg)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if notSettings[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			prev := f.Value.String()
+			if err := fs.Set(f.Name, v); err != nil {
+				problems = append(problems, fmt.Errorf("%s=%q: %v", name, v, err))
+				fs.Set(f.Name, prev) // a failed Set may have zeroed it
+			}
+		}
+	})
+	for _, s := range given {
+		if err := fs.Set(s.name, s.value); err != nil {
+			return cfg, act, fmt.Errorf("-%s %s: %v", s.name, s.value, err)
+		}
+	}
 
 	// The original http_pool's positional form.
 	pos := fs.Args()
 	if len(pos) > 3 {
-		return cfg, actionRun, fmt.Errorf("too many arguments %q: want [host]:port [MaxIdleConnsPerHost [ProtocolHeader]]", pos)
+		return cfg, act, fmt.Errorf("too many arguments %q: want [host]:port [MaxIdleConnsPerHost [ProtocolHeader]]", pos)
 	}
+	// Only flags on the command line clash with positional arguments; the
+	// file and environment are layers below both (fs.Visit would list
+	// the environment's too).
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, s := range given {
+		set[s.name] = true
+	}
 	positional := []struct {
 		flag  string
 		apply func(string) error
@@ -128,11 +182,14 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	for i, v := range pos {
 		p := positional[i]
 		if set[p.flag] {
-			return cfg, actionRun, fmt.Errorf("argument %q repeats -%s", v, p.flag)
+			return cfg, act, fmt.Errorf("argument %q repeats -%s", v, p.flag)
 		}
 		if err := p.apply(v); err != nil {
-			return cfg, actionRun, err
+			return cfg, act, err
 		}
 	}
-	return cfg, actionRun, nil
+	if len(problems) > 0 {
+		return cfg, act, &settingsError{errors.Join(problems...)}
+	}
+	return cfg, act, nil
 }

@@ -5,14 +5,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 
+	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/server"
 )
 
@@ -23,7 +26,8 @@ func main() {
 // run is main with its inputs and outputs explicit, and an exit code out.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, act, err := parseArgs(args, getenv, stderr)
-	if err != nil {
+	var settingsErr *settingsError
+	if err != nil && !errors.As(err, &settingsErr) {
 		fmt.Fprintf(stderr, "warmproxy: %v\nRun warmproxy -h for usage.\n", err)
 		return 2
 	}
@@ -34,11 +38,27 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stdout, versionString())
 		return 0
 	}
-	if err := cfg.Validate(); err != nil {
+	// Every problem at once: the file's, the environment's and Validate's.
+	if err := errors.Join(err, cfg.Validate()); err != nil {
 		fmt.Fprintf(stderr, "warmproxy: bad configuration:\n%v\n", err)
 		return 2
 	}
+	if act == actionCheckConfig {
+		out, err := config.FileFrom(cfg).Marshal()
+		if err != nil {
+			fmt.Fprintf(stderr, "warmproxy: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "# warmproxy: configuration ok; effective settings:\n%s", out)
+		return 0
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	// SIGHUP re-reads the configuration; register before serving so that
+	// an early one does not kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -46,11 +66,47 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		// A second signal gets the default action: exit at once.
 		stop()
 	}()
-	if err := server.Run(ctx, cfg, log, stdout); err != nil {
+
+	reloads := make(chan config.Config)
+	load := func() (config.Config, error) {
+		c, _, err := parseArgs(args, getenv, io.Discard)
+		return c, errors.Join(err, c.Validate())
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { watchReload(watchCtx, hup, load, reloads, log) })
+	err = server.Run(ctx, cfg, log, stdout, server.WithReload(reloads))
+	stopWatch()
+	wg.Wait()
+	if err != nil {
 		log.Error("exiting", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// watchReload loads the configuration again on each signal from hup and
+// hands it to the server; a configuration that does not load or validate
+// is logged and dropped, so the running one stays. It returns when ctx is
+// done.
+func watchReload(ctx context.Context, hup <-chan os.Signal, load func() (config.Config, error), reloads chan<- config.Config, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := load()
+		if err != nil {
+			log.Error("reload failed, keeping the old configuration", "err", err)
+			continue
+		}
+		select {
+		case reloads <- cfg:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".

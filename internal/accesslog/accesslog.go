@@ -185,7 +185,11 @@ func (l *Logger) logJSON(e *Entry) {
 	if e.End != "" {
 		attrs = append(attrs, slog.String(KeyEnd, e.End))
 	}
-	l.json.LogAttrs(context.Background(), slog.LevelInfo, e.Kind, attrs...)
+	// The record's time is the request's start, as in the TSV format, not
+	// the moment it is logged.
+	r := slog.NewRecord(e.Start, slog.LevelInfo, e.Kind, 0)
+	r.AddAttrs(attrs...)
+	l.json.Handler().Handle(context.Background(), r)
 }
 
 // TSVHeader names the TSV fields in order. The first eight are those of the

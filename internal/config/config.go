@@ -39,6 +39,12 @@ const (
 	// request which never reached the origin can be sent again on a fresh
 	// connection.
 	DefaultRetryBodyBytes = 64 << 10
+	// DefaultMaxClientConns caps concurrent client connections, tunnels
+	// included.
+	DefaultMaxClientConns = 4096
+	// DefaultMaxConnsPerHostQueue bounds the requests waiting for a
+	// connection to an origin at MaxConnsPerHost.
+	DefaultMaxConnsPerHostQueue = 256
 )
 
 // Log formats for the access log.
@@ -101,6 +107,47 @@ type Config struct {
 	// ShutdownGrace is how long in-flight requests and tunnels get after
 	// SIGINT or SIGTERM. Default 10s.
 	ShutdownGrace time.Duration
+
+	// AdminListen, if set, is a separate host:port serving /metrics,
+	// /healthz, /readyz and /debug/pool (and /debug/pprof with PProf)
+	// instead of the proxy's address. It stays up while the proxy drains,
+	// so /readyz answers 503 there. Default none: the proxy's address
+	// serves them to origin-form requests.
+	AdminListen string
+	// PProf serves net/http/pprof under /debug/pprof/ on the admin
+	// endpoints. Default off.
+	PProf bool
+	// Security settings; see security.go.
+
+	// AllowClients lists the client IPs and CIDR prefixes, comma-separated,
+	// that may use the proxy; others are disconnected at accept. Default
+	// none: every client that reaches the listener.
+	AllowClients string
+	// ProxyAuthFile names an htpasswd file of bcrypt hashes (htpasswd -B);
+	// when set, proxy requests need "Proxy-Authorization: Basic". Default
+	// none.
+	ProxyAuthFile string
+	// OpenProxyIKnow lets a non-loopback listener run with neither
+	// AllowClients nor ProxyAuthFile. Default false.
+	OpenProxyIKnow bool
+	// Allow and Deny are comma-separated destination rules (host patterns,
+	// IPs, CIDR prefixes, ports; see package acl). Cloud metadata addresses
+	// are always denied unless an IP rule in Allow names them. Default
+	// none.
+	Allow, Deny string
+	// DenyPrivate denies loopback, RFC 1918, CGNAT, link-local, ULA and
+	// unspecified destinations, checked on the resolved IP. Default false.
+	DenyPrivate bool
+	// MaxClientConns caps concurrent client connections, tunnels included;
+	// a client over it gets a 503 and is disconnected. Default 4096.
+	MaxClientConns int
+	// MaxConnsPerHostQueue bounds the requests waiting for a free
+	// connection when an origin has MaxConnsPerHost; over it, or after
+	// DialTimeout waiting, a request gets 503 with Retry-After. Default 256.
+	MaxConnsPerHostQueue int
+	// DNSServer is a DNS server address, host:port, asked instead of the
+	// system's resolver. Default none.
+	DNSServer string
 }
 
 // Default returns a Config holding every default.
@@ -124,6 +171,8 @@ func Default() Config {
 		ConnectPorts:          DefaultConnectPorts,
 		LogFormat:             DefaultLogFormat,
 		ShutdownGrace:         DefaultShutdownGrace,
+		MaxClientConns:        DefaultMaxClientConns,
+		MaxConnsPerHostQueue:  DefaultMaxConnsPerHostQueue,
 	}
 }
 
@@ -186,11 +235,19 @@ func (c *Config) Validate() error {
 	if _, err := ParsePorts(c.ConnectPorts); err != nil {
 		bad("connect-ports %q: %v", c.ConnectPorts, err)
 	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			bad("admin-listen %q: want host:port, e.g. 127.0.0.1:9998", c.AdminListen)
+		} else if c.AdminListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			bad("admin-listen %q: same as listen; pick another port or leave it empty to serve admin paths on the proxy's address", c.AdminListen)
+		}
+	}
 	switch c.LogFormat {
 	case LogTSV, LogJSON, LogOff:
 	default:
 		bad("log-format %q: want tsv, json or off", c.LogFormat)
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }
 

@@ -1,13 +1,20 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
+
+// connectEstablished is the whole answer to a CONNECT that worked. It is
+// written by hand after the hijack: a 2xx to CONNECT carries no
+// Content-Length or Transfer-Encoding (RFC 9110 section 9.3.6), which
+// net/http's response writer would add.
+const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
 
 // serveConnect opens a CONNECT tunnel: dial the target, answer 200, then
 // relay bytes both ways (RFC 9110 section 9.3.6).
@@ -21,18 +28,18 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		Kind:         accesslog.KindConnect,
 	}
 	target := r.RequestURI
-	host, portStr, err := net.SplitHostPort(target)
-	port, perr := strconv.Atoi(portStr)
-	if err != nil || host == "" || perr != nil || port < 1 || port > 65535 {
+	port, ok := connectPort(target)
+	if !ok {
 		h.fail(w, entry, badRequest("CONNECT target %q: want host:port, e.g. CONNECT example.com:443", target))
 		return
 	}
 	if !h.connectPorts.Allows(port) {
 		h.fail(w, entry, &Error{Status: http.StatusForbidden, Type: PSHTTPRequestDenied,
-			Msg: "CONNECT to port " + portStr + " is not allowed; allow it with -connect-ports (now " + h.connectPorts.String() + ")"})
+			Msg: "CONNECT to " + target + " is not allowed: port not in -connect-ports (now " + h.connectPorts.String() + "); add it there, or * for any"})
 		return
 	}
 	origin, err := h.dial(r.Context(), "tcp", target)
+	entry.Connect = time.Since(entry.Start)
 	if err != nil {
 		if r.Context().Err() != nil {
 			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err})
@@ -41,21 +48,49 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, entry, errorFor(target, err))
 		return
 	}
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		origin.Close()
-		entry.Status, entry.Error, entry.Detail = http.StatusOK, PSConnectionTerminated, "client went away"
-		h.record(entry)
-		return
-	}
-	client, brw, err := rc.Hijack()
+	// Tracked before the hijack, so that a shutdown that starts meanwhile
+	// sees this tunnel: http.Server.Shutdown stops waiting for a conn once
+	// it is hijacked.
+	defer h.track(origin)()
+
+	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		origin.Close()
-		entry.Status, entry.Error, entry.Detail = http.StatusOK, PSProxyInternalError, "hijack: "+err.Error()
-		h.record(entry)
+		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
 		return
 	}
 	entry.Status = http.StatusOK
-	h.relay(client, origin, buffered(brw.Reader), entry)
+	if h.tunnelIdle > 0 {
+		client.SetWriteDeadline(time.Now().Add(h.tunnelIdle))
+	}
+	if _, err := io.WriteString(client, connectEstablished); err != nil {
+		client.Close()
+		origin.Close()
+		entry.Error, entry.Detail = PSConnectionTerminated, "client went away: "+err.Error()
+		entry.End = tunnel.EndError
+		entry.Duration = time.Since(entry.Start)
+		h.record(entry)
+		return
+	}
+	// Bytes the client sent right behind the CONNECT head (a pipelined TLS
+	// ClientHello) sit in the server's read buffer.
+	h.relay(client, origin, tunnel.Options{ToOrigin: buffered(brw.Reader)}, entry)
+}
+
+// connectPort checks a CONNECT request target, which must be host:port
+// (RFC 9110 section 9.3.6), and returns the port.
+func connectPort(target string) (int, bool) {
+	host, p, err := net.SplitHostPort(target)
+	if err != nil || host == "" || len(p) == 0 || len(p) > 5 {
+		return 0, false
+	}
+	port := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		port = port*10 + int(c-'0')
+	}
+	return port, port >= 1 && port <= 65535
 }

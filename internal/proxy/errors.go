@@ -20,26 +20,26 @@ const StatusClientClosed = 499
 
 // Proxy-Status error types of RFC 9209 section 2.3.
 const (
-	PSDNSTimeout            = "dns_timeout"
-	PSDNSError              = "dns_error"
-	PSDestinationNotFound   = "destination_not_found"
-	PSDestinationIPDenied   = "destination_ip_prohibited"
-	PSConnectionRefused     = "connection_refused"
-	PSConnectionTerminated  = "connection_terminated"
-	PSConnectionTimeout     = "connection_timeout"
-	PSConnectionLimit       = "connection_limit_reached"
-	PSTLSProtocolError      = "tls_protocol_error"
-	PSTLSCertificateError   = "tls_certificate_error"
-	PSTLSAlertReceived      = "tls_alert_received"
-	PSHTTPRequestError      = "http_request_error"
-	PSHTTPRequestDenied     = "http_request_denied"
+	PSDNSTimeout             = "dns_timeout"
+	PSDNSError               = "dns_error"
+	PSDestinationNotFound    = "destination_not_found"
+	PSDestinationIPDenied    = "destination_ip_prohibited"
+	PSConnectionRefused      = "connection_refused"
+	PSConnectionTerminated   = "connection_terminated"
+	PSConnectionTimeout      = "connection_timeout"
+	PSConnectionLimit        = "connection_limit_reached"
+	PSTLSProtocolError       = "tls_protocol_error"
+	PSTLSCertificateError    = "tls_certificate_error"
+	PSTLSAlertReceived       = "tls_alert_received"
+	PSHTTPRequestError       = "http_request_error"
+	PSHTTPRequestDenied      = "http_request_denied"
 	PSHTTPResponseIncomplete = "http_response_incomplete"
-	PSHTTPResponseTimeout   = "http_response_timeout"
-	PSHTTPUpgradeFailed     = "http_upgrade_failed"
-	PSHTTPProtocolError     = "http_protocol_error"
-	PSProxyInternalError    = "proxy_internal_error"
-	PSProxyLoopDetected     = "proxy_loop_detected"
-	PSProxyInternalResponse = "proxy_internal_response"
+	PSHTTPResponseTimeout    = "http_response_timeout"
+	PSHTTPUpgradeFailed      = "http_upgrade_failed"
+	PSHTTPProtocolError      = "http_protocol_error"
+	PSProxyInternalError     = "proxy_internal_error"
+	PSProxyLoopDetected      = "proxy_loop_detected"
+	PSProxyInternalResponse  = "proxy_internal_response"
 )
 
 // Error is a failure with the status and Proxy-Status type it maps to.
@@ -75,6 +75,9 @@ func errorFor(target string, err error) *Error {
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe
+	}
+	if ae := accessError(target, err); ae != nil {
+		return ae
 	}
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	var (
@@ -128,7 +131,13 @@ func errorFor(target string, err error) *Error {
 // field. The caller has written nothing yet.
 func writeError(w http.ResponseWriter, name string, e *Error) int64 {
 	h := w.Header()
+	// A "Connection: close" set for this exchange (see ambiguousFraming)
+	// outlives the cleanup.
+	conn := h["Connection"]
 	clear(h)
+	if conn != nil {
+		h["Connection"] = conn
+	}
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	h["Proxy-Status"] = []string{proxyStatus(name, e)}

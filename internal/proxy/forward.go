@@ -29,7 +29,11 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 // RoundTrip returned (a conn dialed for this request may be handed to
 // another), so the fields they touch are atomic.
 type upstreamTrace struct {
-	w         http.ResponseWriter
+	w http.ResponseWriter
+	// relay1xx says whether interim responses may be passed on; n1xx
+	// counts those passed.
+	relay1xx  bool
+	n1xx      int
 	getConn   time.Time
 	connect   time.Duration
 	conns     int
@@ -39,8 +43,8 @@ type upstreamTrace struct {
 	trace     httptrace.ClientTrace
 }
 
-func newUpstreamTrace(w http.ResponseWriter) *upstreamTrace {
-	t := &upstreamTrace{w: w}
+func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
+	t := &upstreamTrace{w: w, relay1xx: relay1xx(r)}
 	t.trace = httptrace.ClientTrace{
 		GetConn: func(string) { t.getConn = time.Now() },
 		GotConn: func(info httptrace.GotConnInfo) {
@@ -61,12 +65,32 @@ func newUpstreamTrace(w http.ResponseWriter) *upstreamTrace {
 	return t
 }
 
+// max1xx bounds the interim responses relayed for one request: once they
+// are handed to us, net/http no longer limits them.
+const max1xx = 16
+
+// relay1xx reports whether interim responses to r may be relayed. Never to
+// an HTTP/1.0 client (RFC 9110 section 15.2). Nor while a request body
+// with "Expect: 100-continue" may still be read: net/http's server writes
+// its own 100 Continue on the first body read, from the transport's write
+// goroutine, and a 1xx written at the same time from the read goroutine
+// would interleave with it.
+func relay1xx(r *http.Request) bool {
+	if !r.ProtoAtLeast(1, 1) {
+		return false
+	}
+	return r.ContentLength == 0 || !hasToken(r.Header, "Expect", "100-continue")
+}
+
 // got1xx relays an interim response (102, 103) to the client. 100 Continue
 // is left to net/http's server, which sends it when the transport starts
 // reading the request body, that is after the origin's own 100.
 func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
-	if code == http.StatusContinue {
+	if code == http.StatusContinue || !t.relay1xx {
 		return nil
+	}
+	if t.n1xx++; t.n1xx > max1xx {
+		return errors.New("origin sent more than 16 interim (1xx) responses")
 	}
 	h := t.w.Header()
 	for k, vv := range header {
@@ -105,7 +129,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	tr := newUpstreamTrace(w)
+	if _, ok := outreq.Header["Upgrade"]; ok {
+		h.serveUpgrade(w, r, outreq, entry)
+		return
+	}
+	tr := newUpstreamTrace(w, r)
 	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
 	resp, err := h.transport.RoundTrip(outreq)
 	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
@@ -117,11 +145,17 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
 			return
 		}
+		if cb, ok := outreq.Body.(*countingBody); ok && cb.failed.Load() {
+			// The client's body, not the origin, broke the request: a bad
+			// chunk size, or fewer bytes than its Content-Length.
+			h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
+			return
+		}
 		h.fail(w, entry, errorFor(outreq.URL.Host, err))
 		return
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		h.serveUpgrade(w, r, outreq, resp, entry)
+		h.refuseSwitch(w, r, resp, entry)
 		return
 	}
 	h.writeResponse(w, r, resp, entry)
@@ -160,7 +194,7 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 
 	upgrade := upgradeType(r.Header)
 	cleanRequestHeader(r.Header, upgrade)
-	appendVia(r.Header, r.ProtoMajor, r.ProtoMinor, h.viaName)
+	h.via.add(r.Header, r.ProtoMajor, r.ProtoMinor)
 	if _, ok := r.Header["User-Agent"]; !ok {
 		// Go's transport would add its own; the origin sees the client's
 		// headers only.
@@ -193,12 +227,16 @@ func checkAuthority(hostport string) *Error {
 		return badRequest("request target names no host")
 	}
 	host, port := hostport, ""
-	if h, p, err := net.SplitHostPort(hostport); err == nil {
+	// A name with no port (the common case) or a bracketed IPv6 literal
+	// with none has nothing to split.
+	if strings.IndexByte(hostport, ':') >= 0 && !strings.HasSuffix(hostport, "]") {
+		h, p, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return badRequest("bad authority %q in request target", hostport)
+		}
 		host, port = h, p
-	} else if strings.HasPrefix(hostport, "[") || strings.Count(hostport, ":") == 1 {
-		return badRequest("bad authority %q in request target", hostport)
 	}
-	if host == "" {
+	if host == "" || host == "[]" {
 		return badRequest("request target %q names no host", hostport)
 	}
 	if port != "" {
@@ -291,7 +329,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	for k, vv := range resp.Header {
 		dst[k] = vv
 	}
-	appendVia(dst, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
+	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
@@ -324,12 +362,18 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		resp.Body.Close()
 		panic(http.ErrAbortHandler)
 	}
+	// Trailers go out under the TrailerPrefix form, which net/http's
+	// server sends whether or not they were announced in the head. The
+	// announced ones would also be sent by plain name; deleting that form
+	// keeps a field from going out twice.
 	for k, vv := range resp.Trailer {
-		if announced > 0 {
-			dst[k] = vv
-		} else {
-			dst[http.TrailerPrefix+k] = vv
+		if len(vv) == 0 {
+			continue
 		}
+		if announced > 0 {
+			delete(dst, k)
+		}
+		dst[http.TrailerPrefix+k] = vv
 	}
 	entry.Duration = time.Since(entry.Start)
 	h.record(entry)
@@ -378,11 +422,16 @@ func copyBody(w http.ResponseWriter, src io.Reader, flushAll bool, length int64)
 type countingBody struct {
 	rc io.ReadCloser
 	n  atomic.Int64
+	// failed is set when reading the client's body failed (not at EOF).
+	failed atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+	}
 	return n, err
 }
 

@@ -105,6 +105,31 @@ func appendVia(h http.Header, major, minor int, name string) {
 	h["Via"] = append(h["Via"], v)
 }
 
+// viaValues holds the Via entries of one pseudonym, built once, so the
+// hot path adds Via without building strings. Each slice has cap == len:
+// an append to it elsewhere copies instead of writing into it.
+type viaValues struct{ v10, v11, v2 []string }
+
+func newViaValues(name string) viaValues {
+	return viaValues{v10: []string{"1.0 " + name}, v11: []string{"1.1 " + name}, v2: []string{"2 " + name}}
+}
+
+// add does what appendVia does, without allocating when h has no Via yet.
+func (v *viaValues) add(h http.Header, major, minor int) {
+	one := v.v11
+	switch {
+	case major == 1 && minor == 0:
+		one = v.v10
+	case major == 2:
+		one = v.v2
+	}
+	if old := h["Via"]; len(old) > 0 {
+		h["Via"] = append(old, one[0])
+		return
+	}
+	h["Via"] = one
+}
+
 // viaNames reports whether any Via entry received-by pseudonym is name.
 func viaNames(h http.Header, name string) bool {
 	for _, v := range h["Via"] {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
@@ -26,9 +27,15 @@ type Handler struct {
 	dial           DialFunc
 	protocolHeader string
 	viaName        string
+	via            viaValues
 	retryBodyBytes int64
 	connectPorts   config.Ports
 	tunnelIdle     time.Duration
+
+	// dialTLS opens TLS connections for upgrades to https origins, which
+	// go out on a connection of their own (upgrade.go).
+	dialTLS               DialFunc
+	responseHeaderTimeout time.Duration
 
 	// admin serves origin-form requests for its paths (/metrics,
 	// /healthz, ...); other origin-form requests get usage help.
@@ -38,6 +45,8 @@ type Handler struct {
 	// tunnels registers hijacked connections so shutdown can close them.
 	tunnels ConnTracker
 	log     *slog.Logger
+	// access checks clients and credentials (access.go); nil checks none.
+	access *Access
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -55,6 +64,12 @@ type Options struct {
 	Record    func(*accesslog.Entry)
 	Tunnels   ConnTracker
 	Log       *slog.Logger
+
+	// DialTLS dials and completes a TLS handshake with the pool's TLS
+	// settings, for upgrade requests to https origins.
+	DialTLS DialFunc
+	// Access, when not nil, checks clients and credentials first.
+	Access *Access
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -65,6 +80,7 @@ func New(o Options) *Handler {
 		dial:           o.Dial,
 		protocolHeader: http.CanonicalHeaderKey(o.Config.ProtocolHeader),
 		viaName:        o.Config.ViaName,
+		via:            newViaValues(o.Config.ViaName),
 		retryBodyBytes: o.Config.RetryBodyBytes,
 		connectPorts:   ports,
 		tunnelIdle:     o.Config.TunnelIdleTimeout,
@@ -72,7 +88,9 @@ func New(o Options) *Handler {
 		record:         o.Record,
 		tunnels:        o.Tunnels,
 		log:            o.Log,
+		access:         o.Access,
 	}
+	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
 	}
@@ -82,8 +100,36 @@ func New(o Options) *Handler {
 	return h
 }
 
+// framingKey is the context key of a client connection's framing flag.
+type framingKey struct{}
+
+// WithFramingFlag returns a copy of ctx carrying f, a client connection's
+// flag that the server sets once a request head on it carried both
+// Content-Length and Transfer-Encoding. net/http drops the Content-Length
+// and reads the body as chunked; the handler then closes the connection
+// after the response, as RFC 9112 section 6.1 requires.
+func WithFramingFlag(ctx context.Context, f *atomic.Bool) context.Context {
+	return context.WithValue(ctx, framingKey{}, f)
+}
+
+// ambiguousFraming reports whether r may have arrived with both
+// Content-Length and Transfer-Encoding.
+func ambiguousFraming(r *http.Request) bool {
+	if len(r.TransferEncoding) == 0 {
+		return false
+	}
+	f, _ := r.Context().Value(framingKey{}).(*atomic.Bool)
+	return f != nil && f.Load()
+}
+
 // ServeHTTP classifies r and serves it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ambiguousFraming(r) {
+		w.Header()["Connection"] = []string{"close"}
+	}
+	if h.access != nil && !h.checkAccess(w, r) {
+		return
+	}
 	switch {
 	case r.Method == http.MethodConnect:
 		h.serveConnect(w, r)

@@ -2,105 +2,224 @@ package proxy
 
 import (
 	"bufio"
-	"io"
+	"context"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
-// serveUpgrade relays a 101 Switching Protocols answer to an upgrade
-// request, then the bytes of the new protocol both ways. A request whose
-// upgrade the origin refused never gets here: any other status is an
-// ordinary response.
-func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, resp *http.Response, entry *accesslog.Entry) {
+// maxInterim bounds the 1xx interim responses (100, 102, 103) skipped
+// before an upgrade request's final answer.
+const maxInterim = 8
+
+// serveUpgrade forwards a request that asks to switch protocols (Upgrade
+// plus "Connection: upgrade", e.g. WebSocket). It goes out on a
+// connection of its own, dialled like the pool's (with TLS when the
+// protocol header asks for https), never on a pooled one: after a 101 the
+// connection belongs to the tunnel, which then gets a real conn that can
+// half-close, take deadlines and, for plain TCP, splice.
+//
+// On 101 for a protocol the client asked for, warmproxy relays the 101 and
+// then bytes both ways. Any other final status is an ordinary response:
+// no tunnel, and the client connection stays usable as after any request.
+func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry) {
+	ctx := r.Context()
+	u := outreq.URL
+	origin, err := h.dialUpgrade(ctx, u.Scheme, u.Host)
+	entry.Connect = time.Since(entry.Start)
+	if err != nil {
+		h.upstreamFail(ctx, w, entry, u.Host, err)
+		return
+	}
+	defer h.track(origin)()
+	// The client going away abandons the exchange. Once the tunnel starts
+	// it owns origin, and this no longer applies.
+	tunnelOwns := false
+	stop := context.AfterFunc(ctx, func() { origin.Close() })
+	defer func() {
+		stop()
+		if !tunnelOwns {
+			origin.Close()
+		}
+	}()
+
+	resp, br, err := h.sendUpgrade(origin, outreq)
+	if err != nil {
+		h.upstreamFail(ctx, w, entry, u.Host, err)
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// writeResponse may abort the handler with a panic; the deferred
+		// close still runs.
+		h.writeResponse(w, r, resp, entry)
+		return
+	}
+
 	entry.Kind = accesslog.KindUpgrade
 	entry.Status = resp.StatusCode
-	reqUp := upgradeType(outreq.Header)
-	respUp := upgradeType(resp.Header)
-	origin, ok := resp.Body.(io.ReadWriteCloser)
-	if reqUp == "" || !asciiEqualFold(reqUp, respUp) || !ok {
-		resp.Body.Close()
+	reqUp, respUp := upgradeType(outreq.Header), upgradeType(resp.Header)
+	if !switchAllowed(reqUp, respUp) {
 		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPUpgradeFailed,
-			Msg: "origin " + r.URL.Host + " switched to protocol " + quote(respUp) + " the client did not ask for (" + quote(reqUp) + ")"})
+			Msg: "origin " + u.Host + " switched to protocol " + quote(respUp) + " the client did not ask for (" + quote(reqUp) + ")"})
 		return
 	}
-	removeHopByHop(resp.Header)
-	dst := w.Header()
-	for k, vv := range resp.Header {
-		dst[k] = vv
+	if !stop() {
+		// The client left while the origin answered.
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: context.Cause(ctx)})
+		return
 	}
-	dst["Connection"] = []string{"Upgrade"}
-	dst["Upgrade"] = []string{respUp}
-	appendVia(dst, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
 
-	rc := http.NewResponseController(w)
-	client, brw, err := rc.Hijack()
+	removeHopByHop(resp.Header)
+	resp.Header["Connection"] = []string{"Upgrade"}
+	resp.Header["Upgrade"] = []string{respUp}
+	appendVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
+	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		origin.Close()
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection", Err: err})
+		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for the upgrade to " + u.Host, Err: err})
 		return
 	}
-	// The 101 head is written by hand: after a hijack the server writes
-	// nothing.
-	resp.Header = dst
-	if err := writeHead(brw.Writer, resp); err != nil {
+	// After a hijack the server writes nothing: the 101 head goes out by
+	// hand.
+	if h.tunnelIdle > 0 {
+		client.SetWriteDeadline(time.Now().Add(h.tunnelIdle))
+	}
+	if err := writeSwitch(brw.Writer, resp.Header); err != nil {
 		client.Close()
-		origin.Close()
-		entry.Error, entry.Detail = PSConnectionTerminated, "client went away"
+		entry.Error, entry.Detail = PSConnectionTerminated, "client went away: "+err.Error()
+		entry.End = tunnel.EndError
 		entry.Duration = time.Since(entry.Start)
 		h.record(entry)
 		return
 	}
-	originConn, ok := origin.(net.Conn)
-	if !ok {
-		originConn = rwcConn{ReadWriteCloser: origin, Conn: client}
-	}
-	h.relay(client, originConn, buffered(brw.Reader), entry)
+	tunnelOwns = true
+	h.relay(client, origin, tunnel.Options{
+		ToOrigin: buffered(brw.Reader),
+		ToClient: buffered(br),
+	}, entry)
 }
 
-// writeHead writes resp's status line and header, then flushes.
-func writeHead(bw *bufio.Writer, resp *http.Response) error {
+// dialUpgrade opens the connection an upgrade request goes out on.
+func (h *Handler) dialUpgrade(ctx context.Context, scheme, host string) (net.Conn, error) {
+	if scheme == "https" {
+		if h.dialTLS == nil {
+			return nil, &Error{Status: http.StatusBadGateway, Type: PSProxyInternalError, Msg: "no TLS dialer configured for upgrades to https origins"}
+		}
+		return h.dialTLS(ctx, "tcp", hostPort(host, "443"))
+	}
+	return h.dial(ctx, "tcp", hostPort(host, "80"))
+}
+
+// sendUpgrade writes outreq on origin and reads the final response head,
+// within the response header timeout. The response body, if any, reads
+// from the returned reader; bytes behind a 101 head are buffered there.
+func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Response, *bufio.Reader, error) {
+	if h.responseHeaderTimeout > 0 {
+		origin.SetDeadline(time.Now().Add(h.responseHeaderTimeout))
+	}
+	if err := outreq.Write(origin); err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReader(origin)
+	for range maxInterim {
+		resp, err := http.ReadResponse(br, outreq)
+		if err != nil {
+			return nil, nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			origin.SetDeadline(time.Time{})
+			return resp, br, nil
+		}
+	}
+	return nil, nil, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "origin " + outreq.URL.Host + " sent more than 8 interim responses"}
+}
+
+// upstreamFail answers a failure to reach the origin, or logs a 499 when
+// the client is the one that went away.
+func (h *Handler) upstreamFail(ctx context.Context, w http.ResponseWriter, entry *accesslog.Entry, host string, err error) {
+	if ctx.Err() != nil {
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err})
+		return
+	}
+	h.fail(w, entry, errorFor(host, err))
+}
+
+// refuseSwitch answers a 101 to a request that asked for no upgrade: the
+// origin switched to something the client cannot speak.
+func (h *Handler) refuseSwitch(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry) {
+	resp.Body.Close()
+	h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPUpgradeFailed,
+		Msg: "origin " + r.URL.Host + " switched to protocol " + quote(upgradeType(resp.Header)) + " though the client asked for no upgrade"})
+}
+
+// switchAllowed reports whether a 101 naming the protocols got may answer
+// a request that offered want: each protocol switched to must be one the
+// client offered (RFC 9110 section 7.8). Both are comma-separated lists.
+func switchAllowed(want, got string) bool {
+	if want == "" || strings.TrimSpace(got) == "" {
+		return false
+	}
+	for got != "" {
+		var g string
+		g, got, _ = strings.Cut(got, ",")
+		if g = textproto.TrimString(g); g == "" {
+			continue
+		}
+		if !offered(want, g) {
+			return false
+		}
+	}
+	return true
+}
+
+func offered(list, proto string) bool {
+	for list != "" {
+		var p string
+		p, list, _ = strings.Cut(list, ",")
+		if asciiEqualFold(textproto.TrimString(p), proto) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeSwitch writes a 101 head with header h, then flushes.
+func writeSwitch(bw *bufio.Writer, h http.Header) error {
 	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	resp.Header.Write(bw)
+	h.Write(bw)
 	bw.WriteString("\r\n")
 	return bw.Flush()
 }
 
-// rwcConn lets the upgraded origin stream net/http hands back (an
-// io.ReadWriteCloser over the pooled conn, not the conn) ride the tunnel.
-// Addresses come from the client's conn; deadlines are no-ops, so the
-// tunnel's idle timeout is enforced through the client side, whose
-// deadline looks at activity in both directions.
-type rwcConn struct {
-	io.ReadWriteCloser
-	net.Conn
-}
-
-func (c rwcConn) Read(p []byte) (int, error)       { return c.ReadWriteCloser.Read(p) }
-func (c rwcConn) Write(p []byte) (int, error)      { return c.ReadWriteCloser.Write(p) }
-func (c rwcConn) Close() error                     { return c.ReadWriteCloser.Close() }
-func (c rwcConn) SetDeadline(time.Time) error      { return nil }
-func (c rwcConn) SetReadDeadline(time.Time) error  { return nil }
-func (c rwcConn) SetWriteDeadline(time.Time) error { return nil }
-
 // relay runs a tunnel between client and origin and logs it when it ends.
-func (h *Handler) relay(client, origin net.Conn, pending []byte, entry *accesslog.Entry) {
-	if h.tunnels != nil {
-		defer h.tunnels.Track(client)()
-		defer h.tunnels.Track(origin)()
-	}
-	res := tunnel.Relay(client, origin, pending, h.tunnelIdle)
+func (h *Handler) relay(client, origin net.Conn, o tunnel.Options, entry *accesslog.Entry) {
+	defer h.track(client)()
+	o.Idle = h.tunnelIdle
+	res := tunnel.Relay(client, origin, o)
 	entry.BytesIn, entry.BytesOut, entry.End = res.Up, res.Down, res.End
+	if res.Err != nil {
+		entry.Detail = res.Err.Error()
+	}
 	entry.Duration = time.Since(entry.Start)
 	h.record(entry)
 }
 
-// buffered returns the bytes br holds that were read from the client but
-// not yet consumed: a pipelined TLS ClientHello after a CONNECT head, or a
-// WebSocket frame sent right after the upgrade request.
+// track registers c for shutdown and returns the function that forgets it.
+func (h *Handler) track(c net.Conn) (untrack func()) {
+	if h.tunnels == nil {
+		return func() {}
+	}
+	return h.tunnels.Track(c)
+}
+
+// buffered returns the bytes br holds that were read but not yet consumed:
+// a pipelined TLS ClientHello after a CONNECT head, a WebSocket frame sent
+// right after the upgrade request, or the origin's first frames behind its
+// 101 head.
 func buffered(br *bufio.Reader) []byte {
 	n := br.Buffered()
 	if n == 0 {
@@ -108,6 +227,17 @@ func buffered(br *bufio.Reader) []byte {
 	}
 	b, _ := br.Peek(n)
 	return append([]byte(nil), b...)
+}
+
+// hostPort returns host with port def added when it names none.
+func hostPort(host, def string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		return host + ":" + def
+	}
+	return net.JoinHostPort(host, def)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

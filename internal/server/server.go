@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
+	"github.com/warmproxy/warmproxy/internal/metrics"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -25,8 +27,20 @@ import (
 // in-flight requests and tunnels finish within cfg.ShutdownGrace, close
 // what is left, close idle upstream connections, flush the access log.
 // Access records go to accessOut; lifecycle events to log.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.Writer) error {
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.Writer, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	up, err := upstream.New(cfg)
+	if err != nil {
+		return err
+	}
+	lim, err := newLimits(cfg, log)
+	if err != nil {
+		return err
+	}
+	acc, err := proxy.NewAccess(cfg)
 	if err != nil {
 		return err
 	}
@@ -34,8 +48,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	access := accesslog.New(accessOut, cfg.LogFormat)
+	var adminLn net.Listener
+	if cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+		// A proxy request to the admin address is a loop too.
+		up.Guard.SetSelf(ln.Addr(), adminLn.Addr())
+	} else {
+		up.Guard.SetSelf(ln.Addr())
+	}
+	ln = lim.listener(framingListener{ln})
+	access := newLiveAccessLog(accessOut, cfg.LogFormat)
 	defer access.Close()
+	// Reloadable parts; access rules and credentials join here.
+	reloaders := []reloader{access.reloader(cfg.LogFormat)}
 
 	var ready atomic.Bool
 	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
@@ -50,15 +78,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		}
 		io.WriteString(w, "ready\n")
 	})
+	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open})
+	admin.Handle("GET /metrics", m.Handler())
+	admin.Handle("GET /debug/pool", m.PoolHandler())
+	if cfg.PProf {
+		registerPprof(admin)
+	}
+	// With a separate admin address, the proxy's own address serves no
+	// admin path: every origin-form request there gets usage help.
+	proxyAdmin := admin
+	if adminLn != nil {
+		proxyAdmin = nil
+	}
 
 	handler := proxy.New(proxy.Options{
-		Transport: up.Transport,
+		Transport: up.Pool.Wrap(limit.RoundTripper(up.Transport, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
-		Admin:     admin,
-		Record:    access.Log,
-		Tunnels:   tunnels,
+		Admin:     proxyAdmin,
+		Record:    m.Record(access.Log),
+		Tunnels:   lim.tracker(tunnels),
 		Log:       log,
+		DialTLS:   up.DialTLS,
+		Access:    acc,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -66,17 +108,48 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext:       framingContext,
+		ConnState:         lim.connState,
 	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// The admin server outlives the proxy's drain, so /readyz can say 503
+	// while in-flight requests finish.
+	var adminSrv *http.Server
+	adminErrc := make(chan error, 1)
+	if adminLn != nil {
+		adminSrv = &http.Server{
+			Handler:           admin,
+			ReadHeaderTimeout: cfg.ClientHeaderTimeout,
+			IdleTimeout:       cfg.ClientIdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		go func() { adminErrc <- adminSrv.Serve(adminLn) }()
+		defer func() {
+			adminSrv.Close()
+			<-adminErrc
+		}()
+		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.PProf)
+	}
 	ready.Store(true)
 	log.Info("listening", "addr", ln.Addr().String(), "log_format", cfg.LogFormat)
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	for running, stop := cfg, false; !stop; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case err := <-adminErrc:
+			adminErrc <- err // for the deferred wait
+			srv.Close()
+			<-errc
+			return fmt.Errorf("admin serve: %w", err)
+		case <-ctx.Done():
+			stop = true
+		case next := <-o.reload:
+			running = reload(log, cfg, running, next, reloaders)
+		}
 	}
 
 	ready.Store(false)
@@ -103,11 +176,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 type connRegistry struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// closed is set once the drain closed what was left; a conn tracked
+	// after that is closed at once.
+	closed bool
 }
 
 // Track adds c; the returned func removes it.
 func (r *connRegistry) Track(c net.Conn) func() {
 	r.mu.Lock()
+	if r.closed {
+		c.Close()
+	}
 	r.conns[c] = struct{}{}
 	r.mu.Unlock()
 	return func() {
@@ -117,27 +196,57 @@ func (r *connRegistry) Track(c net.Conn) func() {
 	}
 }
 
+// open is how many tunnels are open: each registers its client and its
+// origin connection.
+func (r *connRegistry) open() int { return r.len() / 2 }
+
 func (r *connRegistry) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.conns)
 }
 
+// closeWait bounds how long the drain waits, after closing the tunnels
+// left at the deadline, for their handlers to write their access records
+// (each untracks its conns after its record).
+const closeWait = 2 * time.Second
+
 // waitOrClose waits for the tunnels to end on their own until ctx is done,
-// then closes those still open.
+// then closes those still open and waits, at most closeWait, for their
+// handlers to finish. Any conn tracked later is closed at once.
 func (r *connRegistry) waitOrClose(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	defer r.closeAll()
 	for r.len() > 0 {
 		select {
 		case <-ctx.Done():
-			r.mu.Lock()
-			for c := range r.conns {
-				c.Close()
+			r.closeAll()
+			deadline := time.Now().Add(closeWait)
+			for r.len() > 0 && time.Now().Before(deadline) {
+				<-t.C
 			}
-			r.mu.Unlock()
 			return
 		case <-t.C:
 		}
 	}
+}
+
+func (r *connRegistry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for c := range r.conns {
+		c.Close()
+	}
+}
+
+// registerPprof serves net/http/pprof on mux.
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

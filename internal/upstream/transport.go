@@ -33,10 +33,33 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 type Upstream struct {
 	Transport *http.Transport
 	Dial      DialFunc
+	// Pool counts the transport's connections and, through Pool.Wrap,
+	// its requests, per origin.
+	Pool *Pool
+	// Guard enforces the destination policy on every dial (guard.go).
+	Guard *Guard
+}
+
+// Option adjusts what New builds.
+type Option func(*options)
+
+type options struct {
+	resolver *net.Resolver
+}
+
+// WithResolver makes the dialer resolve origin names with r instead of
+// the system's resolver, e.g. a test's resolver that asks a DNS server on
+// loopback.
+func WithResolver(r *net.Resolver) Option {
+	return func(o *options) { o.resolver = r }
 }
 
 // New builds the dialer and the pooled transport from cfg.
-func New(cfg config.Config) (*Upstream, error) {
+func New(cfg config.Config, opts ...Option) (*Upstream, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	roots, err := rootCAs(cfg.CAFile)
 	if err != nil {
 		return nil, err
@@ -44,8 +67,13 @@ func New(cfg config.Config) (*Upstream, error) {
 	dialer := &net.Dialer{
 		Timeout:   cfg.DialTimeout,
 		KeepAlive: 30 * time.Second,
+		Resolver:  o.resolver,
 	}
-	dial := dialer.DialContext
+	guard, err := NewGuard(cfg, dialer)
+	if err != nil {
+		return nil, err
+	}
+	dial := guard.DialContext
 	t := &http.Transport{
 		// Never http.ProxyFromEnvironment: HTTP_PROXY in warmproxy's own
 		// environment usually points at warmproxy itself.
@@ -70,7 +98,9 @@ func New(cfg config.Config) (*Upstream, error) {
 			MinVersion:         tls.VersionTLS12,
 		},
 	}
-	return &Upstream{Transport: t, Dial: dial}, nil
+	pool := NewPool()
+	pool.instrument(t)
+	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard}, nil
 }
 
 // rootCAs returns the system roots plus the PEM certificates in file. With
@@ -92,4 +122,38 @@ func rootCAs(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("ca-file %s: no PEM certificate found", file)
 	}
 	return pool, nil
+}
+
+// DialTLS dials addr with the pool's dialer and completes a TLS handshake
+// with the pool's TLS settings (roots, session cache, handshake timeout),
+// offering HTTP/1.1 only. Upgrade requests to https origins use it: after
+// a 101 their connection belongs to a tunnel, so it never joins the pool.
+func (u *Upstream) DialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial tls %s: %v", addr, err)
+	}
+	raw, err := u.Dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := u.Transport.TLSClientConfig.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	if d := u.Transport.TLSHandshakeTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
 }

@@ -1,0 +1,54 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/warmproxy/warmproxy/internal/acl"
+)
+
+// validateSecurity checks the access settings: the rules parse, and a
+// listener that other machines can reach is not an open proxy by accident.
+func (c *Config) validateSecurity() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, err := acl.ParseClients(acl.SplitList(c.AllowClients)); err != nil {
+		bad("allow-clients %q: %v", c.AllowClients, err)
+	}
+	if _, err := acl.New(acl.Config{Allow: acl.SplitList(c.Allow), Deny: acl.SplitList(c.Deny)}); err != nil {
+		bad("bad destination rule: %v; see warmproxy -h for the rule forms", err)
+	}
+	if c.MaxClientConns <= 0 {
+		bad("max-client-conns %d: want a number above 0", c.MaxClientConns)
+	}
+	if c.MaxConnsPerHostQueue < 0 {
+		bad("max-conns-per-host-queue %d: want 0 (no waiting) or more", c.MaxConnsPerHostQueue)
+	}
+	if c.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(c.DNSServer); err != nil {
+			bad("dns-server %q: want host:port, e.g. 127.0.0.1:53", c.DNSServer)
+		}
+	}
+	_, _, listenErr := net.SplitHostPort(c.Listen) // a bad address is reported once, by Validate
+	if listenErr == nil && c.ProxyAuthFile == "" && c.AllowClients == "" && !c.OpenProxyIKnow && !LoopbackListen(c.Listen) {
+		bad("listen %q is not a loopback address, so anyone who reaches it could use warmproxy as an open proxy: "+
+			"set -allow-clients CIDR,... or -proxy-auth-file FILE, or -open-proxy-i-know to run open on purpose", c.Listen)
+	}
+	return errs
+}
+
+// LoopbackListen reports whether a listen address binds loopback only: a
+// loopback IP or "localhost". An empty host (":9999") binds every
+// interface.
+func LoopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}

@@ -1,0 +1,369 @@
+// Package metrics turns what warmproxy does into Prometheus metrics on a
+// private registry, and serves them with the upstream pool's state.
+//
+// Per-request facts come from the access-log entry each request ends with
+// (Record wraps the access log); connection facts come from the upstream
+// Pool's counters, read at scrape time. Every label is bounded: there is
+// no host or URL label. Per-host detail is in /debug/pool instead.
+package metrics
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/upstream"
+)
+
+// Method classes: the methods of RFC 9110 and PATCH, then the rest.
+var methodClasses = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "other"}
+
+const numMethods = len(methodClasses)
+
+func methodClass(m string) int {
+	switch m {
+	case http.MethodGet:
+		return 0
+	case http.MethodHead:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodDelete:
+		return 4
+	case http.MethodOptions:
+		return 5
+	case http.MethodPatch:
+		return 6
+	case http.MethodTrace:
+		return 7
+	case http.MethodConnect:
+		return 8
+	}
+	return numMethods - 1
+}
+
+// Status classes; index = status/100, with 0 for anything out of range.
+var statusClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func statusClass(code int) int {
+	if c := code / 100; c >= 1 && c <= 5 {
+		return c
+	}
+	return 0
+}
+
+// What a request's upstream connection was.
+const (
+	connNone   = iota // it got none: refused, failed, answered by the proxy
+	connNew           // a connection dialed for it
+	connReused        // a pooled connection
+	numConn
+)
+
+var connClasses = [numConn]string{"none", "new", "reused"}
+
+// errorTypes are the Proxy-Status error types warmproxy writes; any other
+// is counted as "other".
+var errorTypes = []string{
+	proxy.PSDNSTimeout, proxy.PSDNSError, proxy.PSDestinationNotFound,
+	proxy.PSDestinationIPDenied, "destination_ip_unroutable",
+	proxy.PSConnectionRefused, proxy.PSConnectionTerminated, proxy.PSConnectionTimeout,
+	proxy.PSConnectionLimit, proxy.PSTLSProtocolError, proxy.PSTLSCertificateError,
+	proxy.PSTLSAlertReceived, proxy.PSHTTPRequestError, proxy.PSHTTPRequestDenied,
+	proxy.PSHTTPResponseIncomplete, proxy.PSHTTPResponseTimeout, proxy.PSHTTPUpgradeFailed,
+	proxy.PSHTTPProtocolError, proxy.PSProxyInternalError, proxy.PSProxyLoopDetected,
+	proxy.PSProxyInternalResponse,
+}
+
+// Buckets, in seconds.
+var (
+	requestBuckets   = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	handshakeBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+)
+
+// Options are what Metrics report on besides the requests they observe.
+type Options struct {
+	// Pool is the upstream pool whose connections are reported; nil
+	// reports none.
+	Pool *upstream.Pool
+	// Tunnels, if set, returns how many CONNECT and upgrade tunnels are
+	// open.
+	Tunnels func() int
+}
+
+// Metrics holds warmproxy's collectors. Every labelled child is resolved
+// once, in New, so observing a request is array indexing and atomic adds.
+type Metrics struct {
+	reg  *prometheus.Registry
+	pool *upstream.Pool
+
+	requests   [numMethods][len(statusClasses)]prometheus.Counter
+	duration   [numConn]prometheus.Observer
+	upstream   [numConn]prometheus.Counter
+	connect    prometheus.Observer
+	avoidedTCP prometheus.Counter
+	avoidedTLS prometheus.Counter
+	retries    prometheus.Counter
+	errors     map[string]prometheus.Counter
+	errOther   prometheus.Counter
+	tunnels    [2]prometheus.Counter // connect, upgrade
+	bytesUp    prometheus.Counter
+	bytesDown  prometheus.Counter
+	handshake  [2]prometheus.Observer // full, resumed
+}
+
+// New registers warmproxy's collectors, the Go runtime's and the
+// process's on a new private registry. With a pool it hooks itself into
+// the pool's TLS handshakes.
+func New(o Options) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg, pool: o.Pool, errors: make(map[string]prometheus.Counter, len(errorTypes))}
+
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_requests_total",
+		Help: "Requests and tunnels the proxy finished, by method and status class.",
+	}, []string{"method", "code"})
+	for i, meth := range methodClasses {
+		for j, code := range statusClasses {
+			m.requests[i][j] = requests.WithLabelValues(meth, code)
+		}
+	}
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "warmproxy_request_duration_seconds",
+		Help:    "Time from request head to the end of the response, by the upstream connection the request got (none, new, reused). Tunnels are not included.",
+		Buckets: requestBuckets,
+	}, []string{"conn"})
+	upstreamReqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_upstream_requests_total",
+		Help: "Requests sent upstream, by whether they went out on a new or a reused (pooled) connection.",
+	}, []string{"conn"})
+	for i, c := range connClasses {
+		m.duration[i] = duration.WithLabelValues(c)
+		if i != connNone {
+			m.upstream[i] = upstreamReqs.WithLabelValues(c)
+		}
+	}
+	connect := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "warmproxy_upstream_connect_duration_seconds",
+		Help:    "Time a request spent getting a new upstream connection: TCP connect plus TLS handshake. What each reused request saves.",
+		Buckets: handshakeBuckets,
+	})
+	m.connect = connect
+	avoided := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_handshakes_avoided_total",
+		Help: "Handshakes saved by reusing a pooled connection: one tcp per reused request, one tls more when it speaks TLS to the origin.",
+	}, []string{"kind"})
+	m.avoidedTCP = avoided.WithLabelValues("tcp")
+	m.avoidedTLS = avoided.WithLabelValues("tls")
+	retries := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "warmproxy_upstream_retries_total",
+		Help: "Requests sent again on a fresh connection because a pooled one turned out closed.",
+	})
+	m.retries = retries
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_errors_total",
+		Help: "Failed requests and tunnels, by Proxy-Status (RFC 9209) error type.",
+	}, []string{"type"})
+	for _, t := range errorTypes {
+		m.errors[t] = errs.WithLabelValues(t)
+	}
+	m.errOther = errs.WithLabelValues("other")
+	tunnels := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_tunnels_total",
+		Help: "Tunnels that ended after relaying, by kind (connect, upgrade).",
+	}, []string{"kind"})
+	m.tunnels[0] = tunnels.WithLabelValues(accesslog.KindConnect)
+	m.tunnels[1] = tunnels.WithLabelValues(accesslog.KindUpgrade)
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_tunnel_bytes_total",
+		Help: "Bytes relayed by tunnels, counted when a tunnel ends, by direction (up: client to origin).",
+	}, []string{"direction"})
+	m.bytesUp = bytes.WithLabelValues("up")
+	m.bytesDown = bytes.WithLabelValues("down")
+	handshake := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "warmproxy_tls_handshake_duration_seconds",
+		Help:    "Duration of successful TLS handshakes with origins, by kind (full, resumed).",
+		Buckets: handshakeBuckets,
+	}, []string{"kind"})
+	m.handshake[0] = handshake.WithLabelValues("full")
+	m.handshake[1] = handshake.WithLabelValues("resumed")
+
+	reg.MustRegister(requests, duration, upstreamReqs, connect, avoided, retries, errs, tunnels, bytes, handshake,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.Tunnels != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "warmproxy_tunnels_open",
+			Help: "CONNECT and upgrade tunnels open now.",
+		}, func() float64 { return float64(o.Tunnels()) }))
+	}
+	if o.Pool != nil {
+		reg.MustRegister(newPoolCollector(o.Pool))
+		o.Pool.SetTLSObserver(m.observeHandshake)
+	}
+	return m
+}
+
+// Registry returns the private registry, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func (m *Metrics) observeHandshake(resumed bool, d time.Duration) {
+	i := 0
+	if resumed {
+		i = 1
+	}
+	m.handshake[i].Observe(d.Seconds())
+}
+
+// Record returns a record function that observes each entry, then hands
+// it to next.
+func (m *Metrics) Record(next func(*accesslog.Entry)) func(*accesslog.Entry) {
+	if next == nil {
+		return m.Observe
+	}
+	return func(e *accesslog.Entry) {
+		m.Observe(e)
+		next(e)
+	}
+}
+
+// Observe counts one finished request or tunnel.
+func (m *Metrics) Observe(e *accesslog.Entry) {
+	m.requests[methodClass(e.Method)][statusClass(e.Status)].Inc()
+	if e.Error != "" {
+		if c, ok := m.errors[e.Error]; ok {
+			c.Inc()
+		} else {
+			m.errOther.Inc()
+		}
+	}
+	if e.Retries > 0 {
+		m.retries.Add(float64(e.Retries))
+	}
+	switch e.Kind {
+	case accesslog.KindConnect:
+		if e.End != "" {
+			m.tunnels[0].Inc()
+			m.tunnelBytes(e)
+		}
+		return
+	case accesslog.KindUpgrade:
+		if e.End != "" {
+			m.tunnels[1].Inc()
+			m.tunnelBytes(e)
+		}
+	}
+	conn := connNone
+	switch {
+	case e.Reused:
+		conn = connReused
+		m.avoidedTCP.Inc()
+		if strings.HasPrefix(e.URL, "https:") {
+			m.avoidedTLS.Inc()
+		}
+	case e.Connect > 0:
+		conn = connNew
+		m.connect.Observe(e.Connect.Seconds())
+	}
+	if conn != connNone {
+		m.upstream[conn].Inc()
+	}
+	if e.Kind == accesslog.KindRequest {
+		m.duration[conn].Observe(e.Duration.Seconds())
+	}
+}
+
+func (m *Metrics) tunnelBytes(e *accesslog.Entry) {
+	m.bytesUp.Add(float64(e.BytesIn))
+	m.bytesDown.Add(float64(e.BytesOut))
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// PoolReport is what /debug/pool serves.
+type PoolReport struct {
+	Time time.Time `json:"time"`
+	// Totals has one entry per scheme; Upstreams one per origin and
+	// scheme.
+	Totals    []upstream.Stats `json:"totals"`
+	Upstreams []upstream.Stats `json:"upstreams"`
+}
+
+// PoolHandler serves the pool's state as indented JSON.
+func (m *Metrics) PoolHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		rep := PoolReport{Time: time.Now().UTC(), Totals: []upstream.Stats{}, Upstreams: []upstream.Stats{}}
+		if m.pool != nil {
+			for _, s := range upstream.Schemes {
+				rep.Totals = append(rep.Totals, m.pool.Totals(s))
+			}
+			rep.Upstreams = m.pool.Hosts()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	})
+}
+
+// poolCollector reads the pool's counters at scrape time, so the pool
+// costs the request path nothing beyond its own atomic adds.
+type poolCollector struct {
+	pool                                              *upstream.Pool
+	opened, closed, conns, inflight, dialErrors, tlsH *prometheus.Desc
+}
+
+func newPoolCollector(p *upstream.Pool) *poolCollector {
+	return &poolCollector{
+		pool: p,
+		opened: prometheus.NewDesc("warmproxy_upstream_connections_opened_total",
+			"Connections opened to origins, by scheme.", []string{"scheme"}, nil),
+		closed: prometheus.NewDesc("warmproxy_upstream_connections_closed_total",
+			"Connections to origins closed, by scheme.", []string{"scheme"}, nil),
+		conns: prometheus.NewDesc("warmproxy_upstream_connections",
+			"Connections to origins open now, by scheme and state: active ones carry a request, idle ones wait in the pool.", []string{"scheme", "state"}, nil),
+		inflight: prometheus.NewDesc("warmproxy_upstream_requests_in_flight",
+			"Requests under way upstream, including those waiting for a connection, by scheme.", []string{"scheme"}, nil),
+		dialErrors: prometheus.NewDesc("warmproxy_upstream_dial_errors_total",
+			"Failed connection attempts to origins, by scheme.", []string{"scheme"}, nil),
+		tlsH: prometheus.NewDesc("warmproxy_tls_handshakes_total",
+			"TLS handshakes with origins, by result: full, resumed (session resumption) or error.", []string{"result"}, nil),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.opened, c.closed, c.conns, c.inflight, c.dialErrors, c.tlsH} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range upstream.Schemes {
+		st := c.pool.Totals(s)
+		name := st.Scheme
+		ch <- prometheus.MustNewConstMetric(c.opened, prometheus.CounterValue, float64(st.Opened), name)
+		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(st.Closed), name)
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.Active), name, "active")
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.Idle), name, "idle")
+		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(st.InFlight), name)
+		ch <- prometheus.MustNewConstMetric(c.dialErrors, prometheus.CounterValue, float64(st.DialErrors), name)
+		if s == upstream.SchemeHTTPS {
+			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSFull), "full")
+			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSResumed), "resumed")
+			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSErrors), "error")
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/acl"
+	"github.com/warmproxy/warmproxy/internal/auth"
+	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
+)
+
+// Access holds the per-request checks of who may use the proxy: the
+// client address list and the proxy credentials. Where a request may go is
+// checked by the upstream dialer on the resolved IP (upstream.Guard); its
+// refusals are mapped to statuses by accessError.
+type Access struct {
+	clients *acl.Clients
+	auth    *auth.Basic
+}
+
+// NewAccess builds the checks cfg asks for, reading the credentials file.
+// It returns nil when there is nothing to check.
+func NewAccess(cfg config.Config) (*Access, error) {
+	clients, err := acl.ParseClients(acl.SplitList(cfg.AllowClients))
+	if err != nil {
+		return nil, err
+	}
+	var basic *auth.Basic
+	if cfg.ProxyAuthFile != "" {
+		if basic, err = auth.Load(cfg.ProxyAuthFile); err != nil {
+			return nil, err
+		}
+	}
+	if clients == nil && basic == nil {
+		return nil, nil
+	}
+	return &Access{clients: clients, auth: basic}, nil
+}
+
+// checkAccess answers r itself and returns false when the client may not
+// use the proxy. Origin-form requests (admin paths, usage help) need no
+// credentials: they reach nothing beyond the proxy.
+func (h *Handler) checkAccess(w http.ResponseWriter, r *http.Request) bool {
+	a := h.access
+	if a.clients != nil {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if d := a.clients.Check(ap.Addr()); err != nil || !d.Allow {
+			h.refuse(w, r, &Error{Status: http.StatusForbidden, Type: PSHTTPRequestDenied,
+				Msg: "client " + r.RemoteAddr + " may not use this proxy (" + d.Rule + ")"})
+			return false
+		}
+	}
+	if a.auth == nil || r.Method != http.MethodConnect && r.URL.Host == "" && !r.URL.IsAbs() {
+		return true
+	}
+	vals := r.Header["Proxy-Authorization"]
+	if _, ok := a.auth.Check(vals); !ok {
+		msg := "proxy authentication required: send Proxy-Authorization: Basic"
+		if len(vals) > 0 {
+			msg = "proxy credentials not accepted"
+		}
+		h.refuse(challengeWriter{w}, r, &Error{Status: http.StatusProxyAuthRequired, Type: PSHTTPRequestDenied, Msg: msg})
+		return false
+	}
+	// Credentials are for this hop only; removeHopByHop drops them too.
+	delete(r.Header, "Proxy-Authorization")
+	return true
+}
+
+// refuse answers a request that is not let through and logs it.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, e *Error) {
+	kind := accesslog.KindRequest
+	if r.Method == http.MethodConnect {
+		kind = accesslog.KindConnect
+	}
+	entry := &accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: r.RequestURI, Kind: kind}
+	h.fail(w, entry, e)
+}
+
+// challengeWriter adds the Basic challenge to a 407 (writeError clears the
+// header before writing).
+type challengeWriter struct{ http.ResponseWriter }
+
+func (c challengeWriter) WriteHeader(code int) {
+	c.Header()["Proxy-Authenticate"] = []string{auth.Challenge}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// accessError maps the policy's and the limits' refusals to the responses
+// the client gets: a denied destination is 403 naming the rule, a loop
+// back into the proxy 508, a saturated origin 503 with Retry-After. It
+// returns nil for other errors.
+func accessError(target string, err error) *Error {
+	var de *acl.DeniedError
+	var se *limit.SaturatedError
+	switch {
+	case errors.As(err, &de):
+		typ := PSDestinationIPDenied
+		if !de.IP.IsValid() {
+			typ = PSHTTPRequestDenied
+		}
+		return &Error{Status: http.StatusForbidden, Type: typ,
+			Msg: "destination " + target + " denied by rule " + de.Decision.Rule + " (" + de.Decision.Reason + ")", Err: err}
+	case errors.Is(err, acl.ErrLoop):
+		return &Error{Status: http.StatusLoopDetected, Type: PSProxyLoopDetected,
+			Msg: "request to " + target + " would loop back into this proxy", Err: err}
+	case errors.As(err, &se):
+		return &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+			Msg: "too many requests waiting for " + target + "; retry later", Err: err}
+	}
+	return nil
+}

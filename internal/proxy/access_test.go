@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/warmproxy/warmproxy/internal/acl"
+	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
+)
+
+// Issue 6: refusals of the policy and the limits map to 403 naming the
+// rule, 508 and 503 with Retry-After, through the one errorFor.
+func TestAccessErrorMapping(t *testing.T) {
+	denyIP := &acl.DeniedError{Decision: acl.Decision{Rule: "deny 127.0.0.2", Reason: "denied by configuration"}, Host: "evil.test", Port: 80, IP: netip.MustParseAddr("127.0.0.2")}
+	denyName := &acl.DeniedError{Decision: acl.Decision{Rule: "deny *.bad.test", Reason: "denied by configuration"}, Host: "x.bad.test", Port: 80}
+	tests := []struct {
+		name       string
+		err        error
+		status     int
+		typ        string
+		retryAfter int
+		inMsg      string
+	}{
+		{"ip denied", &net.OpError{Op: "dial", Err: denyIP}, 403, PSDestinationIPDenied, 0, "deny 127.0.0.2"},
+		{"name denied", fmt.Errorf("wrapped: %w", denyName), 403, PSHTTPRequestDenied, 0, "deny *.bad.test"},
+		{"loop", fmt.Errorf("dial 127.0.0.1:9999: %w", acl.ErrLoop), 508, PSProxyLoopDetected, 0, "loop"},
+		{"saturated", &limit.SaturatedError{Host: "http://x.test", Max: 4}, 503, PSConnectionLimit, 1, "retry later"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := errorFor("x.test:80", tt.err)
+			if e.Status != tt.status || e.Type != tt.typ || e.RetryAfter != tt.retryAfter || !strings.Contains(e.Msg, tt.inMsg) {
+				t.Errorf("errorFor(%v) = %d %s retry %d %q, want %d %s retry %d containing %q",
+					tt.err, e.Status, e.Type, e.RetryAfter, e.Msg, tt.status, tt.typ, tt.retryAfter, tt.inMsg)
+			}
+		})
+	}
+	if e := accessError("x", errors.New("other")); e != nil {
+		t.Errorf("accessError(other) = %v, want nil", e)
+	}
+}
+
+// Issue 6: the handler asks for credentials before anything is dialed,
+// and strips them before the request goes on.
+func TestCheckAccessAuth(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
+	cfg := config.Default()
+	cfg.ProxyAuthFile = file
+	acc, err := NewAccess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []http.Header
+	var dials int
+	h := New(Options{
+		Config: cfg,
+		Access: acc,
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent = append(sent, r.Header.Clone())
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		}),
+		Dial: func(context.Context, string, string) (net.Conn, error) {
+			dials++
+			return nil, errors.New("no")
+		},
+	})
+	good := "Basic " + base64.StdEncoding.EncodeToString([]byte("u:pw"))
+	tests := []struct {
+		method, target, auth string
+		want                 int
+	}{
+		{"GET", "http://origin.test/", "", 407},
+		{"CONNECT", "origin.test:443", "", 407},
+		{"GET", "http://origin.test/", "Basic " + base64.StdEncoding.EncodeToString([]byte("u:no")), 407},
+		{"GET", "http://origin.test/", good, 200},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(tt.method, tt.target, nil)
+		if tt.method == "CONNECT" {
+			req.RequestURI = tt.target
+		}
+		if tt.auth != "" {
+			req.Header.Set("Proxy-Authorization", tt.auth)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != tt.want {
+			t.Errorf("%s %s auth %q: %d, want %d", tt.method, tt.target, tt.auth, w.Code, tt.want)
+		}
+		if tt.want == 407 && w.Header().Get("Proxy-Authenticate") != `Basic realm="warmproxy"` {
+			t.Errorf("%s %s: 407 without the Basic challenge: %v", tt.method, tt.target, w.Header())
+		}
+	}
+	if dials != 0 || len(sent) != 1 {
+		t.Fatalf("dials %d, requests sent %d; want 0 and 1", dials, len(sent))
+	}
+	if v, ok := sent[0]["Proxy-Authorization"]; ok {
+		t.Errorf("Proxy-Authorization %q went upstream", v)
+	}
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync/atomic"
+
+	"github.com/warmproxy/warmproxy/internal/proxy"
+)
+
+// net/http's server deletes Content-Length from a request that also
+// carries Transfer-Encoding before any handler sees it, so the handler
+// cannot tell such a request (a request smuggling shape) from a plain
+// chunked one. RFC 9112 section 6.1 says the connection MUST be closed
+// after responding to it. framingConn watches the bytes the server reads
+// and flags the connection when one head holds both fields; the proxy
+// handler reads the flag through the request context and answers with
+// "Connection: close".
+
+// framingListener wraps each accepted connection in a framingConn.
+type framingListener struct{ net.Listener }
+
+func (l framingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &framingConn{Conn: c}, nil
+}
+
+// framingContext is the http.Server's ConnContext: it hands the
+// connection's flag to the proxy handler.
+func framingContext(ctx context.Context, c net.Conn) context.Context {
+	if fc, ok := c.(*framingConn); ok {
+		return proxy.WithFramingFlag(ctx, &fc.ambiguous)
+	}
+	return ctx
+}
+
+// prefixLen is the number of bytes of a line needed to classify it: the
+// length of "transfer-encoding:".
+const prefixLen = len("transfer-encoding:")
+
+// framingConn flags the connection once a block of header-like lines
+// (ended by an empty line) holds both a Content-Length and a
+// Transfer-Encoding line. It scans everything read, bodies included, so
+// a body with such lines can flag a connection too; the only cost of that
+// is a closed connection. Scanning stops once the flag is set. Reads of
+// one net/http connection never run concurrently, so only the flag is
+// atomic.
+type framingConn struct {
+	net.Conn
+	ambiguous atomic.Bool
+
+	// line holds the first bytes of the current line; n counts them, and
+	// is -1 once the line was classified and the rest is skipped.
+	line         [prefixLen]byte
+	n            int
+	sawCL, sawTE bool
+}
+
+func (c *framingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.ambiguous.Load() {
+		c.scan(p[:n])
+	}
+	return n, err
+}
+
+// NetConn returns the connection underneath, so a tunnel can splice
+// between TCP connections (tls.Conn has a method of the same name).
+func (c *framingConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite half-closes the connection, as net/http's server does before
+// closing a connection whose request it did not read in full.
+func (c *framingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (c *framingConn) scan(b []byte) {
+	for len(b) > 0 {
+		if c.n < 0 {
+			// Skip to the next line.
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				return
+			}
+			b = b[i+1:]
+			c.n = 0
+			continue
+		}
+		ch := b[0]
+		b = b[1:]
+		c.line[c.n] = ch
+		c.n++
+		switch {
+		case ch == '\n':
+			c.endLine(c.line[:c.n])
+			c.n = 0
+		case c.n == prefixLen:
+			c.classify(c.line[:])
+			c.n = -1
+		}
+	}
+}
+
+// endLine handles a line that ended within its first prefixLen bytes.
+func (c *framingConn) endLine(line []byte) {
+	if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
+		// An empty line ends a head.
+		if c.sawCL && c.sawTE {
+			c.ambiguous.Store(true)
+		}
+		c.sawCL, c.sawTE = false, false
+		return
+	}
+	c.classify(line)
+}
+
+func (c *framingConn) classify(line []byte) {
+	switch {
+	case hasPrefixFold(line, "content-length:"):
+		c.sawCL = true
+	case hasPrefixFold(line, "transfer-encoding:"):
+		c.sawTE = true
+	}
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
+// ignoring case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}

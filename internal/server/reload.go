@@ -1,0 +1,128 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+// Option changes how Run runs.
+type Option func(*options)
+
+type options struct {
+	reload <-chan config.Config
+}
+
+// WithReload makes Run apply each Config received on ch, already
+// validated, to what can change while running (see reloader). Settings
+// that cannot change are logged as needing a restart and keep their value.
+func WithReload(ch <-chan config.Config) Option {
+	return func(o *options) { o.reload = ch }
+}
+
+// A reloader owns settings that can change while running. prepare checks
+// a new Config and readies the change without making it, so that when any
+// reloader fails none has changed anything; commit makes the change and
+// cannot fail. Access rules and credentials join as reloaders of their own.
+type reloader struct {
+	// keys are the settings it applies, as named in warmproxy.yaml.
+	keys    []string
+	prepare func(cfg config.Config) (commit func(), err error)
+}
+
+// reload applies next to the running process: every reloader prepares,
+// then, if all succeeded, every one commits. started is the Config the
+// process started with, running the one last applied; it returns the new
+// running Config, or running itself when the reload failed.
+func reload(log *slog.Logger, started, running, next config.Config, rs []reloader) config.Config {
+	var live []string
+	commits := make([]func(), 0, len(rs))
+	var errs []error
+	for _, r := range rs {
+		live = append(live, r.keys...)
+		commit, err := r.prepare(next)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		commits = append(commits, commit)
+	}
+	if err := errors.Join(errs...); err != nil {
+		log.Error("reload failed, keeping the old configuration", "err", err)
+		return running
+	}
+	for _, commit := range commits {
+		commit()
+	}
+	var applied, restart []string
+	for _, k := range config.Diff(running, next) {
+		if slices.Contains(live, k) {
+			applied = append(applied, k)
+		}
+	}
+	for _, k := range config.Diff(started, next) {
+		if !slices.Contains(live, k) {
+			restart = append(restart, k)
+		}
+	}
+	log.Info("configuration reloaded", "applied", applied, "needs_restart", restart)
+	return next
+}
+
+// liveAccessLog is the access log whose format a reload can change. Each
+// record costs one atomic load more than a plain *accesslog.Logger.
+type liveAccessLog struct {
+	out io.Writer
+	cur atomic.Pointer[accesslog.Logger]
+
+	mu sync.Mutex
+	// retired loggers may still receive a record from a request that
+	// loaded them just before a swap; Close flushes them again.
+	retired []*accesslog.Logger
+}
+
+func newLiveAccessLog(out io.Writer, format string) *liveAccessLog {
+	l := &liveAccessLog{out: out}
+	l.cur.Store(accesslog.New(out, format))
+	return l
+}
+
+// Log writes e in the current format.
+func (l *liveAccessLog) Log(e *accesslog.Entry) { l.cur.Load().Log(e) }
+
+// Close flushes and stops the current logger and those it replaced.
+func (l *liveAccessLog) Close() {
+	l.cur.Load().Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.retired {
+		r.Flush()
+	}
+}
+
+// reloader switches the format when log-format changes. Reloads run one
+// at a time, on Run's goroutine.
+func (l *liveAccessLog) reloader(format string) reloader {
+	return reloader{
+		keys: []string{"log-format"},
+		prepare: func(cfg config.Config) (func(), error) {
+			return func() {
+				if cfg.LogFormat == format {
+					return
+				}
+				format = cfg.LogFormat
+				old := l.cur.Swap(accesslog.New(l.out, format))
+				old.Close()
+				l.mu.Lock()
+				l.retired = append(l.retired, old)
+				l.mu.Unlock()
+			}, nil
+		},
+	}
+}

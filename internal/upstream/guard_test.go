@@ -1,0 +1,207 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/warmproxy/warmproxy/internal/acl"
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+// loopbackOnly is a dialer Control that refuses any non-loopback address,
+// so a test can never send a packet off the machine even if the guard
+// were broken.
+func loopbackOnly(dials *atomic.Int32) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		dials.Add(1)
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil || !ap.Addr().Unmap().IsLoopback() {
+			return errors.New("test dialer: refusing non-loopback " + address)
+		}
+		return nil
+	}
+}
+
+// listen starts a TCP listener on ip:0 counting accepted connections.
+func listen(t *testing.T, ip string) (net.Listener, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln, &n
+}
+
+func newTestGuard(t *testing.T, cfg config.Config, names map[string][]string, dials *atomic.Int32) *Guard {
+	t.Helper()
+	d := &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(dials)}
+	g, err := NewGuard(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetLookup(func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		addrs, ok := names[host]
+		if !ok {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		var out []netip.Addr
+		for _, a := range addrs {
+			out = append(out, netip.MustParseAddr(a))
+		}
+		return out, nil
+	})
+	return g
+}
+
+// Issue 6: the policy is checked on the resolved IP at dial time: a name
+// that resolves to a denied address is refused before any connection.
+func TestGuardDial(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
+	ok, okAccepts := listen(t, "127.0.0.1")
+	denied, deniedAccepts := listen(t, "127.0.0.2")
+	_, okPort, _ := net.SplitHostPort(ok.Addr().String())
+	_, deniedPort, _ := net.SplitHostPort(denied.Addr().String())
+	names := map[string][]string{
+		"ok.test":       {"127.0.0.1"},
+		"evil.test":     {"127.0.0.2"},
+		"mixed.test":    {"127.0.0.1", "127.0.0.2"},
+		"meta.test":     {"169.254.169.254"},
+		"meta6.test":    {"fd00:ec2::254"},
+		"private.test":  {"10.0.0.1"},
+		"ok-other.test": {"127.0.0.2"},
+	}
+	tests := []struct {
+		name     string
+		cfg      config.Config
+		addr     string
+		wantRule string // "" means the dial succeeds
+		dnsErr   bool
+	}{
+		{"allowed name", config.Config{Deny: "127.0.0.2"}, "ok.test:" + okPort, "", false},
+		{"name resolving to denied ip", config.Config{Deny: "127.0.0.2"}, "evil.test:" + deniedPort, "deny 127.0.0.2", false},
+		{"one denied ip fails all", config.Config{Deny: "127.0.0.2"}, "mixed.test:" + okPort, "deny 127.0.0.2", false},
+		{"denied ip literal", config.Config{Deny: "127.0.0.0/31,127.0.0.2"}, "127.0.0.2:" + deniedPort, "deny 127.0.0.2", false},
+		{"metadata by name", config.Config{}, "meta.test:80", "metadata 169.254.0.0/16", false},
+		{"metadata literal", config.Config{}, "169.254.169.254:80", "metadata 169.254.0.0/16", false},
+		{"metadata v6 by name", config.Config{}, "meta6.test:80", "metadata fd00:ec2::254/128", false},
+		{"private by name", config.Config{DenyPrivate: true}, "private.test:80", "deny-private 10.0.0.0/8", false},
+		{"loopback with deny-private", config.Config{DenyPrivate: true}, "ok.test:" + okPort, "deny-private 127.0.0.0/8", false},
+		{"allow list by name", config.Config{Allow: "ok.test"}, "ok-other.test:" + deniedPort, "allow-list", false},
+		{"dns failure", config.Config{}, "nx.test:80", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var dials atomic.Int32
+			g := newTestGuard(t, tt.cfg, names, &dials)
+			before := deniedAccepts.Load()
+			c, err := g.DialContext(context.Background(), "tcp", tt.addr)
+			if tt.dnsErr {
+				var de *net.DNSError
+				if !errors.As(err, &de) {
+					t.Fatalf("DialContext(%s) error %v, want a *net.DNSError", tt.addr, err)
+				}
+				return
+			}
+			if tt.wantRule == "" {
+				if err != nil {
+					t.Fatalf("DialContext(%s): %v", tt.addr, err)
+				}
+				c.Close()
+				return
+			}
+			if c != nil {
+				c.Close()
+			}
+			var de *acl.DeniedError
+			if !errors.As(err, &de) || !errors.Is(err, acl.ErrDenied) {
+				t.Fatalf("DialContext(%s) error %v, want an *acl.DeniedError", tt.addr, err)
+			}
+			if de.Decision.Rule != tt.wantRule {
+				t.Errorf("DialContext(%s) denied by %q, want %q", tt.addr, de.Decision.Rule, tt.wantRule)
+			}
+			if n := dials.Load(); n != 0 {
+				t.Errorf("DialContext(%s) dialed %d times before being denied, want 0", tt.addr, n)
+			}
+			if deniedAccepts.Load() != before {
+				t.Errorf("denied listener accepted a connection")
+			}
+		})
+	}
+	_ = okAccepts
+}
+
+// Issue 6: DNS rebinding: a name that first resolves to an allowed IP and
+// then to a denied one is refused on the second dial.
+func TestGuardRebinding(t *testing.T) {
+	ok, _ := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(ok.Addr().String())
+	var dials atomic.Int32
+	g := newTestGuard(t, config.Config{Deny: "127.0.0.2"}, nil, &dials)
+	var calls atomic.Int32
+	g.SetLookup(func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		if calls.Add(1) == 1 {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		}
+		return []netip.Addr{netip.MustParseAddr("127.0.0.2")}, nil
+	})
+	c, err := g.DialContext(context.Background(), "tcp", "rebind.test:"+port)
+	if err != nil {
+		t.Fatalf("first dial: %v", err)
+	}
+	c.Close()
+	if _, err := g.DialContext(context.Background(), "tcp", "rebind.test:"+port); !errors.Is(err, acl.ErrDenied) {
+		t.Fatalf("second dial after rebinding to 127.0.0.2: error %v, want denied", err)
+	}
+}
+
+// Issue 6: a dial to the proxy's own listener is a loop.
+func TestGuardSelf(t *testing.T) {
+	self, accepts := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(self.Addr().String())
+	names := map[string][]string{"me.test": {"127.0.0.1"}}
+	var dials atomic.Int32
+	g := newTestGuard(t, config.Config{}, names, &dials)
+	g.SetSelf(self.Addr())
+	for _, addr := range []string{self.Addr().String(), "me.test:" + port, "0.0.0.0:" + port} {
+		if _, err := g.DialContext(context.Background(), "tcp", addr); !errors.Is(err, acl.ErrLoop) {
+			t.Errorf("DialContext(%s) error %v, want acl.ErrLoop", addr, err)
+		}
+	}
+	if n := accepts.Load(); n != 0 || dials.Load() != 0 {
+		t.Errorf("self dials reached the listener: %d accepts, %d dials", n, dials.Load())
+	}
+	// Other ports on the same IP are fine.
+	other, _ := listen(t, "127.0.0.1")
+	c, err := g.DialContext(context.Background(), "tcp", other.Addr().String())
+	if err != nil {
+		t.Fatalf("dial to another port: %v", err)
+	}
+	c.Close()
+
+	// A listener on the unspecified address is reached on every loopback IP.
+	g.SetSelf(&net.TCPAddr{IP: net.IPv4zero, Port: 4321})
+	if _, err := g.DialContext(context.Background(), "tcp", "127.0.0.3:4321"); !errors.Is(err, acl.ErrLoop) {
+		t.Errorf("dial to 127.0.0.3 with a 0.0.0.0 listener: error %v, want acl.ErrLoop", err)
+	}
+}

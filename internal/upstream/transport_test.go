@@ -1,0 +1,132 @@
+package upstream
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+func TestNewTransportSettings(t *testing.T) {
+	cfg := config.Default()
+	cfg.MaxIdlePerHost, cfg.MaxIdle, cfg.MaxConnsPerHost = 7, 70, 9
+	cfg.IdleTimeout, cfg.ResponseHeaderTimeout, cfg.TLSHandshakeTimeout = 11*time.Second, 12*time.Second, 13*time.Second
+	up, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := up.Transport
+	if tr.MaxIdleConnsPerHost != 7 || tr.MaxIdleConns != 70 || tr.MaxConnsPerHost != 9 {
+		t.Errorf("pool limits %d/%d/%d, want 7/70/9", tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tr.MaxConnsPerHost)
+	}
+	if tr.IdleConnTimeout != 11*time.Second || tr.ResponseHeaderTimeout != 12*time.Second || tr.TLSHandshakeTimeout != 13*time.Second {
+		t.Errorf("timeouts %v/%v/%v", tr.IdleConnTimeout, tr.ResponseHeaderTimeout, tr.TLSHandshakeTimeout)
+	}
+	if tr.Proxy != nil {
+		t.Error("transport follows a proxy from the environment, want none")
+	}
+	if !tr.DisableCompression {
+		t.Error("DisableCompression off: the transport would add Accept-Encoding and decompress")
+	}
+	if tr.TLSClientConfig == nil || tr.TLSClientConfig.ClientSessionCache == nil {
+		t.Error("no TLS client session cache: new connections could not resume")
+	}
+	if tr.TLSClientConfig.RootCAs != nil {
+		t.Error("RootCAs set without -ca-file: the system roots (and SSL_CERT_FILE) would be ignored")
+	}
+}
+
+// writeCert writes a self-signed certificate as PEM and returns its path.
+func writeCert(t *testing.T) (string, *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "warmproxy test root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, cert
+}
+
+func TestCAFile(t *testing.T) {
+	path, cert := writeCert(t)
+	cfg := config.Default()
+	cfg.CAFile = path
+	up, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := up.Transport.TLSClientConfig.RootCAs
+	if roots == nil {
+		t.Fatal("RootCAs nil with -ca-file")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots}); err != nil {
+		t.Errorf("the -ca-file root does not verify: %v", err)
+	}
+	for name, content := range map[string]string{"no pem": "not a certificate", "missing": ""} {
+		cfg := config.Default()
+		cfg.CAFile = filepath.Join(t.TempDir(), "bad.pem")
+		if content != "" {
+			os.WriteFile(cfg.CAFile, []byte(content), 0o600)
+		}
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted a bad -ca-file", name)
+		}
+	}
+}
+
+// WithResolver makes the dialer use the given resolver: here one whose
+// server cannot be reached, so no real lookup happens.
+func TestWithResolver(t *testing.T) {
+	asked := make(chan string, 4)
+	r := &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			select {
+			case asked <- address:
+			default:
+			}
+			return nil, errors.New("test resolver: no server")
+		},
+	}
+	cfg := config.Default()
+	cfg.DialTimeout = 2 * time.Second
+	up, err := New(cfg, WithResolver(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = up.Dial(context.Background(), "tcp", "origin.invalid:80")
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) {
+		t.Fatalf("Dial = %v, want a *net.DNSError", err)
+	}
+	select {
+	case <-asked:
+	default:
+		t.Error("the injected resolver was not asked")
+	}
+}
