@@ -75,14 +75,25 @@ func (b *bench) profileRun(ctx context.Context, sc string, load func(context.Con
 			b.problem("profile %s: %v", sc, err)
 			continue
 		}
-		argv := append([]string{goTool(), "tool", "pprof", "-top", "-nodecount=40"}, p.args...)
-		argv = append(argv, b.c.warmproxy, f)
-		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
-		if err != nil {
-			b.problem("profile %s %s: pprof: %v: %s", sc, p.kind, err, out)
-			continue
+		// Flat top-list, then the same sorted by cumulative cost (which
+		// shows the proxy's own call paths above the syscalls).
+		var text []byte
+		for _, order := range []string{"-top", "-cum"} {
+			argv := append([]string{goTool(), "tool", "pprof", "-top", "-nodecount=40"}, p.args...)
+			if order == "-cum" {
+				argv = append(argv, "-cum")
+			}
+			argv = append(argv, b.c.warmproxy, f)
+			out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+			if err != nil {
+				b.problem("profile %s %s: pprof: %v: %s", sc, p.kind, err, out)
+				break
+			}
+			text = append(text, "$ go tool pprof "+strings.Join(argv[4:], " ")+"\n"...)
+			text = append(text, out...)
+			text = append(text, '\n')
 		}
-		b.writeProfile(sc, p.kind, out)
+		b.writeProfile(sc, p.kind, text)
 	}
 }
 
