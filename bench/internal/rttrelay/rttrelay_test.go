@@ -26,16 +26,18 @@ func TestRelayRoundTripCostsRTT(t *testing.T) {
 	med := stats.MedianDuration(cal.Rounds)
 	t.Logf("rtt %v: connect+first %v, median round trip %v", rtt, cal.Connect, med)
 	// Lower bound is strict: the relay must never be faster than the RTT.
-	// Upper bound allows for timer slack and a busy machine.
-	if med < rtt || med > rtt+time.Millisecond {
-		t.Errorf("median round trip = %v, want in [%v, %v]", med, rtt, rtt+time.Millisecond)
+	// Upper bound allows for timer slack and a busy (or -race) machine;
+	// unloaded, the median is ~5.1 ms.
+	const slack = 1500 * time.Microsecond
+	if med < rtt || med > rtt+slack {
+		t.Errorf("median round trip = %v, want in [%v, %v]", med, rtt, rtt+slack)
 	}
 	for i, r := range cal.Rounds {
 		if r < rtt {
 			t.Errorf("round %d = %v, faster than RTT %v", i, r, rtt)
 		}
 	}
-	if cal.Connect < 2*rtt || cal.Connect > 2*rtt+3*time.Millisecond {
+	if cal.Connect < 2*rtt || cal.Connect > 2*rtt+5*time.Millisecond {
 		t.Errorf("connect + first round trip = %v, want about %v", cal.Connect, 2*rtt)
 	}
 }
