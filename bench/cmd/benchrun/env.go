@@ -305,6 +305,11 @@ func (b *bench) start(ctx context.Context, target, upstream string, tlsUp bool, 
 		in.addr = upstream
 		return in, nil
 	case "warmproxy":
+		if maxConns > warmproxyDefaultMaxClientConns {
+			// Like the peers' maxconn / worker_connections: S5 holds
+			// more idle clients than warmproxy's default cap allows.
+			extra = append([]string{"-max-client-conns", fmt.Sprint(maxConns)}, extra...)
+		}
 		return b.startWarmproxy(ctx, in, extra)
 	}
 	dir, err := os.MkdirTemp(b.c.workDir, target+"-")
@@ -339,6 +344,10 @@ func (b *bench) start(ctx context.Context, target, upstream string, tlsUp bool, 
 	}
 	return in, nil
 }
+
+// warmproxyDefaultMaxClientConns is warmproxy's default -max-client-conns;
+// over it clients get a 503.
+const warmproxyDefaultMaxClientConns = 4096
 
 var addrRE = regexp.MustCompile(`addr="?([0-9a-fA-F.:\[\]]+)"?`)
 

@@ -216,7 +216,7 @@ func (b *bench) reportS5(sb *strings.Builder) {
 	w := func(format string, args ...any) { fmt.Fprintf(sb, format, args...) }
 	w("## S5 many clients, many hosts\n\n")
 	if b.hasVariant("S5", "idle") {
-		w("**Idle clients**: %d keep-alive client connections, each after one request, held open to the target. RSS is summed over the target's processes (nginx: master + 2 workers), measured 1 s after the last one opened; `direct` is the Go origin itself holding them, the baseline for a Go server.\n\n", b.c.idleConns)
+		w("**Idle clients**: %d keep-alive client connections, each after one request, held open to the target. RSS is summed over the target's processes (nginx: master + 2 workers), measured 1 s after the last one opened; `direct` is a fresh Go origin holding them, the baseline for a Go server. Every target is configured for %d client connections (warmproxy `-max-client-conns`, haproxy `maxconn`, nginx `worker_connections`, squid `max_filedescriptors`).\n\n", b.c.idleConns, b.c.idleConns+100)
 		t := table{sb}
 		t.head("target", "RSS idle MiB", fmt.Sprintf("RSS with %d conns MiB", b.c.idleConns), "KiB per conn", "KiB/conn × direct", "open", "seconds to open")
 		base := b.find("S5", "idle", "direct")
