@@ -1,0 +1,5 @@
+package rttrelay
+
+import "runtime"
+
+func spinYield() { runtime.Gosched() }
