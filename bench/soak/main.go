@@ -99,7 +99,7 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 
 	pctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(pctx, bin, "-listen", "127.0.0.1:0", "-log-format", "off",
+	cmd := exec.CommandContext(pctx, bin, "-listen", "127.0.0.1:0", "-log-format", "off", "-pprof",
 		"-response-header-timeout", "1s", "-connect-ports", "*", "-tunnel-idle-timeout", "10s")
 	cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
 	stderr := &lockedBuffer{}

@@ -61,6 +61,14 @@ func Start(name, logPath string, argv []string, extraEnv ...string) (*Proc, erro
 	go p.readLines(pr, logf)
 	go func() {
 		p.err = cmd.Wait()
+		// Let the reader take the last lines before done says "exited",
+		// but not forever: a grandchild may still hold the pipe.
+		drained := make(chan struct{})
+		go func() { p.readers.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(time.Second):
+		}
 		close(p.done)
 		p.notify()
 	}()
