@@ -53,7 +53,8 @@ go build -o bench/out/bin/ ./bench/cmd/...
 wp="${WARMPROXY:-}"
 if [ -z "$wp" ] && compgen -G "cmd/warmproxy/*.go" >/dev/null; then
 	say "building warmproxy"
-	go build -o bench/out/bin/warmproxy ./cmd/warmproxy
+	ver="$(git describe --tags --always --dirty 2>/dev/null || echo devel)"
+	go build -ldflags "-X main.version=$ver" -o bench/out/bin/warmproxy ./cmd/warmproxy
 	wp=bench/out/bin/warmproxy
 fi
 [ -n "$wp" ] || say "no cmd/warmproxy yet: benching the peers and direct only"

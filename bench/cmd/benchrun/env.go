@@ -199,7 +199,11 @@ func (b *bench) detectPeers() {
 		case "squid":
 			argv = []string{"squid", "-v"}
 		case "warmproxy":
-			b.versions[t] = b.c.warmproxy
+			out, err := exec.Command(b.c.warmproxy, "-version").Output()
+			b.versions[t] = strings.TrimSpace(string(out))
+			if err != nil || b.versions[t] == "" {
+				b.versions[t] = b.c.warmproxy
+			}
 			continue
 		default:
 			continue
