@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -34,6 +35,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // cliProcesses is how many client processes each client runs through the
@@ -418,6 +421,9 @@ func cliPython(t *testing.T) string {
 func TestCLIClientsReuseTLS(t *testing.T) {
 	for _, c := range cliClients() {
 		t.Run(c.name, func(t *testing.T) {
+			// Clients run side by side, each with its own origin and
+			// proxy; each client's processes run one after another.
+			t.Parallel()
 			origin := cliStartOrigin(t)
 			proxy := cliStartProxy(t, "-ca-file", origin.CAFile)
 			// http:// to the proxy; the header makes warmproxy speak TLS.
@@ -471,6 +477,7 @@ const cliConnectProcesses = 3
 func TestCLIClientsConnect(t *testing.T) {
 	for _, c := range cliClients() {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			origin := cliStartOrigin(t)
 			proxy := cliStartProxy(t, "-connect-ports", origin.URL.Port())
 			target := "https://" + origin.URL.Host + "/cli/" + c.name + "/connect"
@@ -590,6 +597,108 @@ func TestCLIReload(t *testing.T) {
 
 	if n := conns.Load(); n != 1 {
 		t.Errorf("client opened %d connections to warmproxy across two reloads, want 1", n)
+	}
+}
+
+// Issue 7: SIGHUP reloads the access rules and the credentials: a new deny
+// rule applies to the very next request (pooled connections opened under
+// the old rules are closed), a credentials file is read again even when
+// only its contents changed, and a file that does not parse is refused
+// while the running rules stay.
+func TestCLIReloadAccess(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "plain origin")
+	}))
+	t.Cleanup(origin.Close)
+	dir := t.TempDir()
+	conf, users := filepath.Join(dir, "warmproxy.yaml"), filepath.Join(dir, "users")
+	write := func(path, s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	htpasswd := func(user, pass string) string {
+		t.Helper()
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return user + ":" + string(h) + "\n"
+	}
+	write(conf, "log-format: tsv\n")
+	proxy := cliStartProxy(t, "-config", conf)
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxy.Addr}), DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	status := func(user, pass string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", origin.URL+"/x", nil)
+		if user != "" {
+			req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET through warmproxy: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	reloads := 0
+	hup := func(wantLog string) {
+		t.Helper()
+		reloads++
+		n := strings.Count(proxy.Log.String(), wantLog) + 1
+		if err := proxy.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(proxy.Log.String(), wantLog) < n; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d: no %q in the log within 10s of SIGHUP:\n%s", reloads, wantLog, proxy.Log)
+			}
+		}
+	}
+	steps := []struct {
+		name       string
+		conf, auth string // new file contents; "" leaves the file alone
+		log        string
+		want       map[[2]string]int // {user, pass} -> status
+	}{
+		{name: "start", want: map[[2]string]int{{"", ""}: 200}},
+		{
+			name: "deny the origin", conf: "deny: 127.0.0.1\n", log: "configuration reloaded",
+			want: map[[2]string]int{{"", ""}: http.StatusForbidden},
+		},
+		{
+			name: "allow it again, require credentials", conf: "proxy-auth-file: " + users + "\n", auth: htpasswd("php", "old"),
+			log:  "configuration reloaded",
+			want: map[[2]string]int{{"", ""}: http.StatusProxyAuthRequired, {"php", "old"}: 200, {"php", "new"}: http.StatusProxyAuthRequired},
+		},
+		{
+			name: "rotate the password in the same file", auth: htpasswd("php", "new"), log: "configuration reloaded",
+			want: map[[2]string]int{{"php", "old"}: http.StatusProxyAuthRequired, {"php", "new"}: 200},
+		},
+		{
+			name: "a broken credentials file is refused", auth: "php:not-a-hash\n", log: "reload failed, keeping the old configuration",
+			want: map[[2]string]int{{"php", "new"}: 200, {"", ""}: http.StatusProxyAuthRequired},
+		},
+	}
+	for _, st := range steps {
+		if st.conf != "" {
+			write(conf, st.conf)
+		}
+		if st.auth != "" {
+			write(users, st.auth)
+		}
+		if st.log != "" {
+			hup(st.log)
+		}
+		for cred, want := range st.want {
+			if got := status(cred[0], cred[1]); got != want {
+				t.Errorf("%s: request as %q = %d, want %d\n%s", st.name, cred[0], got, want, proxy.Log)
+			}
+		}
 	}
 }
 

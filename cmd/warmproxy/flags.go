@@ -31,8 +31,9 @@ also be set in the environment as WARMPROXY_<FLAG>, e.g.
 WARMPROXY_MAX_IDLE_PER_HOST=32, and in the YAML file named by -config (or
 WARMPROXY_CONFIG) under the flag's name, e.g. max-idle-per-host: 32.
 Precedence, lowest first: defaults < config file < environment < flags and
-positional arguments. SIGHUP re-reads the file and applies what can change
-while running (log-format).
+positional arguments. SIGHUP re-reads the file (and -proxy-auth-file) and
+applies what can change while running: log-format, allow-clients,
+proxy-auth-file, allow, deny, deny-private.
 
 Flags:
 `

@@ -41,11 +41,14 @@ func NewAccess(cfg config.Config) (*Access, error) {
 	return &Access{clients: clients, auth: basic}, nil
 }
 
+// SetAccess replaces the client and credential checks (nil: none) for the
+// requests that start from now on; a configuration reload calls it.
+func (h *Handler) SetAccess(a *Access) { h.access.Store(a) }
+
 // checkAccess answers r itself and returns false when the client may not
 // use the proxy. Origin-form requests (admin paths, usage help) need no
 // credentials: they reach nothing beyond the proxy.
-func (h *Handler) checkAccess(w http.ResponseWriter, r *http.Request) bool {
-	a := h.access
+func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request) bool {
 	if a.clients != nil {
 		ap, err := netip.ParseAddrPort(r.RemoteAddr)
 		if d := a.clients.Check(ap.Addr()); err != nil || !d.Allow {

@@ -59,6 +59,10 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
 		return
 	}
+	// Tracked at once, before the 200 goes out: the server stopped
+	// counting this conn at the hijack, and a client that reads the 200
+	// must find the tunnel counted (-max-client-conns).
+	defer h.track(client)()
 	entry.Status = http.StatusOK
 	if h.tunnelIdle > 0 {
 		client.SetWriteDeadline(time.Now().Add(h.tunnelIdle))

@@ -46,7 +46,8 @@ type Handler struct {
 	tunnels ConnTracker
 	log     *slog.Logger
 	// access checks clients and credentials (access.go); nil checks none.
-	access *Access
+	// SetAccess swaps it on a configuration reload.
+	access atomic.Pointer[Access]
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -88,8 +89,8 @@ func New(o Options) *Handler {
 		record:         o.Record,
 		tunnels:        o.Tunnels,
 		log:            o.Log,
-		access:         o.Access,
 	}
+	h.access.Store(o.Access)
 	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
@@ -127,7 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ambiguousFraming(r) {
 		w.Header()["Connection"] = []string{"close"}
 	}
-	if h.access != nil && !h.checkAccess(w, r) {
+	if a := h.access.Load(); a != nil && !h.checkAccess(a, w, r) {
 		return
 	}
 	switch {

@@ -83,6 +83,8 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for the upgrade to " + u.Host, Err: err})
 		return
 	}
+	// Tracked at once: the server stopped counting it at the hijack.
+	defer h.track(client)()
 	// After a hijack the server writes nothing: the 101 head goes out by
 	// hand.
 	if h.tunnelIdle > 0 {
@@ -196,8 +198,8 @@ func writeSwitch(bw *bufio.Writer, h http.Header) error {
 }
 
 // relay runs a tunnel between client and origin and logs it when it ends.
+// The caller tracks both conns.
 func (h *Handler) relay(client, origin net.Conn, o tunnel.Options, entry *accesslog.Entry) {
-	defer h.track(client)()
 	o.Idle = h.tunnelIdle
 	res := tunnel.Relay(client, origin, o)
 	entry.BytesIn, entry.BytesOut, entry.End = res.Up, res.Down, res.End

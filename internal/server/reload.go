@@ -10,6 +10,8 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
 // Option changes how Run runs.
@@ -29,7 +31,7 @@ func WithReload(ch <-chan config.Config) Option {
 // A reloader owns settings that can change while running. prepare checks
 // a new Config and readies the change without making it, so that when any
 // reloader fails none has changed anything; commit makes the change and
-// cannot fail. Access rules and credentials join as reloaders of their own.
+// cannot fail.
 type reloader struct {
 	// keys are the settings it applies, as named in warmproxy.yaml.
 	keys    []string
@@ -122,6 +124,51 @@ func (l *liveAccessLog) reloader(format string) reloader {
 				l.mu.Lock()
 				l.retired = append(l.retired, old)
 				l.mu.Unlock()
+			}, nil
+		},
+	}
+}
+
+// clientsReloader re-reads who may use the proxy: allow-clients and the
+// proxy-auth-file credentials. It reads the credentials file on every
+// reload, so rotating passwords in the same file needs only a SIGHUP.
+// Requests already let in finish; the next ones meet the new checks.
+func clientsReloader(h *proxy.Handler) reloader {
+	return reloader{
+		keys: []string{"allow-clients", "proxy-auth-file"},
+		prepare: func(cfg config.Config) (func(), error) {
+			a, err := proxy.NewAccess(cfg)
+			if err != nil {
+				return nil, err
+			}
+			return func() { h.SetAccess(a) }, nil
+		},
+	}
+}
+
+// policyReloader replaces the destination rules (allow, deny,
+// deny-private). Idle pooled connections were checked against the old
+// rules when they were dialed, so a change closes them: every request
+// after the reload goes out on a connection the new rules allowed. Open
+// tunnels are left to finish.
+func policyReloader(up *upstream.Upstream, started config.Config) reloader {
+	rules := func(c config.Config) [3]any { return [3]any{c.Allow, c.Deny, c.DenyPrivate} }
+	current := rules(started)
+	return reloader{
+		keys: []string{"allow", "deny", "deny-private"},
+		prepare: func(cfg config.Config) (func(), error) {
+			next := rules(cfg)
+			if next == current {
+				return func() {}, nil
+			}
+			p, err := upstream.NewPolicy(cfg)
+			if err != nil {
+				return nil, err
+			}
+			return func() {
+				current = next
+				up.Guard.SetPolicy(p)
+				up.Transport.CloseIdleConnections()
 			}, nil
 		},
 	}

@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	ln = lim.listener(framingListener{ln})
 	access := newLiveAccessLog(accessOut, cfg.LogFormat)
 	defer access.Close()
-	// Reloadable parts; access rules and credentials join here.
+	// Reloadable parts; the access rules and credentials join below.
 	reloaders := []reloader{access.reloader(cfg.LogFormat)}
 
 	var ready atomic.Bool
@@ -102,6 +102,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		DialTLS:   up.DialTLS,
 		Access:    acc,
 	})
+	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,

@@ -23,7 +23,7 @@ type LookupFunc func(ctx context.Context, network, host string) ([]netip.Addr, e
 // is refused at dial time, and so is a connection to the proxy's own
 // listener (a loop).
 type Guard struct {
-	policy *acl.Policy
+	policy atomic.Pointer[acl.Policy] // SetPolicy swaps it on a reload
 	dialer *net.Dialer
 	lookup LookupFunc
 	self   atomic.Pointer[selfAddrs]
@@ -32,11 +32,7 @@ type Guard struct {
 // NewGuard builds the policy from cfg and wraps dialer. With
 // cfg.DNSServer set, names are resolved by that server only.
 func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
-	policy, err := acl.New(acl.Config{
-		Allow:       acl.SplitList(cfg.Allow),
-		Deny:        acl.SplitList(cfg.Deny),
-		DenyPrivate: cfg.DenyPrivate,
-	})
+	policy, err := NewPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -54,14 +50,30 @@ func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 			},
 		}
 	}
-	return &Guard{policy: policy, dialer: dialer, lookup: resolver.LookupNetIP}, nil
+	g := &Guard{dialer: dialer, lookup: resolver.LookupNetIP}
+	g.policy.Store(policy)
+	return g, nil
 }
+
+// NewPolicy builds the destination policy of cfg (allow, deny,
+// deny-private).
+func NewPolicy(cfg config.Config) (*acl.Policy, error) {
+	return acl.New(acl.Config{
+		Allow:       acl.SplitList(cfg.Allow),
+		Deny:        acl.SplitList(cfg.Deny),
+		DenyPrivate: cfg.DenyPrivate,
+	})
+}
+
+// SetPolicy replaces the destination policy for the dials that start from
+// now on; a configuration reload calls it.
+func (g *Guard) SetPolicy(p *acl.Policy) { g.policy.Store(p) }
 
 // SetLookup replaces the resolver; for tests.
 func (g *Guard) SetLookup(f LookupFunc) { g.lookup = f }
 
 // Policy returns the destination policy the guard enforces.
-func (g *Guard) Policy() *acl.Policy { return g.policy }
+func (g *Guard) Policy() *acl.Policy { return g.policy.Load() }
 
 // selfAddrs are the proxy's own listen addresses.
 type selfAddrs struct {
@@ -124,6 +136,7 @@ func (g *Guard) isSelf(ip netip.Addr, port int) bool {
 // answers. A denied IP fails the whole dial with an *acl.DeniedError: an
 // attacker who controls the name must not pick which of its IPs is used.
 func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	policy := g.policy.Load()
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
@@ -137,7 +150,7 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 		ips = []netip.Addr{ip}
 	} else {
 		// A name a rule denies is not even resolved: no DNS query leaks.
-		if d := g.policy.CheckName(host, port); !d.Allow {
+		if d := policy.CheckName(host, port); !d.Allow {
 			return nil, &acl.DeniedError{Decision: d, Host: host, Port: port}
 		}
 		lookupNet := "ip"
@@ -157,7 +170,7 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 	for i, ip := range ips {
 		ip = ip.Unmap()
 		ips[i] = ip
-		if d := g.policy.Check(host, port, ip); !d.Allow {
+		if d := policy.Check(host, port, ip); !d.Allow {
 			return nil, &acl.DeniedError{Decision: d, Host: host, Port: port, IP: ip}
 		}
 		if g.isSelf(ip, port) {
