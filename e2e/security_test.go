@@ -953,6 +953,39 @@ func secStartRecorder(t *testing.T) *secRecorder {
 		t.Fatal(err)
 	}
 	o := &secRecorder{ln: ln}
+	secServeRaw(t, ln, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					o.mu.Lock()
+					o.junk++
+					o.mu.Unlock()
+				}
+				return
+			}
+			_, err = io.Copy(io.Discard, req.Body)
+			state := "ok"
+			if err != nil {
+				state = "truncated"
+			}
+			o.mu.Lock()
+			o.seen = append(o.seen, req.Method+" "+req.URL.Path+" "+state)
+			o.mu.Unlock()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	return o
+}
+
+// secServeRaw runs serve on every connection ln accepts, each with a 10 s
+// deadline and closed afterwards; the test's cleanup closes ln and waits
+// for the handlers.
+func secServeRaw(t *testing.T, ln net.Listener, serve func(c net.Conn, br *bufio.Reader)) {
+	t.Helper()
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -968,34 +1001,10 @@ func secStartRecorder(t *testing.T) *secRecorder {
 				defer wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						if !errors.Is(err, io.EOF) {
-							o.mu.Lock()
-							o.junk++
-							o.mu.Unlock()
-						}
-						return
-					}
-					_, err = io.Copy(io.Discard, req.Body)
-					state := "ok"
-					if err != nil {
-						state = "truncated"
-					}
-					o.mu.Lock()
-					o.seen = append(o.seen, req.Method+" "+req.URL.Path+" "+state)
-					o.mu.Unlock()
-					if err != nil {
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
+				serve(c, bufio.NewReader(c))
 			}()
 		}
 	}()
-	return o
 }
 
 func (o *secRecorder) take() ([]string, int) {
@@ -1122,42 +1131,25 @@ func TestSecuritySmugglingResponses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	secServeRaw(t, ln, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					raw, bad := responses[req.URL.Path]
-					if !bad {
-						raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-					}
-					if _, err := io.WriteString(c, raw); err != nil {
-						return
-					}
-					if closeAfter[req.URL.Path] {
-						return
-					}
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			raw, bad := responses[req.URL.Path]
+			if !bad {
+				raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+			}
+			if _, err := io.WriteString(c, raw); err != nil {
+				return
+			}
+			if closeAfter[req.URL.Path] {
+				return
+			}
 		}
-	}()
+	})
 	p := secStart(t, nil, "-log-format", "off")
 	target := ln.Addr().String()
 	for path := range responses {

@@ -140,30 +140,7 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 // tunnelOrigin is a raw TCP origin; serve runs once per accepted conn.
 func tunnelOrigin(t *testing.T, serve func(c *net.TCPConn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				serve(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	return rawOrigin(t, func(c net.Conn, _ *bufio.Reader) { serve(c.(*net.TCPConn)) })
 }
 
 // tunnelDial opens a raw client connection to the proxy.
