@@ -87,6 +87,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool (default: the proxy's address)")
 	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
 	securityFlags(fs, &cfg)
+	prewarm := prewarmFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
 	checkConfig := fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not")
@@ -128,6 +129,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		}
 		file.Apply(&cfg)
 	}
+	prewarm.newLayer()
 	fs.VisitAll(func(f *flag.Flag) {
 		if notSettings[f.Name] {
 			return
@@ -141,6 +143,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 			}
 		}
 	})
+	prewarm.newLayer()
 	for _, s := range given {
 		if err := fs.Set(s.name, s.value); err != nil {
 			return cfg, act, fmt.Errorf("-%s %s: %v", s.name, s.value, err)

@@ -148,6 +148,16 @@ type Config struct {
 	// DNSServer is a DNS server address, host:port, asked instead of the
 	// system's resolver. Default none.
 	DNSServer string
+
+	// Prewarm lists origins to hold connections open to from the start,
+	// comma-separated, each "scheme://host[:port][*N]" (N connections,
+	// default 1; one for an origin that speaks HTTP/2). They are re-opened
+	// when the origin closes them. See ParsePrewarm. Default none.
+	Prewarm string
+	// HonorKeepAliveTimeout retires a pooled connection shortly before the
+	// idle limit its origin announces with "Keep-Alive: timeout=N", so no
+	// request is sent on a connection the origin is closing. Default true.
+	HonorKeepAliveTimeout bool
 }
 
 // Default returns a Config holding every default.
@@ -173,6 +183,7 @@ func Default() Config {
 		ShutdownGrace:         DefaultShutdownGrace,
 		MaxClientConns:        DefaultMaxClientConns,
 		MaxConnsPerHostQueue:  DefaultMaxConnsPerHostQueue,
+		HonorKeepAliveTimeout: true,
 	}
 }
 
@@ -248,6 +259,7 @@ func (c *Config) Validate() error {
 		bad("log-format %q: want tsv, json or off", c.LogFormat)
 	}
 	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validatePrewarm()...)
 	return errors.Join(errs...)
 }
 

@@ -58,6 +58,9 @@ type File struct {
 	MaxClientConns       *int    `yaml:"max-client-conns"`
 	MaxConnsPerHostQueue *int    `yaml:"max-conns-per-host-queue"`
 	DNSServer            *string `yaml:"dns-server"`
+
+	Prewarm               *string `yaml:"prewarm"`
+	HonorKeepAliveTimeout *bool   `yaml:"honor-keepalive-timeout"`
 }
 
 // LoadFile reads and parses the YAML file at path. An unknown or repeated

@@ -76,6 +76,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
+		select {
+		case <-up.Prewarm.Ready():
+		default:
+			http.Error(w, "prewarming", http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ready\n")
 	})
 	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open})
@@ -134,6 +140,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		}()
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.PProf)
 	}
+	// Prewarm dials once the guard knows the proxy's own addresses.
+	up.Prewarm.Start(log)
+	defer up.Prewarm.Stop()
 	ready.Store(true)
 	log.Info("listening", "addr", ln.Addr().String(), "log_format", cfg.LogFormat)
 
@@ -165,6 +174,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if shutdownErr != nil {
 		srv.Close()
 	}
+	up.Prewarm.Stop()
 	up.Transport.CloseIdleConnections()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

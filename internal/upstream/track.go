@@ -52,6 +52,9 @@ type Pool struct {
 	mu    sync.Mutex
 	// onTLS, if set, is told of every successful TLS handshake.
 	onTLS func(resumed bool, d time.Duration)
+	// honorKeepAlive makes the pool learn origins' "Keep-Alive: timeout=N"
+	// and retire idle connections before it (keepalive.go).
+	honorKeepAlive bool
 }
 
 // hostMap maps, per scheme, both the request's URL host ("example.com")
@@ -65,6 +68,9 @@ type counters struct {
 	open, inflight                               atomic.Int64
 	requests, failed, opened, closed, dialErrors atomic.Uint64
 	tlsFull, tlsResumed, tlsErrors               atomic.Uint64
+	// retired counts connections closed before the origin's announced
+	// keep-alive timeout (keepalive.go).
+	retired atomic.Uint64
 }
 
 type hostStats struct {
@@ -72,6 +78,13 @@ type hostStats struct {
 	addr    string
 	scheme  Scheme
 	lastErr atomic.Pointer[lastError]
+	// keepAlive is the idle timeout, in nanoseconds, the origin announced
+	// in "Keep-Alive: timeout=N"; 0 until it does (keepalive.go).
+	keepAlive atomic.Int64
+	// warm is the prewarm keeper of this origin, told when a connection
+	// closes; nil for an origin not prewarmed (prewarm.go). An origin
+	// with a keeper is never pruned.
+	warm atomic.Pointer[warmOrigin]
 }
 
 type lastError struct {
@@ -192,12 +205,20 @@ func (p *Pool) track(c net.Conn, hs *hostStats) net.Conn {
 	return &trackedConn{Conn: c, hs: hs, total: t}
 }
 
-// trackedConn counts its Close, once.
+// trackedConn counts its Close, once. Its Read and Write (keepalive.go)
+// note its last activity once its origin announced a keep-alive timeout.
 type trackedConn struct {
 	net.Conn
 	hs     *hostStats
 	total  *counters
 	closed atomic.Bool
+	// last is the time of the last activity, in Unix nanoseconds, once the
+	// retirement timer is armed; 0 before, retiredMark once retired.
+	last  atomic.Int64
+	timer atomic.Pointer[time.Timer]
+	// pending holds bytes a prewarm watcher read from Conn before the
+	// transport got the connection; Read returns them first.
+	pending []byte
 }
 
 func (c *trackedConn) Close() error {
@@ -206,6 +227,12 @@ func (c *trackedConn) Close() error {
 		c.hs.open.Add(-1)
 		c.total.closed.Add(1)
 		c.total.open.Add(-1)
+		if t := c.timer.Load(); t != nil {
+			t.Stop()
+		}
+		if w := c.hs.warm.Load(); w != nil {
+			w.poke()
+		}
 	}
 	return c.Conn.Close()
 }
@@ -256,7 +283,7 @@ func (m *hostMap) clone() *hostMap {
 func (m *hostMap) prune() {
 	for s := range m.byKey {
 		for k, hs := range m.byKey[s] {
-			if hs.open.Load() == 0 && hs.inflight.Load() == 0 {
+			if hs.open.Load() == 0 && hs.inflight.Load() == 0 && hs.warm.Load() == nil {
 				delete(m.byKey[s], k)
 				if k == hs.addr {
 					m.n--
@@ -304,6 +331,11 @@ func (t *trackingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	total.requests.Add(1)
 	total.inflight.Add(1)
 	resp, err := t.next.RoundTrip(req)
+	if err == nil && t.p.honorKeepAlive {
+		if v, ok := resp.Header["Keep-Alive"]; ok {
+			hs.learnKeepAlive(v)
+		}
+	}
 	if err != nil {
 		hs.inflight.Add(-1)
 		total.inflight.Add(-1)
@@ -395,6 +427,13 @@ type Stats struct {
 	TLSFull    uint64  `json:"tls_full,omitempty"`
 	TLSResumed uint64  `json:"tls_resumed,omitempty"`
 	TLSErrors  uint64  `json:"tls_errors,omitempty"`
+	// Retired counts connections closed shortly before the keep-alive
+	// timeout the origin announced; KeepAliveTimeout is that timeout in
+	// seconds (0: none announced).
+	Retired          uint64  `json:"retired,omitempty"`
+	KeepAliveTimeout float64 `json:"keepalive_timeout_s,omitempty"`
+	// Warm counts the prewarmed connections waiting for a first request.
+	Warm int `json:"warm,omitempty"`
 	// LastError is the latest failure to reach the origin (dial, TLS, or a
 	// request that got no response), and LastErrorAt when it happened.
 	LastError   string    `json:"last_error,omitempty"`
@@ -414,6 +453,7 @@ func (c *counters) stats(s Scheme) Stats {
 		TLSFull:    c.tlsFull.Load(),
 		TLSResumed: c.tlsResumed.Load(),
 		TLSErrors:  c.tlsErrors.Load(),
+		Retired:    c.retired.Load(),
 	}
 	st.Active = min(st.InFlight, st.Open)
 	st.Idle = st.Open - st.Active
@@ -437,6 +477,10 @@ func (p *Pool) Hosts() []Stats {
 			}
 			st := hs.stats(Scheme(s))
 			st.Host = hs.addr
+			st.KeepAliveTimeout = hs.keepAliveTimeout().Seconds()
+			if w := hs.warm.Load(); w != nil {
+				st.Warm = w.stashed()
+			}
 			if le := hs.lastErr.Load(); le != nil {
 				st.LastError, st.LastErrorAt = le.msg, le.at
 			}

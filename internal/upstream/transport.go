@@ -38,6 +38,9 @@ type Upstream struct {
 	Pool *Pool
 	// Guard enforces the destination policy on every dial (guard.go).
 	Guard *Guard
+	// Prewarm holds connections open to the origins of cfg.Prewarm once
+	// started; nil when there are none (prewarm.go).
+	Prewarm *Prewarm
 }
 
 // Option adjusts what New builds.
@@ -99,8 +102,15 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 		},
 	}
 	pool := NewPool()
+	pool.honorKeepAlive = cfg.HonorKeepAliveTimeout
 	pool.instrument(t)
-	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard}, nil
+	// After instrument: the stash sits in front of the dial functions the
+	// transport ends up with, and prewarm dials through them (prewarm.go).
+	warm, err := newPrewarm(cfg, pool, t)
+	if err != nil {
+		return nil, err
+	}
+	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, Prewarm: warm}, nil
 }
 
 // rootCAs returns the system roots plus the PEM certificates in file. With

@@ -1,0 +1,285 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+func TestParseKeepAliveTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		in   []string
+		want time.Duration
+		ok   bool
+	}{
+		{[]string{"timeout=5, max=100"}, 5 * time.Second, true},
+		{[]string{"max=100, Timeout=2"}, 2 * time.Second, true},
+		{[]string{"max=100", "timeout = 3"}, 3 * time.Second, true},
+		{[]string{`timeout="4"`}, 4 * time.Second, true},
+		{[]string{"timeout=0"}, 0, false},
+		{[]string{"timeout=-1"}, 0, false},
+		{[]string{"timeout=abc"}, 0, false},
+		{[]string{"timeout=999999999"}, 0, false},
+		{[]string{"max=5"}, 0, false},
+		{[]string{""}, 0, false},
+		{nil, 0, false},
+	} {
+		got, ok := parseKeepAliveTimeout(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseKeepAliveTimeout(%q) = %v, %v, want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestRetireAfter(t *testing.T) {
+	for _, tt := range []struct{ in, want time.Duration }{
+		{time.Second, 500 * time.Millisecond},
+		{2 * time.Second, 1500 * time.Millisecond},
+		{5 * time.Second, 4500 * time.Millisecond},
+		{60 * time.Second, 54 * time.Second},
+	} {
+		if got := retireAfter(tt.in); got != tt.want {
+			t.Errorf("retireAfter(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// kaOrigin is an HTTP/1.1 origin on a raw listener that announces
+// "Keep-Alive: timeout=N" (when announce is set) and closes a connection
+// idle N. A request that arrives in the last band before N crosses the
+// origin's close, as it does on a real network when the origin's timer
+// fires while the request is on the wire: the origin closes without an
+// answer.
+type kaOrigin struct {
+	ln       net.Listener
+	timeout  time.Duration
+	band     time.Duration
+	announce bool
+	accepts  atomic.Int64
+	stale    atomic.Int64 // requests that met a closing connection
+	wg       sync.WaitGroup
+}
+
+func startKAOrigin(t *testing.T, timeout, band time.Duration, announce bool) *kaOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &kaOrigin{ln: ln, timeout: timeout, band: band, announce: announce}
+	var mu sync.Mutex
+	var conns []net.Conn
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			o.accepts.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			o.wg.Add(1)
+			go func() {
+				defer o.wg.Done()
+				o.serve(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		o.wg.Wait()
+	})
+	return o
+}
+
+func (o *kaOrigin) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	idleSince := time.Now()
+	for {
+		c.SetReadDeadline(idleSince.Add(o.timeout))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return // idle too long, or the client closed
+		}
+		if time.Since(idleSince) >= o.timeout-o.band {
+			o.stale.Add(1)
+			return
+		}
+		c.SetReadDeadline(time.Time{})
+		io.Copy(io.Discard, req.Body)
+		head := "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n"
+		if o.announce {
+			head += "Keep-Alive: timeout=" + strings.TrimSuffix(o.timeout.String(), "s") + ", max=1000\r\n"
+		}
+		switch req.URL.Path {
+		case "/slow": // the head comes late
+			time.Sleep(3 * o.timeout / 2)
+			io.WriteString(c, head+"\r\nbody")
+		case "/pause": // the body pauses midway
+			io.WriteString(c, head+"\r\nbo")
+			time.Sleep(3 * o.timeout / 2)
+			io.WriteString(c, "dy")
+		default:
+			io.WriteString(c, head+"\r\nbody")
+		}
+		idleSince = time.Now()
+	}
+}
+
+// getCounting sends GET url through rt and returns how many connections
+// the request took (more than one: the transport retried) and whether the
+// first was reused.
+func getCounting(t *testing.T, rt http.RoundTripper, url string) (conns int, reused bool) {
+	t.Helper()
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if conns++; conns == 1 {
+			reused = info.Reused
+		}
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != "body" {
+		t.Fatalf("GET %s: body %q, %v", url, body, err)
+	}
+	return conns, reused
+}
+
+func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
+	t.Helper()
+	leaks := goleak.IgnoreCurrent()
+	up, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		up.Prewarm.Stop()
+		up.Transport.CloseIdleConnections()
+		goleak.VerifyNone(t, leaks)
+	})
+	return up
+}
+
+// Issue 8: an origin that announces "Keep-Alive: timeout=1" and closes
+// idle connections at 1 s: requests spaced just under 1 s meet no stale
+// connection with retirement on, and do with it off.
+func TestKeepAliveRetirement(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		honor bool
+	}{
+		{"on", true},
+		{"off", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := startKAOrigin(t, time.Second, 200*time.Millisecond, true)
+			cfg := config.Default()
+			cfg.HonorKeepAliveTimeout = tt.honor
+			up := newTestUpstream(t, cfg)
+			rt := up.Pool.Wrap(up.Transport)
+			url := "http://" + o.ln.Addr().String() + "/"
+			retries := 0
+			for i := range 4 {
+				if i > 0 {
+					time.Sleep(900 * time.Millisecond)
+				}
+				n, _ := getCounting(t, rt, url)
+				retries += n - 1
+			}
+			st := up.Pool.Hosts()[0]
+			t.Logf("retries %d, stale hits at the origin %d, retired %d, accepts %d", retries, o.stale.Load(), st.Retired, o.accepts.Load())
+			if tt.honor {
+				if retries != 0 || o.stale.Load() != 0 {
+					t.Errorf("with retirement: %d retries, %d requests met a closing connection, want 0", retries, o.stale.Load())
+				}
+				if st.Retired < 3 || st.KeepAliveTimeout != 1 {
+					t.Errorf("retired %d, keep-alive timeout %vs, want 3 or more and 1s", st.Retired, st.KeepAliveTimeout)
+				}
+			} else {
+				if retries == 0 || o.stale.Load() == 0 {
+					t.Errorf("without retirement: %d retries, %d stale hits, want some (else this test proves nothing)", retries, o.stale.Load())
+				}
+				if st.Retired != 0 {
+					t.Errorf("retired %d with -honor-keepalive-timeout=false, want 0", st.Retired)
+				}
+			}
+		})
+	}
+}
+
+// Retirement never cuts a request in flight: a head that comes after the
+// limit, a body that pauses past it.
+func TestKeepAliveRetirementSparesBusyConns(t *testing.T) {
+	o := startKAOrigin(t, time.Second, 0, true)
+	up := newTestUpstream(t, config.Default())
+	rt := up.Pool.Wrap(up.Transport)
+	base := "http://" + o.ln.Addr().String()
+	getCounting(t, rt, base+"/") // learn the timeout
+	for _, path := range []string{"/slow", "/pause"} {
+		if n, reused := getCounting(t, rt, base+path); n != 1 || !reused {
+			t.Errorf("GET %s took %d connections (reused %v), want 1 reused", path, n, reused)
+		}
+	}
+	if st := up.Pool.Hosts()[0]; st.Retired != 0 {
+		t.Errorf("retired %d connections while requests used them, want 0", st.Retired)
+	}
+}
+
+// The race: the transport takes an idle connection from its pool in the
+// instant it is retired. The request, having written nothing, is sent
+// again on a new connection, and the client sees no error.
+func TestRetiredConnRetries(t *testing.T) {
+	o := startKAOrigin(t, 60*time.Second, 0, true)
+	up := newTestUpstream(t, config.Default())
+	rt := up.Pool.Wrap(up.Transport)
+	url := "http://" + o.ln.Addr().String() + "/"
+	var first *trackedConn
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		first, _ = info.Conn.(*trackedConn)
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if first == nil {
+		t.Fatal("the transport's connection is not a *trackedConn")
+	}
+	first.last.Store(retiredMark) // checkIdle's CompareAndSwap won; its Close is yet to come
+	n, reused := getCounting(t, rt, url)
+	if n != 2 || !reused {
+		t.Errorf("request on the retired connection took %d connections (first reused %v), want 2: the retired one, then a new one", n, reused)
+	}
+	if got := o.accepts.Load(); got != 2 {
+		t.Errorf("origin accepted %d connections, want 2", got)
+	}
+}
