@@ -1,0 +1,376 @@
+package upstream
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+)
+
+// countingOrigin is an httptest origin that counts accepted connections
+// and TLS handshakes, and can close its connections from its side.
+type countingOrigin struct {
+	srv        *httptest.Server
+	accepts    atomic.Int64
+	handshakes atomic.Int64
+	mu         sync.Mutex
+	conns      []net.Conn
+	caFile     string
+}
+
+func startCountingOrigin(t *testing.T, useTLS bool, h http.HandlerFunc) *countingOrigin {
+	t.Helper()
+	o := &countingOrigin{}
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "body") }
+	}
+	o.srv = httptest.NewUnstartedServer(h)
+	o.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			o.accepts.Add(1)
+			o.mu.Lock()
+			o.conns = append(o.conns, c)
+			o.mu.Unlock()
+		}
+	}
+	if useTLS {
+		o.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			o.handshakes.Add(1)
+			return nil, nil
+		}}
+		o.srv.StartTLS()
+		o.caFile = filepath.Join(t.TempDir(), "ca.pem")
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw})
+		if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		o.srv.Start()
+	}
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// closeOne closes the origin's oldest open connection from its side.
+func (o *countingOrigin) closeOne() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.conns) > 0 {
+		o.conns[0].Close()
+		o.conns = o.conns[1:]
+	}
+}
+
+// waitFor polls cond every 10 ms for at most d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logBuf is a goroutine-safe log sink.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *logBuf) {
+	t.Helper()
+	up := newTestUpstream(t, cfg)
+	if up.Prewarm == nil {
+		t.Fatalf("New(prewarm %q) built no Prewarm", cfg.Prewarm)
+	}
+	logs := &logBuf{}
+	up.Prewarm.Start(slog.New(slog.NewTextHandler(logs, nil)))
+	select {
+	case <-up.Prewarm.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("prewarm not ready after 10s")
+	}
+	return up, logs
+}
+
+func (up *Upstream) hostStats(t *testing.T, scheme, host string) Stats {
+	t.Helper()
+	for _, st := range up.Pool.Hosts() {
+		if st.Scheme == scheme && st.Host == host {
+			return st
+		}
+	}
+	t.Fatalf("no stats for %s://%s in %+v", scheme, host, up.Pool.Hosts())
+	return Stats{}
+}
+
+// Issue 8: -prewarm opens N connections at start (TCP and TLS), and the
+// first requests use them: no new connection, no handshake.
+func TestPrewarmOpensAtStart(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		name := map[bool]string{false: "http", true: "https"}[useTLS]
+		t.Run(name, func(t *testing.T) {
+			o := startCountingOrigin(t, useTLS, nil)
+			cfg := config.Default()
+			cfg.CAFile = o.caFile
+			cfg.Prewarm = o.srv.URL + "*3"
+			up, logs := startPrewarm(t, cfg)
+			waitFor(t, 2*time.Second, "origin saw fewer than 3 connections", func() bool { return o.accepts.Load() >= 3 })
+			host := strings.TrimPrefix(o.srv.URL, name+"://")
+			if st := up.hostStats(t, name, host); st.Open != 3 || st.Warm != 3 {
+				t.Errorf("after start: %d open, %d warm, want 3 and 3", st.Open, st.Warm)
+			}
+			if useTLS && o.handshakes.Load() != 3 {
+				t.Errorf("origin did %d TLS handshakes, want 3", o.handshakes.Load())
+			}
+			// Three requests at once: each takes a warm connection.
+			rt := up.Pool.Wrap(up.Transport)
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, _ := http.NewRequest(http.MethodGet, o.srv.URL+"/", nil)
+					resp, err := rt.RoundTrip(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}()
+			}
+			wg.Wait()
+			if got := o.accepts.Load(); got != 3 {
+				t.Errorf("origin accepted %d connections after the requests, want still 3", got)
+			}
+			if useTLS && o.handshakes.Load() != 3 {
+				t.Errorf("origin did %d TLS handshakes after the requests, want still 3", o.handshakes.Load())
+			}
+			if st := up.hostStats(t, name, host); st.Opened != 3 || st.Warm != 0 {
+				t.Errorf("after the requests: opened %d, warm %d, want 3 and 0 (all in the pool)", st.Opened, st.Warm)
+			}
+			if n := logs.count("prewarmed"); n != 1 {
+				t.Errorf("%d 'prewarmed' log lines, want 1:\n%s", n, logs.b.String())
+			}
+		})
+	}
+}
+
+// Issue 8: when the origin closes a prewarmed connection, another is
+// opened at once; the first request after that still finds one warm.
+func TestPrewarmReopens(t *testing.T) {
+	o := startCountingOrigin(t, true, nil)
+	cfg := config.Default()
+	cfg.CAFile = o.caFile
+	cfg.Prewarm = o.srv.URL + "*2"
+	up, _ := startPrewarm(t, cfg)
+	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
+	time.Sleep(1100 * time.Millisecond) // past minLife: a close now is no failure
+	o.closeOne()
+	waitFor(t, time.Second, "no connection re-opened within 1s", func() bool { return o.accepts.Load() >= 3 })
+	host := strings.TrimPrefix(o.srv.URL, "https://")
+	waitFor(t, time.Second, "stash not back at 2", func() bool { return up.hostStats(t, "https", host).Warm == 2 })
+	n, _ := getCounting(t, up.Pool.Wrap(up.Transport), o.srv.URL+"/")
+	if n != 1 || o.accepts.Load() != 3 {
+		t.Errorf("first request took %d connections, origin accepted %d in all, want 1 and 3", n, o.accepts.Load())
+	}
+}
+
+// Issue 8: an origin that cannot be reached, or hangs up at once, is
+// retried with backoff: a bounded number of attempts, one log line.
+func TestPrewarmFailingBacksOff(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		addr func(t *testing.T) (string, *atomic.Int64)
+	}{
+		{"refused", func(t *testing.T) (string, *atomic.Int64) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+			return addr, nil
+		}},
+		{"hangs up", func(t *testing.T) (string, *atomic.Int64) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var accepts atomic.Int64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					accepts.Add(1)
+					c.Close()
+				}
+			}()
+			t.Cleanup(func() { ln.Close(); <-done })
+			return ln.Addr().String(), &accepts
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, accepts := tt.addr(t)
+			cfg := config.Default()
+			cfg.Prewarm = "http://" + addr + "*2"
+			up, logs := startPrewarm(t, cfg)
+			time.Sleep(2 * time.Second)
+			st := up.hostStats(t, "http", addr)
+			attempts := int64(st.DialErrors)
+			if accepts != nil {
+				attempts = accepts.Load()
+			}
+			// Backoff 0.25, 0.5, 1, ... s (±20%): within 2 s some five
+			// rounds of two dials at most, not a loop.
+			if attempts < 2 || attempts > 12 {
+				t.Errorf("%d dial attempts in 2s, want 2 to 12 (backoff)", attempts)
+			}
+			if n := logs.count("prewarm failing"); n != 1 {
+				t.Errorf("%d 'prewarm failing' log lines, want 1:\n%s", n, logs.b.String())
+			}
+			t.Logf("%d attempts in 2s; log:\n%s", attempts, logs.b.String())
+		})
+	}
+}
+
+// A failing origin that comes back is logged once as recovered.
+func TestPrewarmRecovers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := config.Default()
+	cfg.Prewarm = "http://" + addr
+	up, logs := startPrewarm(t, cfg)
+	time.Sleep(300 * time.Millisecond)
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken again: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	waitFor(t, 5*time.Second, "no 'prewarm recovered' line", func() bool { return logs.count("prewarm recovered") == 1 })
+	if st := up.hostStats(t, "http", addr); st.Warm != 1 {
+		t.Errorf("warm %d after recovery, want 1", st.Warm)
+	}
+	if n := logs.count("prewarm failing"); n != 1 {
+		t.Errorf("%d 'prewarm failing' lines, want 1:\n%s", n, logs.b.String())
+	}
+}
+
+// Prewarm adds nothing while the pool holds N connections of its own, and
+// counts them: the origin never sees more than the transport would open.
+func TestPrewarmCountsPooledConns(t *testing.T) {
+	release := make(chan struct{})
+	o := startCountingOrigin(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+		io.WriteString(w, "body")
+	})
+	cfg := config.Default()
+	cfg.Prewarm = o.srv.URL + "*2"
+	up, _ := startPrewarm(t, cfg)
+	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
+	rt := up.Pool.Wrap(up.Transport)
+	var wg sync.WaitGroup
+	for range 4 { // two warm, two new
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, o.srv.URL+"/hold", nil)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+	}
+	host := strings.TrimPrefix(o.srv.URL, "http://")
+	waitFor(t, 2*time.Second, "4 requests not in flight", func() bool { return up.hostStats(t, "http", host).InFlight == 4 })
+	close(release)
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond) // a keeper would dial now if it miscounted
+	if got := o.accepts.Load(); got != 4 {
+		t.Errorf("origin accepted %d connections, want 4: two prewarmed, two for the extra requests, none after", got)
+	}
+	if st := up.hostStats(t, "http", host); st.Open != 4 || st.Warm != 0 {
+		t.Errorf("%d open, %d warm, want 4 pooled and none stashed", st.Open, st.Warm)
+	}
+}
+
+// Stop closes the stash and ends every goroutine (newTestUpstream checks
+// with goleak); a dial after Stop dials.
+func TestPrewarmStop(t *testing.T) {
+	o := startCountingOrigin(t, false, nil)
+	cfg := config.Default()
+	cfg.Prewarm = o.srv.URL + "*2"
+	up, _ := startPrewarm(t, cfg)
+	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
+	up.Prewarm.Stop()
+	host := strings.TrimPrefix(o.srv.URL, "http://")
+	if st := up.hostStats(t, "http", host); st.Open != 0 {
+		t.Errorf("%d open after Stop, want 0", st.Open)
+	}
+	n, _ := getCounting(t, up.Pool.Wrap(up.Transport), o.srv.URL+"/")
+	if n != 1 || o.accepts.Load() != 3 {
+		t.Errorf("after Stop: %d conns, %d accepts, want 1 and 3", n, o.accepts.Load())
+	}
+}
+
+// A prewarmed connection to an origin that announced a keep-alive timeout
+// is replaced before that timeout.
+func TestPrewarmRetiresStash(t *testing.T) {
+	o := startKAOrigin(t, time.Second, 0, true)
+	cfg := config.Default()
+	cfg.Prewarm = "http://" + o.ln.Addr().String()
+	up, _ := startPrewarm(t, cfg)
+	getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.ln.Addr().String()+"/") // learn the timeout
+	before := o.accepts.Load()
+	time.Sleep(1500 * time.Millisecond)
+	if got := o.accepts.Load() - before; got < 2 {
+		t.Errorf("%d connections opened in 1.5s with a 1s keep-alive timeout, want 2 or more (retired at 0.5s)", got)
+	}
+	if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.ln.Addr().String()+"/"); n != 1 || o.stale.Load() != 0 {
+		t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
+	}
+}
