@@ -148,6 +148,16 @@ type Config struct {
 	// DNSServer is a DNS server address, host:port, asked instead of the
 	// system's resolver. Default none.
 	DNSServer string
+	// DNSCacheSize is how many names the DNS cache holds, least recently
+	// used first out; 0 turns the cache off. Default 1024.
+	DNSCacheSize int
+	// DNSMinTTL and DNSMaxTTL bound how long a DNS answer is kept,
+	// whatever its records' TTL; a "no such host" answer is kept for
+	// DNSMinTTL. Defaults 5s and 5m.
+	DNSMinTTL, DNSMaxTTL time.Duration
+	// DNSStale is how long past its TTL a cached answer is still used
+	// when the resolver fails or is slow; 0 never uses one. Default 1h.
+	DNSStale time.Duration
 }
 
 // Default returns a Config holding every default.
@@ -173,6 +183,10 @@ func Default() Config {
 		ShutdownGrace:         DefaultShutdownGrace,
 		MaxClientConns:        DefaultMaxClientConns,
 		MaxConnsPerHostQueue:  DefaultMaxConnsPerHostQueue,
+		DNSCacheSize:          DefaultDNSCacheSize,
+		DNSMinTTL:             DefaultDNSMinTTL,
+		DNSMaxTTL:             DefaultDNSMaxTTL,
+		DNSStale:              DefaultDNSStale,
 	}
 }
 
@@ -248,6 +262,7 @@ func (c *Config) Validate() error {
 		bad("log-format %q: want tsv, json or off", c.LogFormat)
 	}
 	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateDNS()...)
 	return errors.Join(errs...)
 }
 

@@ -58,6 +58,11 @@ type File struct {
 	MaxClientConns       *int    `yaml:"max-client-conns"`
 	MaxConnsPerHostQueue *int    `yaml:"max-conns-per-host-queue"`
 	DNSServer            *string `yaml:"dns-server"`
+
+	DNSCacheSize *int           `yaml:"dns-cache-size"`
+	DNSMinTTL    *time.Duration `yaml:"dns-min-ttl"`
+	DNSMaxTTL    *time.Duration `yaml:"dns-max-ttl"`
+	DNSStale     *time.Duration `yaml:"dns-stale"`
 }
 
 // LoadFile reads and parses the YAML file at path. An unknown or repeated
