@@ -422,14 +422,15 @@ type ttlConn struct {
 	buf    []byte // a stream's bytes not yet parsed
 }
 
+// Write notes the ID of the query b holds (Go's resolver writes a query
+// in one Write, its length first on a stream).
 func (c *ttlConn) Write(b []byte) (int, error) {
-	if q := b; !c.stream || len(q) >= 4 {
-		if c.stream {
-			q = q[2:]
-		}
-		if len(q) >= 2 {
-			c.id = binary.BigEndian.Uint16(q)
-		}
+	q := b
+	if c.stream && len(q) >= 2 {
+		q = q[2:]
+	}
+	if len(q) >= 2 {
+		c.id = binary.BigEndian.Uint16(q)
 	}
 	return c.Conn.Write(b)
 }
