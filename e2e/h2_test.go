@@ -58,6 +58,17 @@ func TestCurlThroughH2Origin(t *testing.T) {
 		t.Errorf("origin saw %d TCP connections and %d TLS handshakes for 14 curls, want 1 and 1", c, h)
 	}
 
+	// Every curl but the first went out on the pooled connection.
+	reused := 0
+	for _, line := range p.accessLines(t, 14) {
+		if f := strings.Split(line, "\t"); len(f) > 8 && f[8] == "yes" {
+			reused++
+		}
+	}
+	if reused != 13 {
+		t.Errorf("access log: %d of 14 requests reused a connection, want 13", reused)
+	}
+
 	// /debug/pool says the origin's connection speaks HTTP/2.
 	resp, err := http.Get(p.URL() + "/debug/pool")
 	if err != nil {
