@@ -94,4 +94,14 @@ func TestCurlThroughH2Origin(t *testing.T) {
 	if h2 != 1 {
 		t.Errorf("/debug/pool https http2 connections = %d, want 1:\n%s", h2, raw)
 	}
+	// And so does /metrics.
+	mresp, err := http.Get(p.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mresp.Body.Close()
+	metrics, _ := io.ReadAll(mresp.Body)
+	if !strings.Contains(string(metrics), "\nwarmproxy_upstream_http2_connections 1\n") {
+		t.Errorf("/metrics has no warmproxy_upstream_http2_connections 1")
+	}
 }
