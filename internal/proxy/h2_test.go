@@ -251,3 +251,47 @@ func TestH2PingClosesDeadConnection(t *testing.T) {
 		t.Errorf("relay connections = %d, want 2 (the dead one replaced)", got)
 	}
 }
+
+// Issue 8: request bodies reach an HTTP/2 origin byte-exact, with a
+// Content-Length or chunked from the client, and with Expect: 100-continue.
+func TestH2OriginRequestBodies(t *testing.T) {
+	o := newTLSOriginWith(t, func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%s %d %s", r.Proto, r.ContentLength, b)
+	}, true)
+	cfg := testConfig()
+	cfg.CAFile = o.caFile
+	p := startProxy(t, cfg)
+	for _, tc := range []struct{ name, head, body, want string }{
+		{"content-length", "Content-Length: 5\r\n", "hello", "HTTP/2.0 5 hello"},
+		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "HTTP/2.0 -1 hello world"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := rawRoundTrip(t, p.addr, "POST", fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nX-Real-Protocol: https\r\n%s\r\n%s",
+				o.httpURL("/"), o.hostPort(), tc.head, tc.body))
+			if resp.StatusCode != 200 || body != tc.want {
+				t.Errorf("POST = %d %q, want 200 %q", resp.StatusCode, body, tc.want)
+			}
+		})
+	}
+	t.Run("expect-continue", func(t *testing.T) {
+		c, br := rawConn(t, p.addr)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nX-Real-Protocol: https\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n", o.httpURL("/"), o.hostPort())
+		line, err := br.ReadString('\n')
+		if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("first line = %q, %v; want 100 Continue", line, err)
+		}
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "abc")
+		resp, body := readResponse(t, br, "POST")
+		if resp.StatusCode != 200 || body != "HTTP/2.0 3 abc" {
+			t.Errorf("POST = %d %q, want 200 %q", resp.StatusCode, body, "HTTP/2.0 3 abc")
+		}
+	})
+}
