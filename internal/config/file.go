@@ -36,6 +36,9 @@ type File struct {
 	CAFile                *string        `yaml:"ca-file"`
 	RetryBodyBytes        *int64         `yaml:"retry-body-bytes"`
 
+	UpstreamHTTP2          *bool          `yaml:"upstream-http2"`
+	UpstreamH2PingInterval *time.Duration `yaml:"upstream-h2-ping-interval"`
+
 	ClientIdleTimeout   *time.Duration `yaml:"client-idle-timeout"`
 	ClientHeaderTimeout *time.Duration `yaml:"client-header-timeout"`
 	MaxHeaderBytes      *int           `yaml:"max-header-bytes"`
