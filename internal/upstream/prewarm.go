@@ -128,6 +128,11 @@ func newPrewarm(cfg config.Config, p *Pool, t *http.Transport) (*Prewarm, error)
 		w.origins[s][o.addr] = o
 		w.list = append(w.list, o)
 	}
+	// The transport adds "h2" to its TLSClientConfig.NextProtos on first
+	// use (configureHTTP2); Clone does that now, with no other effect, so
+	// that prewarmed TLS connections offer HTTP/2 as the transport's own
+	// would.
+	_ = t.Clone()
 	t.DialContext = w.wrap(SchemeHTTP, t.DialContext)
 	t.DialTLSContext = w.wrap(SchemeHTTPS, t.DialTLSContext)
 	return w, nil

@@ -74,6 +74,16 @@ func (o *countingOrigin) closeOne() {
 	}
 }
 
+// waitTimeout waits for wg at most d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
 // waitFor polls cond every 10 ms for at most d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -137,7 +147,15 @@ func TestPrewarmOpensAtStart(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		name := map[bool]string{false: "http", true: "https"}[useTLS]
 		t.Run(name, func(t *testing.T) {
-			o := startCountingOrigin(t, useTLS, nil)
+			// Each request waits for the other two, so that all three need a
+			// connection at once.
+			var arrived sync.WaitGroup
+			arrived.Add(3)
+			o := startCountingOrigin(t, useTLS, func(w http.ResponseWriter, r *http.Request) {
+				arrived.Done()
+				waitTimeout(&arrived, 5*time.Second)
+				io.WriteString(w, "body")
+			})
 			cfg := config.Default()
 			cfg.CAFile = o.caFile
 			cfg.Prewarm = o.srv.URL + "*3"
@@ -372,5 +390,49 @@ func TestPrewarmRetiresStash(t *testing.T) {
 	}
 	if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.ln.Addr().String()+"/"); n != 1 || o.stale.Load() != 0 {
 		t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
+	}
+}
+
+// Issue 8: an HTTP/2 origin carries every request on one connection, so
+// prewarm *N opens one there, and the first requests use it.
+func TestPrewarmHTTP2(t *testing.T) {
+	o := &countingOrigin{}
+	o.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	o.srv.EnableHTTP2 = true
+	o.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			o.accepts.Add(1)
+		}
+	}
+	o.srv.StartTLS()
+	t.Cleanup(o.srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw}), 0o600)
+	cfg := config.Default()
+	cfg.CAFile = caFile
+	cfg.Prewarm = o.srv.URL + "*4"
+	up, _ := startPrewarm(t, cfg)
+	host := strings.TrimPrefix(o.srv.URL, "https://")
+	if st := up.hostStats(t, "https", host); st.Open != 1 || st.Warm != 1 {
+		t.Errorf("after start: %d open, %d warm, want 1 and 1 (HTTP/2)", st.Open, st.Warm)
+	}
+	rt := up.Pool.Wrap(up.Transport)
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodGet, o.srv.URL+"/", nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "HTTP/2.0" {
+			t.Errorf("origin saw %q, want HTTP/2.0", body)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := o.accepts.Load(); got != 1 {
+		t.Errorf("origin accepted %d connections, want 1", got)
 	}
 }
