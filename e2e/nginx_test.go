@@ -94,7 +94,7 @@ http {
     uwsgi_temp_path %[2]s/uwsgi;
     scgi_temp_path %[2]s/scgi;
     log_format conns '$connection $connection_requests $ssl_session_reused $status $request_uri';
-    keepalive_timeout %[3]ds;
+    keepalive_timeout %[3]ds%[7]s;
     server {
         listen 127.0.0.1:%[4]d ssl;
         ssl_certificate %[5]s;
@@ -111,8 +111,9 @@ http {
 // cliStartNginx runs nginx in the foreground with a configuration, pid,
 // logs and temp paths in a temp dir, and stops it by its PID at the end of
 // the test. nginx takes the port it is told, so the test picks a free one
-// and retries if another process takes it first.
-func cliStartNginx(t *testing.T) *cliNginx {
+// and retries if another process takes it first. A header timeout (e.g.
+// 2*time.Second) makes nginx announce "Keep-Alive: timeout=N" (issue 8).
+func cliStartNginx(t *testing.T, header ...time.Duration) *cliNginx {
 	t.Helper()
 	bin := cliNeed(t, "nginx", "/usr/sbin/nginx")
 	dir := t.TempDir()
@@ -131,7 +132,11 @@ func cliStartNginx(t *testing.T) *cliNginx {
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 		conf := filepath.Join(dir, "nginx.conf")
-		text := fmt.Sprintf(cliNginxConf, user, dir, int(cliNginxKeepalive/time.Second), port, certFile, keyFile)
+		headerTimeout := ""
+		if len(header) > 0 {
+			headerTimeout = fmt.Sprintf(" %ds", int(header[0]/time.Second))
+		}
+		text := fmt.Sprintf(cliNginxConf, user, dir, int(cliNginxKeepalive/time.Second), port, certFile, keyFile, headerTimeout)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
