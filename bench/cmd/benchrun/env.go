@@ -26,6 +26,7 @@ type originInfo struct {
 	Admin  string   `json:"admin"`
 	HTTP   string   `json:"http"`
 	HTTPS  string   `json:"https"`
+	H2     string   `json:"https_h2"`
 	Many   []string `json:"many"`
 	CAFile string   `json:"ca_file"`
 }
@@ -45,11 +46,13 @@ type row struct {
 }
 
 type bench struct {
-	c           *config
-	origin      *procs.Proc
-	oi          originInfo
-	relay       *procs.Proc
-	relayAddr   string
+	c         *config
+	origin    *procs.Proc
+	oi        originInfo
+	relay     *procs.Proc
+	relayAddr string
+	// relayH2Addr is an RTT relay to the origin's HTTP/2 listener.
+	relayH2Addr string
 	live        []*procs.Proc
 	rows        []*row
 	problems    []string
@@ -151,25 +154,36 @@ func newBench(ctx context.Context, c *config) (*bench, error) {
 		b.close()
 		return nil, fmt.Errorf("origin: %v", err)
 	}
-	b.relay, err = b.startProc("rttrelay", []string{b.bin("rttrelay"), "-target", b.oi.HTTPS,
-		"-rtt", c.rtt.String(), "-max-time", c.maxTime.String()})
-	if err != nil {
+	if b.relay, b.relayAddr, err = b.startRelay(b.oi.HTTPS); err != nil {
 		b.close()
 		return nil, err
 	}
-	line, err = b.relay.WaitLine(10*time.Second, jsonLine)
+	if b.oi.H2 != "" && slices.Contains(c.scenarios, "S1") {
+		if _, b.relayH2Addr, err = b.startRelay(b.oi.H2); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	b.calibrate(ctx)
+	return b, nil
+}
+
+// startRelay starts an RTT relay to target and returns it and its address.
+func (b *bench) startRelay(target string) (*procs.Proc, string, error) {
+	p, err := b.startProc("rttrelay", []string{b.bin("rttrelay"), "-target", target,
+		"-rtt", b.c.rtt.String(), "-max-time", b.c.maxTime.String()})
 	if err != nil {
-		b.close()
-		return nil, fmt.Errorf("rttrelay: %v", err)
+		return nil, "", err
+	}
+	line, err := p.WaitLine(10*time.Second, jsonLine)
+	if err != nil {
+		return nil, "", fmt.Errorf("rttrelay: %v", err)
 	}
 	var ra struct{ Addr string }
 	if err := json.Unmarshal([]byte(line), &ra); err != nil || ra.Addr == "" {
-		b.close()
-		return nil, fmt.Errorf("rttrelay: bad ready line %q", line)
+		return nil, "", fmt.Errorf("rttrelay: bad ready line %q", line)
 	}
-	b.relayAddr = ra.Addr
-	b.calibrate(ctx)
-	return b, nil
+	return p, ra.Addr, nil
 }
 
 // calibrate measures what the configured RTT really costs per round trip.

@@ -210,6 +210,37 @@ func (b *bench) reportS1(sb *strings.Builder) {
 		}
 	}
 	w("\n")
+	b.reportS1Extra(sb)
+}
+
+// reportS1Extra adds S1's HTTP/2-origin row and its first-request rows.
+func (b *bench) reportS1Extra(sb *strings.Builder) {
+	w := func(format string, args ...any) { fmt.Fprintf(sb, format, args...) }
+	v := fmt.Sprintf("C=%d", s1h2C)
+	if h2 := b.find("S1", v+" h2", "warmproxy"); h2 != nil {
+		w("**HTTP/2 origin** (issue 8): the same load at C=%d against the origin's listener that offers h2 (ALPN), behind its own %v relay; warmproxy speaks HTTP/2 to it unless `-upstream-http2=false`. The HTTP/1.1 row is the table's above. `open at end`: connections the origin still held when the run ended.\n\n", s1h2C, b.c.rtt)
+		t := table{sb}
+		t.head("origin", "p50 ms", "p99 ms", "req/s", "upstream TCP conns /1k", "TLS handshakes /1k", "open at end")
+		if h1 := b.find("S1", v, "warmproxy"); h1 != nil {
+			t.line("HTTP/1.1", f(med(h1, "p50_ms"), 2), f(med(h1, "p99_ms"), 2), f(med(h1, "rps"), 0), f(med(h1, "conns_per_1k"), 2), f(med(h1, "tls_full_per_1k")+med(h1, "tls_resumed_per_1k"), 2), "—")
+		}
+		t.line("HTTP/2", f(med(h2, "p50_ms"), 2), f(med(h2, "p99_ms"), 2), f(med(h2, "rps"), 0), f(med(h2, "conns_per_1k"), 2), f(med(h2, "tls_full_per_1k")+med(h2, "tls_resumed_per_1k"), 2), f(med(h2, "upstream_open"), 0))
+		w("\n")
+	}
+	cold, warm := b.find("S1", "first", "warmproxy cold"), b.find("S1", "first", "warmproxy prewarm")
+	if cold == nil && warm == nil {
+		return
+	}
+	w("**First request** (issue 8): a fresh warmproxy per sample, waited on until `/readyz` answers 200 (with `-prewarm`, once its first dials are done), then one request through the %v relay to the HTTPS origin. Without prewarm it pays TCP connect, a full TLS handshake and the request; with `-prewarm https://relay` only the request. Median (min–max) over the samples; `origin conns`: connections the origin accepted during that request.\n\n", b.c.rtt)
+	t := table{sb}
+	t.head("warmproxy", "first request ms", "min–max ms", "samples", "origin conns", "origin TLS handshakes")
+	for _, r := range []*row{cold, warm} {
+		if r == nil {
+			continue
+		}
+		t.line(r.Target, f(med(r, "first_ms"), 2), f(med(r, "first_min_ms"), 2)+"–"+f(med(r, "first_max_ms"), 2), f(med(r, "samples"), 0), f(med(r, "conns"), 0), f(med(r, "handshakes"), 0))
+	}
+	w("\n")
 }
 
 func (b *bench) reportS5(sb *strings.Builder) {

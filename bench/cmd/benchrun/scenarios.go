@@ -126,6 +126,8 @@ func (b *bench) s1(ctx context.Context, rep int) {
 		}
 		b.stop(in)
 	}
+	b.s1h2(ctx, rep)
+	b.s1first(ctx, rep)
 }
 
 // forwardTargets are S2-S4's rows: every target that can do plain HTTP.
