@@ -10,34 +10,41 @@ import (
 	"github.com/warmproxy/warmproxy/bench/internal/stats"
 )
 
-// s1h2C is the client concurrency of S1's HTTP/2-origin row.
+// s1h2C is the client concurrency of S1's HTTP/2-origin rows.
 const s1h2C = 8
 
-// s1h2 is S1 against the origin's HTTP/2 listener (ALPN h2) behind its own
-// RTT relay, warmproxy only, at C=8: an HTTP/2 origin carries every
-// request on one connection, so upstream connections per 1000 requests
-// should fall to about zero.
+// s1h2 is S1 at C=8 from a freshly started warmproxy with no warmup, once
+// against the HTTPS origin (HTTP/1.1 only) and once against the origin's
+// listener that offers HTTP/2 (ALPN h2, behind its own RTT relay), so the
+// connections per 1000 requests include the pool's first dials: about C
+// for HTTP/1.1, one for HTTP/2, which carries every request on one
+// connection.
 func (b *bench) s1h2(ctx context.Context, rep int) {
 	if !b.usable("warmproxy") || b.relayH2Addr == "" {
 		return
 	}
+	for _, v := range []struct{ name, relay, kind string }{
+		{"h1", b.relayAddr, "https"},
+		{"h2", b.relayH2Addr, "h2"},
+	} {
+		b.s1h2one(ctx, rep, v.name, v.relay, v.kind)
+	}
+}
+
+func (b *bench) s1h2one(ctx context.Context, rep int, name, relay, kind string) {
 	const path, size = "/bytes/1024", "1024"
-	what := fmt.Sprintf("S1 C=%d h2 warmproxy", s1h2C)
-	in, err := b.start(ctx, "warmproxy", b.relayH2Addr, true, 1000)
+	what := fmt.Sprintf("S1 C=%d %s origin, warmproxy from cold", s1h2C, name)
+	if _, err := b.originStats(ctx, true); err != nil {
+		b.problem("%s: %v", what, err)
+		return
+	}
+	in, err := b.start(ctx, "warmproxy", relay, true, 1000)
 	if err != nil {
 		b.problem("%s: %v", what, err)
 		return
 	}
 	defer b.stop(in)
-	e := in.endpoint(b.relayH2Addr, path, true)
-	if _, err := b.loadgen(ctx, what+" warmup", e, "-c", fmt.Sprint(s1h2C), "-n", fmt.Sprint(4*s1h2C), "-d", "10s"); err != nil {
-		b.problem("%v", err)
-		return
-	}
-	if _, err := b.originStats(ctx, true); err != nil {
-		b.problem("%s: %v", what, err)
-		return
-	}
+	e := in.endpoint(relay, path, true)
 	r, err := b.loadgen(ctx, what, e, "-mode", "fresh", "-c", fmt.Sprint(s1h2C),
 		"-n", "1000000", "-d", b.c.duration.String(), "-expect-bytes", size)
 	if err != nil {
@@ -49,17 +56,16 @@ func (b *bench) s1h2(ctx context.Context, rep int) {
 		b.problem("%s: %v", what, err)
 		return
 	}
-	up := st.Kinds["h2"]
+	up := st.Kinds[kind]
 	if up.Requests < int64(r.Requests) {
 		b.problem("%s: origin served %d requests but the client got %d responses", what, up.Requests, r.Requests)
 	}
-	b.record("S1", fmt.Sprintf("C=%d h2", s1h2C), "warmproxy", rep, map[string]float64{
+	b.record("S1", fmt.Sprintf("C=%d cold %s", s1h2C, name), "warmproxy", rep, map[string]float64{
 		"p50_ms": r.P50Ms, "p90_ms": r.P90Ms, "p99_ms": r.P99Ms, "rps": r.RPS,
-		"requests":           float64(r.Requests),
-		"conns_per_1k":       per1k(up.Accepted, r.Requests),
-		"tls_full_per_1k":    per1k(up.TLSFull, r.Requests),
-		"tls_resumed_per_1k": per1k(up.TLSResumed, r.Requests),
-		"upstream_open":      float64(up.Open),
+		"requests":      float64(r.Requests),
+		"conns":         float64(up.Accepted),
+		"conns_per_1k":  per1k(up.Accepted, r.Requests),
+		"upstream_open": float64(up.Open),
 	})
 }
 
@@ -77,7 +83,7 @@ func (b *bench) s1first(ctx context.Context, rep int) {
 		samples = 3
 	}
 	for _, variant := range []string{"cold", "prewarm"} {
-		var lat, conns, full []float64
+		var lat, conns []float64
 		for i := range samples {
 			what := fmt.Sprintf("S1 first request %s #%d", variant, i+1)
 			var extra []string
@@ -91,7 +97,6 @@ func (b *bench) s1first(ctx context.Context, rep int) {
 			}
 			lat = append(lat, ms)
 			conns = append(conns, float64(up.Accepted))
-			full = append(full, float64(up.TLSFull+up.TLSResumed))
 		}
 		if len(lat) == 0 {
 			continue
@@ -102,7 +107,6 @@ func (b *bench) s1first(ctx context.Context, rep int) {
 			"first_max_ms": slices.Max(lat),
 			"samples":      float64(len(lat)),
 			"conns":        stats.Median(conns),
-			"handshakes":   stats.Median(full),
 		})
 	}
 }
@@ -132,10 +136,10 @@ func (b *bench) firstRequest(ctx context.Context, extra []string) (float64, orig
 		return 0, originCounters{}, err
 	}
 	up := st.Kinds["https"]
-	return r.P50Ms, originCounters{Accepted: up.Accepted, TLSFull: up.TLSFull, TLSResumed: up.TLSResumed}, nil
+	return r.P50Ms, originCounters{Accepted: up.Accepted}, nil
 }
 
-type originCounters struct{ Accepted, TLSFull, TLSResumed int64 }
+type originCounters struct{ Accepted int64 }
 
 // waitReady polls warmproxy's /readyz (served on the proxy's address to
 // origin-form requests) until it answers 200, for at most limit.
