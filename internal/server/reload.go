@@ -168,6 +168,7 @@ func policyReloader(up *upstream.Upstream, started config.Config) reloader {
 			return func() {
 				current = next
 				up.Guard.SetPolicy(p)
+				up.Prewarm.Flush() // prewarmed conns too; re-dialed under the new rules
 				up.Transport.CloseIdleConnections()
 			}, nil
 		},

@@ -220,6 +220,26 @@ func (w *Prewarm) Stop() {
 	}
 }
 
+// Flush closes the stashed connections; the keepers dial new ones. A
+// change of the destination policy calls it, since those connections were
+// checked against the old rules.
+func (w *Prewarm) Flush() {
+	if w == nil {
+		return
+	}
+	for _, o := range w.list {
+		o.mu.Lock()
+		stash := o.stash
+		o.stash = nil
+		o.mu.Unlock()
+		for _, wc := range stash {
+			wc.stopWatch()
+			wc.conn.Close()
+		}
+		o.poke()
+	}
+}
+
 func (o *warmOrigin) close() {
 	o.mu.Lock()
 	o.closed = true

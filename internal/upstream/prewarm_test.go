@@ -436,3 +436,20 @@ func TestPrewarmHTTP2(t *testing.T) {
 		t.Errorf("origin accepted %d connections, want 1", got)
 	}
 }
+
+// Flush (a policy reload) replaces the stashed connections with new ones,
+// dialed under the rules in force.
+func TestPrewarmFlush(t *testing.T) {
+	o := startCountingOrigin(t, false, nil)
+	cfg := config.Default()
+	cfg.Prewarm = o.srv.URL + "*2"
+	up, _ := startPrewarm(t, cfg)
+	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
+	up.Prewarm.Flush()
+	waitFor(t, 2*time.Second, "no new connections after Flush", func() bool { return o.accepts.Load() >= 4 })
+	host := strings.TrimPrefix(o.srv.URL, "http://")
+	waitFor(t, time.Second, "stash not back at 2", func() bool { return up.hostStats(t, "http", host).Warm == 2 })
+	if st := up.hostStats(t, "http", host); st.Open != 2 {
+		t.Errorf("%d open after Flush, want 2", st.Open)
+	}
+}
