@@ -87,6 +87,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool (default: the proxy's address)")
 	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
 	securityFlags(fs, &cfg)
+	upstreamFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
 	checkConfig := fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not")

@@ -148,6 +148,16 @@ type Config struct {
 	// DNSServer is a DNS server address, host:port, asked instead of the
 	// system's resolver. Default none.
 	DNSServer string
+
+	// UpstreamTLS are per-host TLS rules for origins (extra CA, client
+	// certificate, server name, insecure); see TLSRules. Default none.
+	UpstreamTLS TLSRules
+	// ParentProxy is a proxy that origins are reached through:
+	// http://[user:pass@]host:port, socks5:// or socks5h://. Default none.
+	ParentProxy string
+	// NoParentFor lists host patterns, comma-separated (as -allow), that
+	// are reached directly, not through ParentProxy. Default none.
+	NoParentFor string
 }
 
 // Default returns a Config holding every default.
@@ -248,6 +258,7 @@ func (c *Config) Validate() error {
 		bad("log-format %q: want tsv, json or off", c.LogFormat)
 	}
 	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateUpstream()...)
 	return errors.Join(errs...)
 }
 

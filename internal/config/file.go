@@ -58,6 +58,10 @@ type File struct {
 	MaxClientConns       *int    `yaml:"max-client-conns"`
 	MaxConnsPerHostQueue *int    `yaml:"max-conns-per-host-queue"`
 	DNSServer            *string `yaml:"dns-server"`
+
+	UpstreamTLS *TLSRules `yaml:"upstream-tls"`
+	ParentProxy *string   `yaml:"parent-proxy"`
+	NoParentFor *string   `yaml:"no-parent-for"`
 }
 
 // LoadFile reads and parses the YAML file at path. An unknown or repeated

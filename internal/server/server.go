@@ -32,7 +32,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	for _, opt := range opts {
 		opt(&o)
 	}
-	up, err := upstream.New(cfg)
+	up, err := upstream.New(cfg, upstream.WithLogger(log))
 	if err != nil {
 		return err
 	}

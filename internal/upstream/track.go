@@ -52,6 +52,8 @@ type Pool struct {
 	mu    sync.Mutex
 	// onTLS, if set, is told of every successful TLS handshake.
 	onTLS func(resumed bool, d time.Duration)
+	// tlsRules adjust the TLS settings per origin (tlsrules.go).
+	tlsRules *tlsRules
 }
 
 // hostMap maps, per scheme, both the request's URL host ("example.com")
@@ -134,14 +136,7 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 			return nil, err
 		}
 		c := p.track(raw, hs)
-		cfg := base.Clone()
-		if cfg.ServerName == "" {
-			host, _, err := net.SplitHostPort(addr)
-			if err != nil {
-				host = addr
-			}
-			cfg.ServerName = host
-		}
+		cfg := p.tlsRules.clientConfig(base, addr)
 		tc := tls.Client(c, cfg)
 		hctx := ctx
 		if timeout > 0 {
