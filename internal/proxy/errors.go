@@ -162,9 +162,7 @@ func parentError(target string, pe *upstream.ParentError, err error) *Error {
 		// causes of a direct dial, told of the parent.
 		inner := errorFor(via, pe.Err)
 		inner.Err = err
-		if pe.Op != "dial" {
-			inner.Msg += " (asked for " + target + ")"
-		}
+		inner.Msg += " (on the way to " + target + ")"
 		return inner
 	default:
 		e.Type, e.Msg = PSDestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
