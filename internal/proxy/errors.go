@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/warmproxy/warmproxy/internal/upstream"
+	"github.com/warmproxy/warmproxy/internal/parentproxy"
 )
 
 // StatusClientClosed is logged when the client went away before a
@@ -83,7 +83,7 @@ func errorFor(target string, err error) *Error {
 	if ae := accessError(target, err); ae != nil {
 		return ae
 	}
-	var parentErr *upstream.ParentError
+	var parentErr *parentproxy.Error
 	if errors.As(err, &parentErr) {
 		return parentError(target, parentErr, err)
 	}
@@ -139,7 +139,7 @@ func errorFor(target string, err error) *Error {
 // 502 that says whether the parent could not be reached, refused
 // warmproxy, or could not reach target itself. err is the whole error,
 // for the details.
-func parentError(target string, pe *upstream.ParentError, err error) *Error {
+func parentError(target string, pe *parentproxy.Error, err error) *Error {
 	via := "parent proxy " + pe.Parent
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	switch {
