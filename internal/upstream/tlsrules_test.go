@@ -376,3 +376,31 @@ func TestUpstreamTLSBadFiles(t *testing.T) {
 		})
 	}
 }
+
+// Issue 8: a rule keeps the transport's ALPN offer, so an origin matched
+// by a rule still gets HTTP/2, through an http parent too.
+func TestUpstreamTLSRuleKeepsHTTP2(t *testing.T) {
+	ca := newTestCA(t)
+	serverCert, _, _ := ca.issue(t, "origin", "127.0.0.1")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	par := startHTTPParent(t, "", "")
+	for _, parent := range []string{"", par.url()} {
+		cfg := testConfig()
+		cfg.UpstreamHTTP2 = true
+		cfg.ParentProxy = parent
+		cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file)
+		up, _ := testUpstream(t, cfg)
+		if got := get(t, up.Transport, srv.URL+"/"); got != "HTTP/2.0" {
+			t.Errorf("parent %q: origin saw %s, want HTTP/2.0", parent, got)
+		}
+	}
+	if n := par.connects.Load(); n != 1 {
+		t.Errorf("parent saw %d CONNECTs, want 1", n)
+	}
+}
