@@ -81,7 +81,9 @@ func TestBadReplies(t *testing.T) {
 		{"http 407", HTTP, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n", func(e *Error) bool { return e.AuthFailed && e.HTTPStatus == 407 }},
 		{"http closed", HTTP, "", func(e *Error) bool { return errors.Is(e, io.EOF) || errors.Is(e, io.ErrUnexpectedEOF) }},
 		{"socks4 server", SOCKS5H, "\x00\x5a", func(e *Error) bool { return e.BadReply }},
-		{"socks reply 1", SOCKS5H, "\x05\x00\x05\x01\x00\x01\x00\x00\x00\x00\x00\x00", func(e *Error) bool { return e.SOCKSReply == 1 && strings.Contains(e.Error(), "general SOCKS server failure") }},
+		{"socks reply 1", SOCKS5H, "\x05\x00\x05\x01\x00\x01\x00\x00\x00\x00\x00\x00", func(e *Error) bool {
+			return e.SOCKSReply == 1 && strings.Contains(e.Error(), "general SOCKS server failure")
+		}},
 		{"socks wants auth", SOCKS5H, "\x05\x02", func(e *Error) bool { return e.AuthFailed }},
 	}
 	for _, tt := range tests {

@@ -90,7 +90,7 @@ type httpParent struct {
 	tr            *http.Transport
 }
 
-func startHTTPParent(t *testing.T, user, pass string, names ...string) *httpParent {
+func startHTTPParent(t testing.TB, user, pass string, names ...string) *httpParent {
 	t.Helper()
 	p := &httpParent{user: user, pass: pass, names: map[string]bool{}, tr: &http.Transport{}}
 	for _, n := range names {
@@ -699,6 +699,36 @@ func TestParentFailures(t *testing.T) {
 			}
 			if strings.Contains(ps+string(body), "right") || strings.Contains(ps+string(body), "wrong") {
 				t.Errorf("a password shows in %q / %q", ps, body)
+			}
+		})
+	}
+}
+
+// BenchmarkPlainHTTPParent compares a pooled plain-http request sent
+// directly with one sent through an http parent (absolute form over a
+// pooled connection to the parent). The parent's own work is included.
+func BenchmarkPlainHTTPParent(b *testing.B) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer o.Close()
+	par := startHTTPParent(b, "u", "p")
+	for _, parentURL := range []string{"", par.url()} {
+		name := "direct"
+		if parentURL != "" {
+			name = "parent"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := testConfig()
+			cfg.ParentProxy = parentURL
+			up, err := upstream.New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer up.Transport.CloseIdleConnections()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tryGet(up.Transport, o.URL+"/"); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
