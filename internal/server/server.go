@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		}
 		io.WriteString(w, "ready\n")
 	})
-	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open})
+	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
 	admin.Handle("GET /metrics", m.Handler())
 	admin.Handle("GET /debug/pool", m.PoolHandler())
 	if cfg.PProf {
