@@ -286,8 +286,8 @@ func newOrigin(t *testing.T, useTLS bool, h http.HandlerFunc) *origin {
 }
 
 // newOriginCert is newOrigin with its own certificate (nil: httptest's,
-// which every httptest origin shares).
-func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.HandlerFunc) *origin {
+// which every httptest origin shares); setup runs before it starts.
+func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.HandlerFunc, setup ...func(*origin)) *origin {
 	t.Helper()
 	o := &origin{}
 	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -301,6 +301,9 @@ func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.Hand
 		if s == http.StateNew {
 			o.conns.Add(1)
 		}
+	}
+	for _, f := range setup {
+		f(o)
 	}
 	if !useTLS {
 		o.Start()

@@ -75,6 +75,8 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.DurationVar(&cfg.TLSHandshakeTimeout, "tls-handshake-timeout", cfg.TLSHandshakeTimeout, "TLS handshake timeout to origins")
 	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "wait for an origin's response head")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close pooled origin connections idle this long")
+	fs.BoolVar(&cfg.UpstreamHTTP2, "upstream-http2", cfg.UpstreamHTTP2, "offer HTTP/2 to https origins (ALPN); -upstream-http2=false keeps every origin on HTTP/1.1")
+	fs.DurationVar(&cfg.UpstreamH2PingInterval, "upstream-h2-ping-interval", cfg.UpstreamH2PingInterval, "ping an HTTP/2 origin connection silent this long, close it if unanswered; 0 = no pings")
 	fs.StringVar(&cfg.CAFile, "ca-file", cfg.CAFile, "PEM `file` of extra roots for origin TLS, added to the system roots")
 	fs.Int64Var(&cfg.RetryBodyBytes, "retry-body-bytes", cfg.RetryBodyBytes, "largest request body held for a replay on a fresh connection")
 	fs.DurationVar(&cfg.ClientIdleTimeout, "client-idle-timeout", cfg.ClientIdleTimeout, "close idle client keep-alive connections after this long")

@@ -17,4 +17,8 @@ func securityFlags(fs *flag.FlagSet, cfg *config.Config) {
 	fs.IntVar(&cfg.MaxClientConns, "max-client-conns", cfg.MaxClientConns, "concurrent client connections, tunnels included; more get 503")
 	fs.IntVar(&cfg.MaxConnsPerHostQueue, "max-conns-per-host-queue", cfg.MaxConnsPerHostQueue, "requests that may wait for a connection at -max-conns-per-host; more get 503")
 	fs.StringVar(&cfg.DNSServer, "dns-server", cfg.DNSServer, "DNS server `host:port` to ask instead of the system resolver")
+	fs.IntVar(&cfg.DNSCacheSize, "dns-cache-size", cfg.DNSCacheSize, "names the DNS cache holds, least recently used out first (0: no cache)")
+	fs.DurationVar(&cfg.DNSMinTTL, "dns-min-ttl", cfg.DNSMinTTL, "shortest time a DNS answer is cached, whatever its TTL; also how long \"no such host\" is cached")
+	fs.DurationVar(&cfg.DNSMaxTTL, "dns-max-ttl", cfg.DNSMaxTTL, "longest time a DNS answer is cached, whatever its TTL")
+	fs.DurationVar(&cfg.DNSStale, "dns-stale", cfg.DNSStale, "how long past its TTL a cached DNS answer is used while the resolver fails or is slow (0: never)")
 }

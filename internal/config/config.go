@@ -42,6 +42,9 @@ const (
 	// DefaultMaxClientConns caps concurrent client connections, tunnels
 	// included.
 	DefaultMaxClientConns = 4096
+	// DefaultUpstreamH2PingInterval is how long an HTTP/2 origin
+	// connection may stay silent before it is pinged.
+	DefaultUpstreamH2PingInterval = 15 * time.Second
 	// DefaultMaxConnsPerHostQueue bounds the requests waiting for a
 	// connection to an origin at MaxConnsPerHost.
 	DefaultMaxConnsPerHostQueue = 256
@@ -94,6 +97,17 @@ type Config struct {
 	// IdleTimeout closes pooled origin connections idle this long; it sits
 	// below common server keep-alive timeouts. Default 50s.
 	IdleTimeout time.Duration
+
+	// UpstreamHTTP2 offers HTTP/2 to https origins through ALPN; an origin
+	// that accepts carries many concurrent requests on one connection.
+	// HTTP/1.1 origins are pooled as before. Default true.
+	UpstreamHTTP2 bool
+	// UpstreamH2PingInterval pings an HTTP/2 origin connection that has
+	// received nothing for this long, and closes it when the ping gets no
+	// answer within the same time (at least 2s), so a dead connection is
+	// found before a request uses it. 0 turns pings off. Default 15s.
+	UpstreamH2PingInterval time.Duration
+
 	// CAFile names a PEM file of extra roots for origin TLS, added to the
 	// system roots. Default none.
 	CAFile string
@@ -161,6 +175,16 @@ type Config struct {
 	// DNSServer is a DNS server address, host:port, asked instead of the
 	// system's resolver. Default none.
 	DNSServer string
+	// DNSCacheSize is how many names the DNS cache holds, least recently
+	// used first out; 0 turns the cache off. Default 1024.
+	DNSCacheSize int
+	// DNSMinTTL and DNSMaxTTL bound how long a DNS answer is kept,
+	// whatever its records' TTL; a "no such host" answer is kept for
+	// DNSMinTTL. Defaults 5s and 5m.
+	DNSMinTTL, DNSMaxTTL time.Duration
+	// DNSStale is how long past its TTL a cached answer is still used
+	// when the resolver fails or is slow; 0 never uses one. Default 1h.
+	DNSStale time.Duration
 }
 
 // Default returns a Config holding every default.
@@ -188,6 +212,13 @@ func Default() Config {
 		ShutdownGrace:         DefaultShutdownGrace,
 		MaxClientConns:        DefaultMaxClientConns,
 		MaxConnsPerHostQueue:  DefaultMaxConnsPerHostQueue,
+		DNSCacheSize:          DefaultDNSCacheSize,
+		DNSMinTTL:             DefaultDNSMinTTL,
+		DNSMaxTTL:             DefaultDNSMaxTTL,
+		DNSStale:              DefaultDNSStale,
+
+		UpstreamHTTP2:          true,
+		UpstreamH2PingInterval: DefaultUpstreamH2PingInterval,
 	}
 }
 
@@ -240,6 +271,9 @@ func (c *Config) Validate() error {
 			bad("%s %v: want a duration above 0, e.g. 30s", d.name, d.v)
 		}
 	}
+	if c.UpstreamH2PingInterval < 0 {
+		bad("upstream-h2-ping-interval %v: want 0 (no pings) or a duration, e.g. 15s", c.UpstreamH2PingInterval)
+	}
 	if c.CAFile != "" {
 		if _, err := os.Stat(c.CAFile); err != nil {
 			bad("ca-file: %v", err)
@@ -261,6 +295,7 @@ func (c *Config) Validate() error {
 		bad("log-format %q: want tsv, json or off", c.LogFormat)
 	}
 	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateDNS()...)
 	return errors.Join(errs...)
 }
 

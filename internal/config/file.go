@@ -40,6 +40,9 @@ type File struct {
 	CAFile                *string        `yaml:"ca-file"`
 	RetryBodyBytes        *int64         `yaml:"retry-body-bytes"`
 
+	UpstreamHTTP2          *bool          `yaml:"upstream-http2"`
+	UpstreamH2PingInterval *time.Duration `yaml:"upstream-h2-ping-interval"`
+
 	ClientIdleTimeout   *time.Duration `yaml:"client-idle-timeout"`
 	ClientHeaderTimeout *time.Duration `yaml:"client-header-timeout"`
 	MaxHeaderBytes      *int           `yaml:"max-header-bytes"`
@@ -62,6 +65,11 @@ type File struct {
 	MaxClientConns       *int    `yaml:"max-client-conns"`
 	MaxConnsPerHostQueue *int    `yaml:"max-conns-per-host-queue"`
 	DNSServer            *string `yaml:"dns-server"`
+
+	DNSCacheSize *int           `yaml:"dns-cache-size"`
+	DNSMinTTL    *time.Duration `yaml:"dns-min-ttl"`
+	DNSMaxTTL    *time.Duration `yaml:"dns-max-ttl"`
+	DNSStale     *time.Duration `yaml:"dns-stale"`
 }
 
 // LoadFile reads and parses the YAML file at path. An unknown or repeated

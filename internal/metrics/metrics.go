@@ -324,6 +324,7 @@ func (m *Metrics) PoolHandler() http.Handler {
 type poolCollector struct {
 	pool                                              *upstream.Pool
 	opened, closed, conns, inflight, dialErrors, tlsH *prometheus.Desc
+	h2                                                *prometheus.Desc
 }
 
 func newPoolCollector(p *upstream.Pool) *poolCollector {
@@ -335,6 +336,8 @@ func newPoolCollector(p *upstream.Pool) *poolCollector {
 			"Connections to origins closed, by scheme.", []string{"scheme"}, nil),
 		conns: prometheus.NewDesc("warmproxy_upstream_connections",
 			"Connections to origins open now, by scheme and state: active ones carry a request, idle ones wait in the pool.", []string{"scheme", "state"}, nil),
+		h2: prometheus.NewDesc("warmproxy_upstream_http2_connections",
+			"Connections to origins open now that speak HTTP/2; each carries many concurrent requests.", nil, nil),
 		inflight: prometheus.NewDesc("warmproxy_upstream_requests_in_flight",
 			"Requests under way upstream, including those waiting for a connection, by scheme.", []string{"scheme"}, nil),
 		dialErrors: prometheus.NewDesc("warmproxy_upstream_dial_errors_total",
@@ -345,7 +348,7 @@ func newPoolCollector(p *upstream.Pool) *poolCollector {
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.opened, c.closed, c.conns, c.inflight, c.dialErrors, c.tlsH} {
+	for _, d := range []*prometheus.Desc{c.opened, c.closed, c.conns, c.h2, c.inflight, c.dialErrors, c.tlsH} {
 		ch <- d
 	}
 }
@@ -361,6 +364,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(st.InFlight), name)
 		ch <- prometheus.MustNewConstMetric(c.dialErrors, prometheus.CounterValue, float64(st.DialErrors), name)
 		if s == upstream.SchemeHTTPS {
+			ch <- prometheus.MustNewConstMetric(c.h2, prometheus.GaugeValue, float64(st.HTTP2))
 			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSFull), "full")
 			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSResumed), "resumed")
 			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSErrors), "error")

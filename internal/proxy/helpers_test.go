@@ -184,7 +184,15 @@ func newOriginWith(t *testing.T, h http.HandlerFunc, setup func(*testOrigin)) *t
 // file for -ca-file.
 func newTLSOrigin(t *testing.T, h http.HandlerFunc) *testOrigin {
 	t.Helper()
+	return newTLSOriginWith(t, h, false)
+}
+
+// newTLSOriginWith is newTLSOrigin that, with h2, also offers HTTP/2
+// through ALPN.
+func newTLSOriginWith(t *testing.T, h http.HandlerFunc, h2 bool) *testOrigin {
+	t.Helper()
 	o := &testOrigin{Server: httptest.NewUnstartedServer(h)}
+	o.EnableHTTP2 = h2
 	o.setup()
 	o.TLS = &tls.Config{
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {

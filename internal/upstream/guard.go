@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
@@ -26,11 +27,14 @@ type Guard struct {
 	policy atomic.Pointer[acl.Policy] // SetPolicy swaps it on a reload
 	dialer *net.Dialer
 	lookup LookupFunc
-	self   atomic.Pointer[selfAddrs]
+	// dns caches lookup's answers (dns.go); nil with cfg.DNSCacheSize 0.
+	dns  *DNSCache
+	self atomic.Pointer[selfAddrs]
 }
 
 // NewGuard builds the policy from cfg and wraps dialer. With
-// cfg.DNSServer set, names are resolved by that server only.
+// cfg.DNSServer set, names are resolved by that server only; with
+// cfg.DNSCacheSize above 0 the answers are cached (see DNSCache).
 func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 	policy, err := NewPolicy(cfg)
 	if err != nil {
@@ -51,6 +55,15 @@ func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 		}
 	}
 	g := &Guard{dialer: dialer, lookup: resolver.LookupNetIP}
+	if cfg.DNSCacheSize > 0 {
+		g.dns = NewDNSCache(ttlResolver(resolver).LookupNetIP, DNSOptions{
+			Size:    cfg.DNSCacheSize,
+			MinTTL:  cfg.DNSMinTTL,
+			MaxTTL:  cfg.DNSMaxTTL,
+			Stale:   cfg.DNSStale,
+			Timeout: dialer.Timeout,
+		})
+	}
 	g.policy.Store(policy)
 	return g, nil
 }
@@ -69,8 +82,17 @@ func NewPolicy(cfg config.Config) (*acl.Policy, error) {
 // now on; a configuration reload calls it.
 func (g *Guard) SetPolicy(p *acl.Policy) { g.policy.Store(p) }
 
-// SetLookup replaces the resolver; for tests.
-func (g *Guard) SetLookup(f LookupFunc) { g.lookup = f }
+// SetLookup replaces the resolver, under the cache if there is one; for
+// tests, before the first dial.
+func (g *Guard) SetLookup(f LookupFunc) {
+	g.lookup = f
+	if g.dns != nil {
+		g.dns.lookup = f
+	}
+}
+
+// DNS returns the guard's DNS cache, nil when caching is off.
+func (g *Guard) DNS() *DNSCache { return g.dns }
 
 // Policy returns the destination policy the guard enforces.
 func (g *Guard) Policy() *acl.Policy { return g.policy.Load() }
@@ -131,12 +153,48 @@ func (g *Guard) isSelf(ip netip.Addr, port int) bool {
 	return s.anyIP[port] && (ip.IsLoopback() || s.local[ip])
 }
 
+// Resolve returns the addresses of host for network ("ip", "ip4" or
+// "ip6") through the DNS cache when there is one, with no policy check;
+// an IP literal is returned as it is. The slice may be shared with other
+// callers: do not change it. A parent proxy's name is resolved with it.
+func (g *Guard) Resolve(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	var (
+		ips []netip.Addr
+		err error
+	)
+	if g.dns != nil {
+		ips, err = g.dns.Lookup(ctx, network, host)
+	} else {
+		ips, err = g.lookup(ctx, network, host)
+	}
+	if err == nil && len(ips) == 0 {
+		err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return ips, err
+}
+
 // DialContext resolves addr's host, checks every IP against the policy
-// and the proxy's own addresses, then dials the IPs in order until one
-// answers. A denied IP fails the whole dial with an *acl.DeniedError: an
-// attacker who controls the name must not pick which of its IPs is used.
+// and the proxy's own addresses, then dials the IPs with happy eyeballs
+// (dialIPs). A denied IP fails the whole dial with an *acl.DeniedError:
+// an attacker who controls the name must not pick which of its IPs is
+// used.
 func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	policy := g.policy.Load()
+	return g.dial(ctx, network, addr, g.policy.Load())
+}
+
+// DialUnguarded dials addr as DialContext does (the DNS cache, happy
+// eyeballs, the dial timeout) but checks neither the destination policy
+// nor the proxy's own addresses: for a destination the operator
+// configured, such as a parent proxy.
+func (g *Guard) DialUnguarded(ctx context.Context, network, addr string) (net.Conn, error) {
+	return g.dial(ctx, network, addr, nil)
+}
+
+// dial resolves and dials addr; with a policy, every IP is checked first.
+func (g *Guard) dial(ctx context.Context, network, addr string, policy *acl.Policy) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
@@ -145,61 +203,173 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 	if err != nil || port < 1 || port > 65535 {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("bad port %q", portStr)}
 	}
-	var ips []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
-		ips = []netip.Addr{ip}
-	} else {
-		// A name a rule denies is not even resolved: no DNS query leaks.
+	// A name a rule denies is not even resolved: no DNS query leaks.
+	if _, err := netip.ParseAddr(host); err != nil && policy != nil {
 		if d := policy.CheckName(host, port); !d.Allow {
 			return nil, &acl.DeniedError{Decision: d, Host: host, Port: port}
 		}
-		lookupNet := "ip"
-		switch network {
-		case "tcp4":
-			lookupNet = "ip4"
-		case "tcp6":
-			lookupNet = "ip6"
-		}
-		if ips, err = g.lookup(ctx, lookupNet, host); err != nil {
-			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-		}
-		if len(ips) == 0 {
-			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}}
-		}
 	}
-	for i, ip := range ips {
+	lookupNet := "ip"
+	switch network {
+	case "tcp4":
+		lookupNet = "ip4"
+	case "tcp6":
+		lookupNet = "ip6"
+	}
+	ips, err := g.Resolve(ctx, lookupNet, host)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	addrs := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range ips {
 		ip = ip.Unmap()
-		ips[i] = ip
-		if d := policy.Check(host, port, ip); !d.Allow {
-			return nil, &acl.DeniedError{Decision: d, Host: host, Port: port, IP: ip}
+		if policy != nil {
+			if d := policy.Check(host, port, ip); !d.Allow {
+				return nil, &acl.DeniedError{Decision: d, Host: host, Port: port, IP: ip}
+			}
+			if g.isSelf(ip, port) {
+				return nil, fmt.Errorf("dial %s: %w", netip.AddrPortFrom(ip, uint16(port)), acl.ErrLoop)
+			}
 		}
-		if g.isSelf(ip, port) {
-			return nil, fmt.Errorf("dial %s: %w", netip.AddrPortFrom(ip, uint16(port)), acl.ErrLoop)
+		if network == "tcp4" && !ip.Is4() || network == "tcp6" && !ip.Is6() {
+			continue
 		}
+		addrs = append(addrs, netip.AddrPortFrom(ip, uint16(port)))
+	}
+	if len(addrs) == 0 {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("no address of the right family")}
 	}
 	if g.dialer.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.dialer.Timeout)
 		defer cancel()
 	}
-	var firstErr error
-	for _, ip := range ips {
-		if network == "tcp4" && !ip.Is4() || network == "tcp6" && !ip.Is6() {
-			continue
-		}
-		c, err := g.dialer.DialContext(ctx, network, netip.AddrPortFrom(ip, uint16(port)).String())
-		if err == nil {
-			return c, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	return g.dialIPs(ctx, network, interleave(addrs))
+}
+
+// fallbackDelay is how long a connection attempt has before the next
+// address is tried alongside it, as net.Dialer's FallbackDelay (RFC 8305
+// section 5 recommends 250ms).
+const fallbackDelay = 300 * time.Millisecond
+
+// attempt is the outcome of dialing one address.
+type attempt struct {
+	c   net.Conn
+	err error
+}
+
+// dialIPs dials addrs with happy eyeballs (RFC 8305 section 5): the first
+// address at once, then the next one each time fallbackDelay passes with
+// no connection or an attempt fails, the earlier attempts going on. The
+// first connection wins; the others are cancelled, and one that connects
+// anyway is closed. With the dialer's FallbackDelay negative, the
+// addresses are tried one after the other. The error of a dial that fails
+// is the first attempt's.
+func (g *Guard) dialIPs(ctx context.Context, network string, addrs []netip.AddrPort) (net.Conn, error) {
+	if len(addrs) == 1 {
+		return g.dialer.DialContext(ctx, network, addrs[0].String())
 	}
-	if firstErr == nil {
-		firstErr = &net.OpError{Op: "dial", Net: network, Err: errors.New("no address of the right family")}
+	delay := g.dialer.FallbackDelay
+	if delay == 0 {
+		delay = fallbackDelay
+	}
+	if delay < 0 {
+		var firstErr error
+		for _, a := range addrs {
+			c, err := g.dialer.DialContext(ctx, network, a.String())
+			if err == nil {
+				return c, nil
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return nil, firstErr
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan attempt) // unbuffered: a result is taken, or returned is closed
+	returned := make(chan struct{})
+	defer close(returned)
+	next, pending := 0, 0
+	start := func() {
+		a := addrs[next]
+		next++
+		pending++
+		go g.dialAttempt(ctx, network, a.String(), results, returned)
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	start()
+	var firstErr error
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				return r.c, nil
+			}
+			if firstErr == nil {
+				firstErr = r.err
+			}
+			if next < len(addrs) && ctx.Err() == nil {
+				start()
+				timer.Reset(delay)
+			}
+		case <-timer.C:
+			if next < len(addrs) {
+				start()
+				timer.Reset(delay)
+			}
+		}
 	}
 	return nil, firstErr
+}
+
+// dialAttempt dials one address for dialIPs and hands the result over, or
+// closes its connection when dialIPs has returned without it.
+func (g *Guard) dialAttempt(ctx context.Context, network, addr string, results chan<- attempt, returned <-chan struct{}) {
+	c, err := g.dialer.DialContext(ctx, network, addr)
+	select {
+	case results <- attempt{c, err}:
+	case <-returned:
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// interleave orders addrs for happy eyeballs (RFC 8305 section 4): the
+// resolver's order within each family, alternating families, starting
+// with the family of the first address.
+func interleave(addrs []netip.AddrPort) []netip.AddrPort {
+	if len(addrs) < 2 {
+		return addrs
+	}
+	first := addrs[0].Addr().Is4()
+	var a, b []netip.AddrPort
+	for _, ap := range addrs {
+		if ap.Addr().Is4() == first {
+			a = append(a, ap)
+		} else {
+			b = append(b, ap)
+		}
+	}
+	if len(b) == 0 {
+		return addrs
+	}
+	out := make([]netip.AddrPort, 0, len(addrs))
+	for i := 0; i < len(a) || i < len(b); i++ {
+		if i < len(a) {
+			out = append(out, a[i])
+		}
+		if i < len(b) {
+			out = append(out, b[i])
+		}
+	}
+	return out
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -203,5 +205,147 @@ func TestGuardSelf(t *testing.T) {
 	g.SetSelf(&net.TCPAddr{IP: net.IPv4zero, Port: 4321})
 	if _, err := g.DialContext(context.Background(), "tcp", "127.0.0.3:4321"); !errors.Is(err, acl.ErrLoop) {
 		t.Errorf("dial to 127.0.0.3 with a 0.0.0.0 listener: error %v, want acl.ErrLoop", err)
+	}
+}
+
+// blackhole makes ip:port a TCP address whose connects hang: a listener
+// with a backlog of 0 that never accepts, its queue filled. It reports
+// false when ip:port is taken.
+func blackhole(t *testing.T, ip [4]byte, port int) bool {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: ip, Port: port}); err != nil {
+		syscall.Close(fd)
+		return false
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	addr := netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(port)).String()
+	for range 4 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return true // full: connects hang from now on
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("blackhole %s: the backlog never filled", addr)
+	return false
+}
+
+// Issue 8: happy eyeballs. The guard checks every address, then dials
+// them RFC 8305 style: the next address starts when an attempt fails, or
+// after the fallback delay while the first still hangs; the first
+// connection wins and the attempt left hanging is cancelled.
+func TestGuardHappyEyeballs(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
+	var (
+		ok      net.Listener
+		accepts *atomic.Int32
+		port    int
+	)
+	for range 10 { // a listener on 127.0.0.1 whose port is free on 127.0.0.2
+		ok, accepts = listen(t, "127.0.0.1")
+		port = ok.Addr().(*net.TCPAddr).Port
+		if blackhole(t, [4]byte{127, 0, 0, 2}, port) {
+			break
+		}
+		ok.Close()
+		ok = nil
+	}
+	if ok == nil {
+		t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
+	}
+	refused, _ := listen(t, "127.0.0.1")
+	refusedPort := refused.Addr().(*net.TCPAddr).Port
+	refused.Close() // nothing listens there now: connects are refused
+	names := map[string][]string{
+		"hang-first.test":    {"127.0.0.2", "127.0.0.1"},
+		"refused-first.test": {"127.0.0.3", "127.0.0.1"},
+		"all-refused.test":   {"127.0.0.1", "127.0.0.3"},
+	}
+	tests := []struct {
+		name      string
+		addr      string
+		fallback  time.Duration
+		min, max  time.Duration
+		refusedOK bool // the dial fails with ECONNREFUSED
+	}{
+		{"first hangs", "hang-first.test:" + strconv.Itoa(port), 0, fallbackDelay - 50*time.Millisecond, fallbackDelay + 700*time.Millisecond, false},
+		{"first hangs, short delay", "hang-first.test:" + strconv.Itoa(port), 50 * time.Millisecond, 0, 700 * time.Millisecond, false},
+		{"first refused", "refused-first.test:" + strconv.Itoa(port), 0, 0, fallbackDelay - 50*time.Millisecond, false},
+		{"all refused", "all-refused.test:" + strconv.Itoa(refusedPort), 0, 0, fallbackDelay - 50*time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var dials atomic.Int32
+			g := newTestGuard(t, config.Config{}, names, &dials)
+			g.dialer.FallbackDelay = tt.fallback
+			before := accepts.Load()
+			start := time.Now()
+			c, err := g.DialContext(context.Background(), "tcp", tt.addr)
+			took := time.Since(start)
+			if tt.refusedOK {
+				if !errors.Is(err, syscall.ECONNREFUSED) {
+					t.Fatalf("DialContext(%s) error %v, want connection refused", tt.addr, err)
+				}
+				var oe *net.OpError
+				if !errors.As(err, &oe) || oe.Op != "dial" {
+					t.Errorf("DialContext(%s) error %T, want a dial *net.OpError", tt.addr, err)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("DialContext(%s): %v", tt.addr, err)
+				}
+				c.Close()
+				if ap := netip.MustParseAddrPort(c.RemoteAddr().String()); ap.Addr().String() != "127.0.0.1" {
+					t.Errorf("connected to %s, want 127.0.0.1", ap)
+				}
+				deadline := time.Now().Add(2 * time.Second)
+				for accepts.Load() == before && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if accepts.Load() == before {
+					t.Errorf("the working address accepted nothing")
+				}
+			}
+			if took < tt.min || took > tt.max {
+				t.Errorf("DialContext(%s) took %v, want %v to %v", tt.addr, took, tt.min, tt.max)
+			}
+			if n := dials.Load(); n != 2 {
+				t.Errorf("%d connection attempts, want 2", n)
+			}
+		})
+	}
+}
+
+// Issue 8: RFC 8305 section 4: the addresses alternate families,
+// starting with the resolver's first.
+func TestInterleave(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"1.1.1.1", "1.1.1.1"},
+		{"1.1.1.1 2.2.2.2", "1.1.1.1 2.2.2.2"},
+		{"::1 ::2 1.1.1.1 2.2.2.2", "::1 1.1.1.1 ::2 2.2.2.2"},
+		{"1.1.1.1 2.2.2.2 3.3.3.3 ::1", "1.1.1.1 ::1 2.2.2.2 3.3.3.3"},
+		{"::1 1.1.1.1", "::1 1.1.1.1"},
+	}
+	for _, tt := range tests {
+		var in []netip.AddrPort
+		for _, s := range strings.Fields(tt.in) {
+			in = append(in, netip.AddrPortFrom(netip.MustParseAddr(s), 80))
+		}
+		var got []string
+		for _, ap := range interleave(in) {
+			got = append(got, ap.Addr().String())
+		}
+		if g := strings.Join(got, " "); g != tt.want {
+			t.Errorf("interleave(%s) = %s, want %s", tt.in, g, tt.want)
+		}
 	}
 }

@@ -62,7 +62,7 @@ type hostMap struct {
 }
 
 type counters struct {
-	open, inflight                               atomic.Int64
+	open, inflight, h2open                       atomic.Int64
 	requests, failed, opened, closed, dialErrors atomic.Uint64
 	tlsFull, tlsResumed, tlsErrors               atomic.Uint64
 }
@@ -171,6 +171,9 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 		if p.onTLS != nil {
 			p.onTLS(resumed, d)
 		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			c.(*trackedConn).markH2()
+		}
 		return tc, nil
 	}
 }
@@ -198,6 +201,14 @@ type trackedConn struct {
 	hs     *hostStats
 	total  *counters
 	closed atomic.Bool
+	h2     atomic.Bool
+}
+
+// markH2 counts c among the open HTTP/2 connections, until it closes.
+func (c *trackedConn) markH2() {
+	c.h2.Store(true)
+	c.hs.h2open.Add(1)
+	c.total.h2open.Add(1)
 }
 
 func (c *trackedConn) Close() error {
@@ -206,6 +217,10 @@ func (c *trackedConn) Close() error {
 		c.hs.open.Add(-1)
 		c.total.closed.Add(1)
 		c.total.open.Add(-1)
+		if c.h2.Load() {
+			c.hs.h2open.Add(-1)
+			c.total.h2open.Add(-1)
+		}
 	}
 	return c.Conn.Close()
 }
@@ -378,6 +393,10 @@ type Stats struct {
 	Open   int64 `json:"open"`
 	Active int64 `json:"active"`
 	Idle   int64 `json:"idle"`
+	// HTTP2 counts the open connections that speak HTTP/2; each carries
+	// many concurrent requests, so Active and Idle count requests' share
+	// of connections only for HTTP/1.1.
+	HTTP2 int64 `json:"http2,omitempty"`
 	// InFlight counts requests under way, including those still waiting
 	// for a connection.
 	InFlight int64 `json:"in_flight"`
@@ -406,6 +425,7 @@ func (c *counters) stats(s Scheme) Stats {
 		Scheme:     s.String(),
 		Open:       max(c.open.Load(), 0),
 		InFlight:   max(c.inflight.Load(), 0),
+		HTTP2:      max(c.h2open.Load(), 0),
 		Requests:   c.requests.Load(),
 		Failed:     c.failed.Load(),
 		Opened:     c.opened.Load(),

@@ -98,9 +98,41 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 			MinVersion:         tls.VersionTLS12,
 		},
 	}
+	configureHTTP2(t, cfg)
 	pool := NewPool()
 	pool.instrument(t)
 	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard}, nil
+}
+
+// minH2PingTimeout is the shortest wait for a ping's answer. A ping is sent
+// only on a connection that has been silent, so no data is queued ahead of
+// its answer; a false alarm still costs a connection.
+const minH2PingTimeout = 2 * time.Second
+
+// configureHTTP2 sets which protocols t offers https origins. With HTTP/2
+// on, the transport adds "h2" to t.TLSClientConfig.NextProtos on its first
+// use, and the TLS dialer (track.go) clones that config at every dial, so
+// the offer reaches each handshake; an origin that picks h2 gets one
+// connection carrying many streams. Pool limits then count connections:
+// MaxConnsPerHost caps HTTP/2 connections as it caps HTTP/1.1 ones, a
+// second HTTP/2 connection is opened only when the origin's
+// SETTINGS_MAX_CONCURRENT_STREAMS are all in use, and MaxIdlePerHost does
+// not apply (an HTTP/2 connection stays until IdleTimeout or a failed
+// ping). The per-origin request limit (-max-conns-per-host's queue) still
+// counts requests, so it bounds streams.
+func configureHTTP2(t *http.Transport, cfg config.Config) {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	if cfg.UpstreamHTTP2 {
+		p.SetHTTP2(true)
+		h2 := &http.HTTP2Config{}
+		if cfg.UpstreamH2PingInterval > 0 {
+			h2.SendPingTimeout = cfg.UpstreamH2PingInterval
+			h2.PingTimeout = max(cfg.UpstreamH2PingInterval, minH2PingTimeout)
+		}
+		t.HTTP2 = h2
+	}
+	t.Protocols = &p
 }
 
 // rootCAs returns the system roots plus the PEM certificates in file. With

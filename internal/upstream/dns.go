@@ -1,0 +1,482 @@
+package upstream
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// staleAnswerWait is how long a lookup whose cached answer has expired
+// waits for the fresh one before it takes the stale answer instead (the
+// refresh goes on and updates the cache): RFC 8767 section 5's "client
+// response timer".
+const staleAnswerWait = 1800 * time.Millisecond
+
+// prefetchDivisor sets when a hit refreshes its entry in the background:
+// in the last 1/prefetchDivisor of the entry's TTL (Unbound's prefetch),
+// so a name in steady use never expires in front of a request.
+const prefetchDivisor = 10
+
+// defaultLookupTimeout bounds one lookup of the cache when DNSOptions
+// gives none.
+const defaultLookupTimeout = 10 * time.Second
+
+// DNSOptions sets up a DNSCache; config.Config's DNS* fields fill it.
+type DNSOptions struct {
+	// Size is the most names (per address family asked) kept; the least
+	// recently used goes first.
+	Size int
+	// MinTTL and MaxTTL bound the records' TTL. A not-found answer is
+	// kept for MinTTL.
+	MinTTL, MaxTTL time.Duration
+	// Stale is how long past its TTL an answer may still be used when the
+	// resolver fails or is slow; 0 never uses an expired answer.
+	Stale time.Duration
+	// Timeout bounds one lookup; 0 means 10s.
+	Timeout time.Duration
+}
+
+// DNSStats counts what the cache did, since it started.
+type DNSStats struct {
+	// Hits were answered from a fresh entry, Misses had to wait for the
+	// resolver, Stale got an expired answer because the resolver failed or
+	// was slow, and Queries counts the lookups the cache made (a refresh
+	// in the background included).
+	Hits, Misses, Stale, Queries uint64
+	// Entries is the number of names held now.
+	Entries int
+}
+
+// DNSCache sits in front of a resolver and keeps its answers for the
+// records' TTL, clamped to [MinTTL, MaxTTL]. Concurrent lookups of a name
+// share one query; an answer near its expiry is refreshed in the
+// background while the cached one is used; an expired answer is used for
+// up to Stale more when the resolver fails (SERVFAIL, timeout, no server)
+// or takes longer than staleAnswerWait. A not-found answer (NXDOMAIN, no
+// address) is authoritative: it replaces a stale answer and is itself
+// kept for MinTTL only.
+//
+// The TTLs come from the DNS messages themselves: the resolver built by
+// ttlResolver wraps its connections and reads the TTLs of the answers
+// that pass through (see ttlConn). An answer whose TTL is not known (from
+// /etc/hosts, or a LookupFunc that is not such a resolver) is kept for
+// MinTTL.
+type DNSCache struct {
+	lookup  LookupFunc
+	opts    DNSOptions
+	now     func() time.Time // time.Now; tests move it
+	stWait  time.Duration    // staleAnswerWait; tests shorten it
+	mu      sync.Mutex
+	entries map[dnsKey]*dnsEntry
+	lru     dnsEntry // sentinel of the ring: lru.next is the most recent
+	flights map[dnsKey]*dnsFlight
+	wg      sync.WaitGroup // one per flight
+
+	hits, misses, stale, queries atomic.Uint64
+}
+
+type dnsKey struct{ host, network string }
+
+// dnsEntry is one cached answer: addresses, or a not-found error.
+type dnsEntry struct {
+	key        dnsKey
+	ips        []netip.Addr // shared with callers: never changed
+	err        error
+	ttl        time.Duration
+	expires    time.Time // fresh until
+	staleUntil time.Time // usable when the resolver fails until
+	prev, next *dnsEntry
+}
+
+// dnsFlight is one lookup in progress; done is closed when ips and err
+// are set.
+type dnsFlight struct {
+	done chan struct{}
+	ips  []netip.Addr
+	err  error
+}
+
+// NewDNSCache wraps lookup in a cache. For the records' TTLs to be
+// honoured, lookup should be the LookupNetIP of a resolver built by
+// ttlResolver.
+func NewDNSCache(lookup LookupFunc, o DNSOptions) *DNSCache {
+	if o.Timeout <= 0 {
+		o.Timeout = defaultLookupTimeout
+	}
+	if o.Size < 1 {
+		o.Size = 1
+	}
+	c := &DNSCache{
+		lookup:  lookup,
+		opts:    o,
+		now:     time.Now,
+		stWait:  staleAnswerWait,
+		entries: make(map[dnsKey]*dnsEntry),
+		flights: make(map[dnsKey]*dnsFlight),
+	}
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	return c
+}
+
+// Lookup resolves host for network ("ip", "ip4" or "ip6") through the
+// cache. The slice returned is shared: callers must not change it.
+func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	key := dnsKey{host, network}
+	now := c.now()
+	c.mu.Lock()
+	e := c.entries[key]
+	if e != nil && now.Before(e.expires) {
+		c.touchLocked(e)
+		if e.err == nil && e.expires.Sub(now) < e.ttl/prefetchDivisor {
+			c.flightLocked(key)
+		}
+		ips, err := e.ips, e.err
+		c.mu.Unlock()
+		c.hits.Add(1)
+		return ips, err
+	}
+	var stale []netip.Addr
+	if e != nil {
+		if e.err == nil && now.Before(e.staleUntil) {
+			stale = e.ips
+		} else {
+			c.removeLocked(e)
+		}
+	}
+	f := c.flightLocked(key)
+	c.mu.Unlock()
+
+	if stale == nil {
+		c.misses.Add(1)
+		select {
+		case <-f.done:
+			return f.ips, f.err
+		case <-ctx.Done():
+			return nil, ctxDNSError(ctx, host)
+		}
+	}
+	timer := time.NewTimer(c.stWait)
+	defer timer.Stop()
+	select {
+	case <-f.done:
+		if f.err == nil || isNotFound(f.err) {
+			c.misses.Add(1)
+			return f.ips, f.err
+		}
+	case <-timer.C:
+	case <-ctx.Done():
+		return nil, ctxDNSError(ctx, host)
+	}
+	c.stale.Add(1)
+	return stale, nil
+}
+
+// Stats returns the cache's counters.
+func (c *DNSCache) Stats() DNSStats {
+	c.mu.Lock()
+	n := len(c.entries)
+	c.mu.Unlock()
+	return DNSStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), Queries: c.queries.Load(), Entries: n}
+}
+
+// Wait returns once no lookup started by the cache is in flight; each
+// one ends within the lookup timeout.
+func (c *DNSCache) Wait() { c.wg.Wait() }
+
+// flightLocked returns the lookup in flight for key, starting one if none
+// is. The lookup runs on its own goroutine with its own timeout, so a
+// caller that gives up does not cancel it for the others waiting, and its
+// answer still reaches the cache.
+func (c *DNSCache) flightLocked(key dnsKey) *dnsFlight {
+	if f := c.flights[key]; f != nil {
+		return f
+	}
+	f := &dnsFlight{done: make(chan struct{})}
+	c.flights[key] = f
+	c.wg.Add(1)
+	go c.resolve(key, f)
+	return f
+}
+
+// resolve runs one lookup for key and files its answer.
+func (c *DNSCache) resolve(key dnsKey, f *dnsFlight) {
+	defer c.wg.Done()
+	c.queries.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	rec := &ttlRecorder{}
+	ips, err := c.lookup(context.WithValue(ctx, ttlKey{}, rec), key.network, key.host)
+	if err == nil && len(ips) == 0 {
+		err = &net.DNSError{Err: "no such host", Name: key.host, IsNotFound: true}
+	}
+	if err == nil {
+		for i, ip := range ips {
+			ips[i] = ip.Unmap()
+		}
+	}
+	now := c.now()
+	c.mu.Lock()
+	delete(c.flights, key)
+	switch {
+	case err == nil:
+		ttl, ok := rec.get()
+		if !ok {
+			ttl = c.opts.MinTTL
+		}
+		ttl = min(max(ttl, c.opts.MinTTL), c.opts.MaxTTL)
+		c.storeLocked(key, ips, nil, ttl, now)
+	case isNotFound(err):
+		c.storeLocked(key, nil, err, c.opts.MinTTL, now)
+	}
+	// Any other failure leaves the entry there is, for a stale answer.
+	c.mu.Unlock()
+	f.ips, f.err = ips, err
+	close(f.done)
+}
+
+func (c *DNSCache) storeLocked(key dnsKey, ips []netip.Addr, err error, ttl time.Duration, now time.Time) {
+	e := c.entries[key]
+	if ttl <= 0 {
+		if e != nil {
+			c.removeLocked(e)
+		}
+		return
+	}
+	if e == nil {
+		e = &dnsEntry{key: key}
+		c.entries[key] = e
+		e.prev, e.next = &c.lru, c.lru.next
+		e.prev.next, e.next.prev = e, e
+		for len(c.entries) > c.opts.Size {
+			c.removeLocked(c.lru.prev)
+		}
+	} else {
+		c.touchLocked(e)
+	}
+	e.ips, e.err, e.ttl = ips, err, ttl
+	e.expires = now.Add(ttl)
+	e.staleUntil = e.expires
+	if err == nil {
+		e.staleUntil = e.expires.Add(c.opts.Stale)
+	}
+}
+
+func (c *DNSCache) touchLocked(e *dnsEntry) {
+	if c.lru.next == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = &c.lru, c.lru.next
+	e.prev.next, e.next.prev = e, e
+}
+
+func (c *DNSCache) removeLocked(e *dnsEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	delete(c.entries, e.key)
+}
+
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// ctxDNSError is the error of a lookup its caller stopped waiting for, as
+// net.Resolver reports it.
+func ctxDNSError(ctx context.Context, host string) error {
+	err := ctx.Err()
+	return &net.DNSError{Err: err.Error(), Name: host, UnwrapErr: err, IsTimeout: errors.Is(err, context.DeadlineExceeded)}
+}
+
+// ttlKey is the context key of the *ttlRecorder a lookup fills.
+type ttlKey struct{}
+
+// ttlRecorder learns the smallest TTL of the answers of one lookup: the
+// address and CNAME records, and for a "no such record" answer the SOA's
+// negative TTL (RFC 2308 section 5). A lookup of "ip" sends two queries,
+// A and AAAA, maybe at once.
+type ttlRecorder struct {
+	mu   sync.Mutex
+	ttl  uint32
+	seen bool
+}
+
+func (r *ttlRecorder) observe(ttl uint32) {
+	r.mu.Lock()
+	if !r.seen || ttl < r.ttl {
+		r.ttl, r.seen = ttl, true
+	}
+	r.mu.Unlock()
+}
+
+func (r *ttlRecorder) get() (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Duration(r.ttl) * time.Second, r.seen
+}
+
+// message reads the TTLs of msg if it answers the query with ID id.
+func (r *ttlRecorder) message(msg []byte, id uint16) {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || !h.Response || h.ID != id || p.SkipAllQuestions() != nil {
+		return
+	}
+	if h.RCode != dnsmessage.RCodeSuccess && h.RCode != dnsmessage.RCodeNameError {
+		return
+	}
+	answered := false
+	for {
+		rh, err := p.AnswerHeader()
+		if err != nil {
+			if !errors.Is(err, dnsmessage.ErrSectionDone) {
+				return
+			}
+			break
+		}
+		switch rh.Type {
+		case dnsmessage.TypeA, dnsmessage.TypeAAAA, dnsmessage.TypeCNAME:
+			r.observe(rh.TTL)
+			answered = true
+		}
+		if p.SkipAnswer() != nil {
+			return
+		}
+	}
+	if answered {
+		return
+	}
+	for {
+		rh, err := p.AuthorityHeader()
+		if err != nil {
+			return
+		}
+		if rh.Type != dnsmessage.TypeSOA {
+			if p.SkipAuthority() != nil {
+				return
+			}
+			continue
+		}
+		soa, err := p.SOAResource()
+		if err != nil {
+			return
+		}
+		r.observe(min(rh.TTL, soa.MinTTL))
+		return
+	}
+}
+
+// ttlResolver returns a resolver that asks as base does (its Dial, or the
+// servers of /etc/resolv.conf) with Go's own resolver, whose connections
+// show every DNS message to the *ttlRecorder in the lookup's context. Go's
+// resolver keeps the lookup's context values for its dials.
+//
+// Why wrap the connection rather than send the queries ourselves: the
+// name list (search domains, ndots), /etc/hosts, the server rotation, the
+// timeouts and attempts of resolv.conf, the TCP fallback on truncation
+// and the address sorting of RFC 6724 all stay Go's; only the TTLs, which
+// net.Resolver does not return, are read on the side.
+func ttlResolver(base *net.Resolver) *net.Resolver {
+	dial := base.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	return &net.Resolver{
+		PreferGo:     true,
+		StrictErrors: base.StrictErrors,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			c, err := dial(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			rec, _ := ctx.Value(ttlKey{}).(*ttlRecorder)
+			if rec == nil {
+				return c, nil
+			}
+			// Go's resolver frames messages by whether the conn is a
+			// PacketConn; keep that.
+			if pc, ok := c.(net.PacketConn); ok {
+				return &ttlPacketConn{ttlConn: ttlConn{Conn: c, rec: rec}, pc: pc}, nil
+			}
+			return &ttlConn{Conn: c, rec: rec, stream: true}, nil
+		},
+	}
+}
+
+// ttlConn passes DNS messages through and shows the answers to rec. On a
+// stream (TCP) each message has a two-byte length in front (RFC 1035
+// section 4.2.2).
+type ttlConn struct {
+	net.Conn
+	rec    *ttlRecorder
+	stream bool
+	id     uint16 // of the last query written
+	buf    []byte // a stream's bytes not yet parsed
+}
+
+// Write notes the ID of the query b holds (Go's resolver writes a query
+// in one Write, its length first on a stream).
+func (c *ttlConn) Write(b []byte) (int, error) {
+	q := b
+	if c.stream && len(q) >= 2 {
+		q = q[2:]
+	}
+	if len(q) >= 2 {
+		c.id = binary.BigEndian.Uint16(q)
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *ttlConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.received(b[:n])
+	}
+	return n, err
+}
+
+func (c *ttlConn) received(b []byte) {
+	if !c.stream {
+		c.rec.message(b, c.id)
+		return
+	}
+	if len(c.buf)+len(b) > 2+65535 {
+		c.buf = c.buf[:0] // not DNS framing: stop trying
+		return
+	}
+	c.buf = append(c.buf, b...)
+	for len(c.buf) >= 2 {
+		n := 2 + int(binary.BigEndian.Uint16(c.buf))
+		if len(c.buf) < n {
+			return
+		}
+		c.rec.message(c.buf[2:n], c.id)
+		c.buf = append(c.buf[:0], c.buf[n:]...)
+	}
+}
+
+// ttlPacketConn is a ttlConn over a datagram conn, still a PacketConn.
+type ttlPacketConn struct {
+	ttlConn
+	pc net.PacketConn
+}
+
+func (c *ttlPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.pc.ReadFrom(b)
+	if n > 0 {
+		c.received(b[:n])
+	}
+	return n, addr, err
+}
+
+func (c *ttlPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	return c.pc.WriteTo(b, addr)
+}

@@ -1,0 +1,431 @@
+package upstream
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/proxy"
+)
+
+// fakeClock is the cache's clock in tests: it moves only when told.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// dnsGuard returns a guard that resolves with d and caches (with the
+// defaults, changed by mod) on a fake clock. Its dialer reaches loopback
+// only.
+func dnsGuard(t *testing.T, d *testDNS, mod func(*config.Config)) (*Guard, *fakeClock) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DNSServer = d.addr
+	if mod != nil {
+		mod(&cfg)
+	}
+	var dials atomic.Int32
+	g, err := NewGuard(cfg, &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newFakeClock()
+	if g.dns != nil {
+		g.dns.now = clk.now
+		t.Cleanup(g.dns.Wait)
+	}
+	return g, clk
+}
+
+// dialOK dials addr with g and closes the connection.
+func dialOK(t *testing.T, g *Guard, addr string) {
+	t.Helper()
+	c, err := g.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatalf("DialContext(%s): %v", addr, err)
+	}
+	c.Close()
+}
+
+// Issue 8: a DNS answer is kept for its records' TTL, clamped to
+// -dns-min-ttl and -dns-max-ttl: N dials within it cost one query, and the
+// first dial after it asks again.
+func TestDNSCacheTTL(t *testing.T) {
+	origin, _ := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	type step struct {
+		advance time.Duration
+		queries int // A queries the server has seen after the dials
+	}
+	tests := []struct {
+		name     string
+		ttl      uint32
+		min, max time.Duration
+		truncate bool // the answer comes over TCP
+		steps    []step
+	}{
+		{"record ttl", 30, 5 * time.Second, 5 * time.Minute, false, []step{{0, 1}, {10 * time.Second, 1}, {10 * time.Second, 1}, {11 * time.Second, 2}}},
+		// Each lookup asks twice: over UDP, truncated, then over TCP.
+		{"record ttl over tcp", 40, 5 * time.Second, 5 * time.Minute, true, []step{{0, 2}, {30 * time.Second, 2}, {11 * time.Second, 4}}},
+		{"raised to min", 1, 5 * time.Second, 5 * time.Minute, false, []step{{0, 1}, {3 * time.Second, 1}, {3 * time.Second, 2}}},
+		{"ttl 0 raised to min", 0, 5 * time.Second, 5 * time.Minute, false, []step{{0, 1}, {4 * time.Second, 1}, {2 * time.Second, 2}}},
+		{"cut to max", 3600, 5 * time.Second, time.Minute, false, []step{{0, 1}, {50 * time.Second, 1}, {11 * time.Second, 2}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}})
+			d.configure(func(d *testDNS) { d.ttl, d.truncate = tt.ttl, tt.truncate })
+			g, clk := dnsGuard(t, d, func(c *config.Config) { c.DNSMinTTL, c.DNSMaxTTL = tt.min, tt.max })
+			var elapsed time.Duration
+			for _, s := range tt.steps {
+				clk.advance(s.advance)
+				elapsed += s.advance
+				for range 3 {
+					dialOK(t, g, "a.test:"+port)
+				}
+				g.dns.Wait()
+				if got := d.count("a.test"); got != s.queries {
+					t.Fatalf("after %v: %d queries, want %d", elapsed, got, s.queries)
+				}
+			}
+			d.mu.Lock()
+			tcp := d.tcp
+			d.mu.Unlock()
+			if tt.truncate && tcp == 0 {
+				t.Errorf("no query came over TCP")
+			}
+		})
+	}
+}
+
+// Issue 8: when the resolver fails (SERVFAIL) or is slow, an expired
+// answer is used for up to -dns-stale, and a request through the proxy to
+// a loopback origin still succeeds; past -dns-stale, or once the name is
+// gone (NXDOMAIN), it fails as a DNS error.
+func TestDNSServeStale(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	}))
+	t.Cleanup(origin.Close)
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	target := "http://origin.test:" + port + "/"
+
+	tests := []struct {
+		name    string
+		fail    func(d *testDNS)
+		advance time.Duration
+		status  int
+		stale   uint64
+	}{
+		{"servfail", func(d *testDNS) { d.servfail = true }, 11 * time.Second, 200, 1},
+		{"slow resolver", func(d *testDNS) { d.delay = time.Second }, 11 * time.Second, 200, 1},
+		{"servfail past dns-stale", func(d *testDNS) { d.servfail = true }, 11*time.Second + time.Hour, 502, 0},
+		{"name gone", func(d *testDNS) { delete(d.hosts, "origin.test") }, 11 * time.Second, 502, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDNS(t, map[string][]string{"origin.test": {"127.0.0.1"}})
+			d.configure(func(d *testDNS) { d.ttl = 10 })
+			cfg := config.Default()
+			cfg.DNSServer = d.addr
+			up, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk := newFakeClock()
+			up.Guard.dns.now = clk.now
+			up.Guard.dns.stWait = 100 * time.Millisecond
+			t.Cleanup(up.Guard.dns.Wait)
+			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: cfg}))
+			t.Cleanup(srv.Close)
+			t.Cleanup(up.Transport.CloseIdleConnections)
+			client := &http.Client{
+				Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: srv.Listener.Addr().String()})},
+				Timeout:   10 * time.Second,
+			}
+			get := func() (int, string) {
+				t.Helper()
+				resp, err := client.Get(target)
+				if err != nil {
+					t.Fatalf("GET %s: %v", target, err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, resp.Header.Get("Proxy-Status") + " " + string(b)
+			}
+			if code, body := get(); code != 200 {
+				t.Fatalf("first GET: %d %s", code, body)
+			}
+			d.configure(tt.fail)
+			up.Transport.CloseIdleConnections() // the next request dials
+			clk.advance(tt.advance)
+			start := time.Now()
+			code, body := get()
+			if code != tt.status {
+				t.Fatalf("GET after the resolver failed: %d %s, want %d", code, body, tt.status)
+			}
+			if code != 200 && !strings.Contains(body, "dns_error") {
+				t.Errorf("GET: %s, want a dns_error", body)
+			}
+			if took := time.Since(start); took > 600*time.Millisecond {
+				t.Errorf("GET took %v, want well under the resolver's delay", took)
+			}
+			if st := up.Guard.DNS().Stats(); st.Stale != tt.stale {
+				t.Errorf("stale answers %d, want %d (%+v)", st.Stale, tt.stale, st)
+			}
+			if n := d.count("origin.test"); n < 2 {
+				t.Errorf("%d queries, want the expired answer asked again", n)
+			}
+		})
+	}
+}
+
+// Issue 8: concurrent dials of a name not cached share one query, and a
+// caller that gives up does not fail the others.
+func TestDNSCacheCoalesce(t *testing.T) {
+	origin, accepts := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	d := startDNS(t, map[string][]string{"c.test": {"127.0.0.1"}})
+	d.configure(func(d *testDNS) { d.delay = 200 * time.Millisecond })
+	g, _ := dnsGuard(t, d, nil)
+
+	impatient, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := g.DialContext(impatient, "tcp", "c.test:"+port); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("impatient dial: error %v, want a deadline", err)
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			c, err := g.DialContext(context.Background(), "tcp", "c.test:"+port)
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("dial: %v", err)
+		}
+	}
+	if q := d.count("c.test"); q != 1 {
+		t.Errorf("%d queries for %d concurrent dials, want 1", q, n+1)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for accepts.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if a := accepts.Load(); a != n {
+		t.Errorf("origin accepted %d connections, want %d", a, n)
+	}
+}
+
+// Issue 8: "no such host" is cached for -dns-min-ttl, then asked again.
+func TestDNSCacheNegative(t *testing.T) {
+	d := startDNS(t, nil)
+	g, clk := dnsGuard(t, d, nil)
+	for i, want := range []int{1, 1, 2} {
+		if i == 2 {
+			clk.advance(config.DefaultDNSMinTTL)
+		}
+		_, err := g.DialContext(context.Background(), "tcp", "nx.test:80")
+		var de *net.DNSError
+		if !errors.As(err, &de) || !de.IsNotFound {
+			t.Fatalf("dial %d: error %v, want not found", i, err)
+		}
+		if got := d.count("nx.test"); got != want {
+			t.Errorf("dial %d: %d queries, want %d", i, got, want)
+		}
+	}
+}
+
+// Issue 8: the cache holds -dns-cache-size names, the least recently used
+// going first.
+func TestDNSCacheBounded(t *testing.T) {
+	origin, _ := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}, "c.test": {"127.0.0.1"}})
+	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DNSCacheSize = 2 })
+	for _, name := range []string{"a", "b", "a", "c", "a", "b"} {
+		dialOK(t, g, name+".test:"+port)
+	}
+	for name, want := range map[string]int{"a.test": 1, "b.test": 2, "c.test": 1} {
+		if got := d.count(name); got != want {
+			t.Errorf("%s: %d queries, want %d", name, got, want)
+		}
+	}
+	if n := g.DNS().Stats().Entries; n != 2 {
+		t.Errorf("%d entries, want 2", n)
+	}
+}
+
+// Issue 8: a hit in the last tenth of the TTL refreshes the entry in the
+// background, so a name in steady use does not expire in front of a dial.
+func TestDNSCachePrefetch(t *testing.T) {
+	origin, _ := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	d := startDNS(t, map[string][]string{"p.test": {"127.0.0.1"}})
+	d.configure(func(d *testDNS) { d.ttl = 10 })
+	g, clk := dnsGuard(t, d, nil)
+	dialOK(t, g, "p.test:"+port)
+	clk.advance(9500 * time.Millisecond)
+	d.configure(func(d *testDNS) { d.delay = 300 * time.Millisecond })
+	start := time.Now()
+	dialOK(t, g, "p.test:"+port)
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("dial near expiry took %v: it waited for the refresh", took)
+	}
+	g.dns.Wait()
+	if q := d.count("p.test"); q != 2 {
+		t.Fatalf("%d queries after a hit near expiry, want 2 (one refresh)", q)
+	}
+	clk.advance(5 * time.Second) // past the first answer's TTL, within the refreshed one's
+	dialOK(t, g, "p.test:"+port)
+	if q := d.count("p.test"); q != 2 {
+		t.Errorf("%d queries, want the refreshed answer used", q)
+	}
+	if st := g.DNS().Stats(); st.Hits != 2 || st.Misses != 1 {
+		t.Errorf("stats %+v, want 2 hits and 1 miss", st)
+	}
+}
+
+// With -dns-cache-size 0 every dial asks the resolver.
+func TestDNSCacheOff(t *testing.T) {
+	origin, _ := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}})
+	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DNSCacheSize = 0 })
+	if g.DNS() != nil {
+		t.Fatal("a cache with -dns-cache-size 0")
+	}
+	for range 3 {
+		dialOK(t, g, "a.test:"+port)
+	}
+	if q := d.count("a.test"); q != 3 {
+		t.Errorf("%d queries for 3 dials, want 3", q)
+	}
+}
+
+// Resolve and DialUnguarded use the cache and skip the policy: for a
+// destination the operator named, such as a parent proxy.
+func TestGuardResolveUnguarded(t *testing.T) {
+	origin, _ := listen(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	d := startDNS(t, map[string][]string{"parent.test": {"127.0.0.1"}})
+	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DenyPrivate = true })
+	ips, err := g.Resolve(context.Background(), "ip", "parent.test")
+	if err != nil || len(ips) != 1 || ips[0].String() != "127.0.0.1" {
+		t.Fatalf("Resolve = %v, %v, want [127.0.0.1]", ips, err)
+	}
+	if _, err := g.DialContext(context.Background(), "tcp", "parent.test:"+port); err == nil {
+		t.Fatal("DialContext to loopback with -deny-private succeeded")
+	}
+	c, err := g.DialUnguarded(context.Background(), "tcp", "parent.test:"+port)
+	if err != nil {
+		t.Fatalf("DialUnguarded: %v", err)
+	}
+	c.Close()
+	if q := d.count("parent.test"); q != 1 {
+		t.Errorf("%d queries, want 1", q)
+	}
+}
+
+// The TTL of an answer is its records' smallest (a CNAME's included); a
+// "no such record" answer's is the SOA's negative TTL; a message that
+// does not answer the query sent is ignored.
+func TestTTLRecorder(t *testing.T) {
+	name := dnsmessage.MustNewName("a.test.")
+	rh := func(ttl uint32) dnsmessage.ResourceHeader {
+		return dnsmessage.ResourceHeader{Name: name, Class: dnsmessage.ClassINET, TTL: ttl}
+	}
+	build := func(id uint16, rcode dnsmessage.RCode, answers func(b *dnsmessage.Builder), soa uint32) []byte {
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, Response: true, RCode: rcode})
+		b.StartQuestions()
+		b.Question(dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+		b.StartAnswers()
+		if answers != nil {
+			answers(&b)
+		}
+		b.StartAuthorities()
+		if soa > 0 {
+			b.SOAResource(rh(soa), dnsmessage.SOAResource{NS: name, MBox: name, MinTTL: soa / 2})
+		}
+		msg, err := b.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	tests := []struct {
+		name string
+		msg  []byte
+		want time.Duration // -1: nothing learned
+	}{
+		{"a records", build(7, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) {
+			b.AResource(rh(300), dnsmessage.AResource{})
+			b.AResource(rh(60), dnsmessage.AResource{})
+		}, 0), 60 * time.Second},
+		{"cname chain", build(7, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) {
+			b.CNAMEResource(rh(30), dnsmessage.CNAMEResource{CNAME: name})
+			b.AResource(rh(300), dnsmessage.AResource{})
+		}, 0), 30 * time.Second},
+		{"nxdomain", build(7, dnsmessage.RCodeNameError, nil, 900), 450 * time.Second},
+		{"nodata", build(7, dnsmessage.RCodeSuccess, nil, 900), 450 * time.Second},
+		{"servfail", build(7, dnsmessage.RCodeServerFailure, nil, 900), -1},
+		{"other id", build(8, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) { b.AResource(rh(1), dnsmessage.AResource{}) }, 0), -1},
+		{"garbage", []byte("not dns"), -1},
+	}
+	for _, tt := range tests {
+		for _, stream := range []bool{false, true} {
+			var rec ttlRecorder
+			c := &ttlConn{rec: &rec, stream: stream, id: 7}
+			if stream {
+				framed := binary.BigEndian.AppendUint16(nil, uint16(len(tt.msg)))
+				framed = append(framed, tt.msg...)
+				c.received(framed[:3]) // a stream may split a message anywhere
+				c.received(framed[3:])
+			} else {
+				c.received(tt.msg)
+			}
+			got, ok := rec.get()
+			if !ok {
+				got = -1
+			}
+			if got != tt.want {
+				t.Errorf("%s (stream %v): ttl %v, want %v", tt.name, stream, got, tt.want)
+			}
+		}
+	}
+}
