@@ -26,6 +26,10 @@ type File struct {
 	ProtocolHeader *string `yaml:"protocol-header"`
 	ViaName        *string `yaml:"via-name"`
 
+	ListenMode *string `yaml:"listen-mode"`
+	ClientH2C  *bool   `yaml:"client-h2c"`
+	Routes     *string `yaml:"route"`
+
 	MaxIdlePerHost        *int           `yaml:"max-idle-per-host"`
 	MaxIdle               *int           `yaml:"max-idle"`
 	MaxConnsPerHost       *int           `yaml:"max-conns-per-host"`

@@ -44,7 +44,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen(cfg)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		}
 		io.WriteString(w, "ready\n")
 	})
-	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open})
+	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
 	admin.Handle("GET /metrics", m.Handler())
 	admin.Handle("GET /debug/pool", m.PoolHandler())
 	if cfg.PProf {
@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext:       framingContext,
 		ConnState:         lim.connState,
+		Protocols:         protocols(cfg),
 	}
 
 	errc := make(chan error, 1)
@@ -135,7 +136,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.PProf)
 	}
 	ready.Store(true)
-	log.Info("listening", "addr", ln.Addr().String(), "log_format", cfg.LogFormat)
+	log.Info("listening", "addr", listenAddr(ln), "log_format", cfg.LogFormat, "h2c", cfg.ClientH2C)
 
 	for running, stop := cfg, false; !stop; {
 		select {

@@ -135,6 +135,7 @@ func startTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPoo
 		}
 		io.WriteString(w, "client="+cn+" sni="+r.TLS.ServerName)
 	}))
+	srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
 	srv.TLS = &tls.Config{}
 	if cert != nil {
 		srv.TLS.Certificates = []tls.Certificate{*cert}
