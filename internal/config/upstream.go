@@ -292,3 +292,14 @@ func (c *Config) validateUpstream() []error {
 	}
 	return errs
 }
+
+// Redacted returns c with its secrets masked, for printing: the parent
+// proxy's password becomes "xxxxx".
+func (c Config) Redacted() Config {
+	if c.ParentProxy != "" {
+		if u, err := url.Parse(c.ParentProxy); err == nil {
+			c.ParentProxy = u.Redacted()
+		}
+	}
+	return c
+}
