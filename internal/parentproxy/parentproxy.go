@@ -85,7 +85,8 @@ type Error struct {
 	// itself was dialed for plain-http requests in absolute form.
 	Target string
 	// Op is the step that failed: "dial" (reaching the parent), "connect"
-	// (the HTTP CONNECT exchange) or "socks" (the SOCKS5 exchange).
+	// (the HTTP CONNECT exchange), "request" (a plain-http request sent
+	// through an http parent) or "socks" (the SOCKS5 exchange).
 	Op string
 	// HTTPStatus is the parent's status code for a CONNECT it did not
 	// accept (not 2xx); 0 if it gave none.
@@ -113,6 +114,9 @@ func (e *Error) Error() string {
 		b.WriteString(": dial")
 	case "connect":
 		b.WriteString(": CONNECT ")
+		b.WriteString(e.Target)
+	case "request":
+		b.WriteString(": request for ")
 		b.WriteString(e.Target)
 	default:
 		b.WriteString(": socks connect ")

@@ -227,3 +227,26 @@ func (p *parent) resolve(ctx context.Context, network, host string, port int) (n
 	}
 	return first, nil
 }
+
+// parentAuthCheck turns an http parent's 407 to a plain-http request sent
+// through it into a *ParentError. The client's credentials, if any, are
+// warmproxy's: a challenge from the parent is warmproxy's misconfiguration
+// (-parent-proxy's user:password), which the client can neither see nor
+// answer, so it gets a 502 naming the parent rather than the parent's 407.
+// An origin's own 407, on a request that went direct, passes through.
+type parentAuthCheck struct {
+	next http.RoundTripper
+	p    *parent
+}
+
+func (c *parentAuthCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusProxyAuthRequired {
+		return resp, err
+	}
+	if via, _ := c.p.proxy(req); via == nil {
+		return resp, nil
+	}
+	resp.Body.Close()
+	return nil, &ParentError{Parent: c.p.Shown, Target: req.URL.Host, Op: "request", HTTPStatus: resp.StatusCode, AuthFailed: true, Reply: resp.Status}
+}

@@ -548,7 +548,7 @@ func TestParentPolicy(t *testing.T) {
 func startHandler(t *testing.T, cfg config.Config, up *upstream.Upstream) string {
 	t.Helper()
 	h := proxy.New(proxy.Options{
-		Transport: up.Pool.Wrap(up.Transport),
+		Transport: up.Pool.Wrap(up.RoundTripper()),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
 		Config:    cfg,
@@ -665,6 +665,9 @@ func TestParentFailures(t *testing.T) {
 		{"http CONNECT 403", forbidding.url(), "connect", "http_request_denied", "does not allow"},
 		{"http CONNECT 502 https", failing.url(), "https", "destination_unavailable", "502 Bad Gateway"},
 		{"http wrong password", "http://u:wrong@" + authHTTP.addr, "https", "http_request_denied", "credentials"},
+		// Issue 8: the parent's 407 to a plain-http request is warmproxy's
+		// failure, not a challenge for the client.
+		{"http wrong password plain", "http://u:wrong@" + authHTTP.addr, "plain", "http_request_denied", "credentials"},
 		{"http parent down", "http://" + closedAddr, "https", "connection_refused", "parent proxy http://" + closedAddr},
 		{"http parent down plain", "http://" + closedAddr, "plain", "connection_refused", "parent proxy http://" + closedAddr},
 		{"socks wrong password", "socks5h://u:wrong@" + authSOCKS.addr, "connect", "http_request_denied", "credentials"},

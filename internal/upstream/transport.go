@@ -42,6 +42,18 @@ type Upstream struct {
 	Guard *Guard
 	// tlsRules are the per-host TLS settings (-upstream-tls).
 	tlsRules *tlsRules
+	// parent is the parent proxy, nil without one.
+	parent *parent
+}
+
+// RoundTripper is the transport requests should go through: Transport,
+// with an http parent's 407 to a plain-http request turned into a
+// *ParentError (see parentAuthCheck).
+func (u *Upstream) RoundTripper() http.RoundTripper {
+	if u.parent != nil && u.parent.Scheme == config.ParentHTTP {
+		return &parentAuthCheck{next: u.Transport, p: u.parent}
+	}
+	return u.Transport
 }
 
 // Option adjusts what New builds.
@@ -133,7 +145,7 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 	pool := NewPool()
 	pool.tlsRules = rules
 	pool.instrument(t)
-	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, tlsRules: rules}, nil
+	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, tlsRules: rules, parent: par}, nil
 }
 
 // minH2PingTimeout is the shortest wait for a ping's answer. A ping is sent
