@@ -145,6 +145,7 @@ func TestCheckConfig(t *testing.T) {
 		stdout   []string
 		stderr   []string
 		noStderr []string
+		noStdout []string
 	}{
 		{name: "defaults", args: []string{"-check-config"}, code: 0, stdout: []string{"configuration ok", "listen: 127.0.0.1:9999\n"}},
 		{
@@ -167,6 +168,11 @@ func TestCheckConfig(t *testing.T) {
 			// rather than a zero.
 			noStderr: []string{"max-idle 0"},
 		},
+		// Issue 8: the parent proxy's password is never printed.
+		{
+			name: "secrets masked", args: []string{"-check-config", "-parent-proxy", "http://corp:s3cret@127.0.0.1:3128"}, code: 0,
+			stdout: []string{"parent-proxy: http://corp:xxxxx@127.0.0.1:3128\n"}, noStdout: []string{"s3cret"},
+		},
 		{name: "missing file", args: []string{"-check-config", "-config", "/nonexistent/w.yaml"}, code: 2, stderr: []string{"/nonexistent/w.yaml"}},
 		{name: "bad flag", args: []string{"-check-config", "-no-such-flag"}, code: 2, stderr: []string{"-h for usage"}},
 	}
@@ -185,6 +191,11 @@ func TestCheckConfig(t *testing.T) {
 			for _, s := range tt.stderr {
 				if !strings.Contains(stderr.String(), s) {
 					t.Errorf("run(%q) stderr = %q, want %q in it", tt.args, &stderr, s)
+				}
+			}
+			for _, s := range tt.noStdout {
+				if strings.Contains(stdout.String(), s) {
+					t.Errorf("run(%q) stdout = %q, want no %q in it", tt.args, &stdout, s)
 				}
 			}
 			for _, s := range tt.noStderr {

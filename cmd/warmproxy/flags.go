@@ -65,7 +65,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		fs.PrintDefaults()
 	}
 
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on, host:port")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on, host:port, or unix:/path for a Unix socket")
 	fs.StringVar(&cfg.ProtocolHeader, "protocol-header", cfg.ProtocolHeader, "request `header` whose value https makes the proxy speak TLS to the origin")
 	fs.StringVar(&cfg.ViaName, "via-name", cfg.ViaName, "pseudonym written into Via headers")
 	fs.IntVar(&cfg.MaxIdlePerHost, "max-idle-per-host", cfg.MaxIdlePerHost, "idle pooled connections kept per origin")
@@ -89,6 +89,8 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool (default: the proxy's address)")
 	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
 	securityFlags(fs, &cfg)
+	upstreamFlags(fs, &cfg)
+	endRouteParse := clientFlags(fs, &cfg)
 	prewarm := prewarmFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
@@ -101,6 +103,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		}
 		return cfg, actionRun, err
 	}
+	endRouteParse()
 	if *version {
 		return cfg, actionVersion, nil
 	}

@@ -44,7 +44,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	if act == actionCheckConfig {
-		out, err := config.FileFrom(cfg).Marshal()
+		out, err := config.FileFrom(cfg.Redacted()).Marshal()
 		if err != nil {
 			fmt.Fprintf(stderr, "warmproxy: %v\n", err)
 			return 1

@@ -328,6 +328,17 @@ func (r *Rule) match(host string, port int, ip netip.Addr) bool {
 	return r.matchName(host, port)
 }
 
+// Match reports whether the rule matches host, a name or an IP literal,
+// and port (0: unknown, matched by port-less rules only). Other packages
+// use it for their own host-pattern lists (no-parent-for, upstream-tls).
+func (r *Rule) Match(host string, port int) bool {
+	if r.kind == kindPrefix {
+		ip, err := netip.ParseAddr(host)
+		return err == nil && r.match(host, port, ip.Unmap().WithZone(""))
+	}
+	return r.matchName(host, port)
+}
+
 func trimDot(h string) string {
 	if len(h) > 0 && h[len(h)-1] == '.' {
 		return h[:len(h)-1]

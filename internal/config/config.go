@@ -48,6 +48,8 @@ const (
 	// DefaultMaxConnsPerHostQueue bounds the requests waiting for a
 	// connection to an origin at MaxConnsPerHost.
 	DefaultMaxConnsPerHostQueue = 256
+	// DefaultListenMode is the file mode of a Unix socket listener.
+	DefaultListenMode = "0660"
 )
 
 // Log formats for the access log.
@@ -59,8 +61,19 @@ const (
 
 // Config is every setting of one warmproxy process.
 type Config struct {
-	// Listen is the proxy's listen address, host:port. Default 127.0.0.1:9999.
+	// Listen is the proxy's listen address, host:port, or unix:/path for
+	// a Unix socket. Default 127.0.0.1:9999.
 	Listen string
+	// ListenMode is the octal file mode of a unix: listener's socket, which
+	// decides who may connect. Default 0660.
+	ListenMode string
+	// ClientH2C accepts HTTP/2 with prior knowledge (h2c) from clients
+	// next to HTTP/1.1. Default on.
+	ClientH2C bool
+	// Routes map path prefixes on the proxy's own address to base URLs:
+	// a comma-separated list of "/prefix/=https://host[:port][/basepath/]"
+	// (see ParseRoute and SplitRoutes). Default none.
+	Routes string
 	// ProtocolHeader names the request header whose value "https" makes
 	// warmproxy speak TLS to the origin. Default X-Real-Protocol.
 	ProtocolHeader string
@@ -173,6 +186,16 @@ type Config struct {
 	// when the resolver fails or is slow; 0 never uses one. Default 1h.
 	DNSStale time.Duration
 
+	// UpstreamTLS are per-host TLS rules for origins (extra CA, client
+	// certificate, server name, insecure); see TLSRules. Default none.
+	UpstreamTLS TLSRules
+	// ParentProxy is a proxy that origins are reached through:
+	// http://[user:pass@]host:port, socks5:// or socks5h://. Default none.
+	ParentProxy string
+	// NoParentFor lists host patterns, comma-separated (as -allow), that
+	// are reached directly, not through ParentProxy. Default none.
+	NoParentFor string
+
 	// Prewarm lists origins to hold connections open to from the start,
 	// comma-separated, each "scheme://host[:port][*N]" (N connections,
 	// default 1; one for an origin that speaks HTTP/2). They are re-opened
@@ -188,6 +211,8 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Listen:                DefaultListen,
+		ListenMode:            DefaultListenMode,
+		ClientH2C:             true,
 		ProtocolHeader:        DefaultProtocolHeader,
 		ViaName:               DefaultViaName,
 		MaxIdlePerHost:        DefaultMaxIdlePerHost,
@@ -223,9 +248,7 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen %q: want host:port, e.g. 127.0.0.1:9999", c.Listen)
-	}
+	errs = append(errs, c.validateListen()...)
 	if c.ProtocolHeader == "" || !validHeaderName(c.ProtocolHeader) {
 		bad("protocol-header %q: want a header name such as X-Real-Protocol", c.ProtocolHeader)
 	}
@@ -294,6 +317,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateSecurity()...)
 	errs = append(errs, c.validateDNS()...)
+	errs = append(errs, c.validateUpstream()...)
 	errs = append(errs, c.validatePrewarm()...)
 	return errors.Join(errs...)
 }

@@ -26,6 +26,10 @@ type File struct {
 	ProtocolHeader *string `yaml:"protocol-header"`
 	ViaName        *string `yaml:"via-name"`
 
+	ListenMode *string `yaml:"listen-mode"`
+	ClientH2C  *bool   `yaml:"client-h2c"`
+	Routes     *string `yaml:"route"`
+
 	MaxIdlePerHost        *int           `yaml:"max-idle-per-host"`
 	MaxIdle               *int           `yaml:"max-idle"`
 	MaxConnsPerHost       *int           `yaml:"max-conns-per-host"`
@@ -66,6 +70,10 @@ type File struct {
 	DNSMinTTL    *time.Duration `yaml:"dns-min-ttl"`
 	DNSMaxTTL    *time.Duration `yaml:"dns-max-ttl"`
 	DNSStale     *time.Duration `yaml:"dns-stale"`
+
+	UpstreamTLS *TLSRules `yaml:"upstream-tls"`
+	ParentProxy *string   `yaml:"parent-proxy"`
+	NoParentFor *string   `yaml:"no-parent-for"`
 
 	Prewarm               *string `yaml:"prewarm"`
 	HonorKeepAliveTimeout *bool   `yaml:"honor-keepalive-timeout"`

@@ -39,9 +39,12 @@ func (c *Config) validateSecurity() []error {
 }
 
 // LoopbackListen reports whether a listen address binds loopback only: a
-// loopback IP or "localhost". An empty host (":9999") binds every
-// interface.
+// loopback IP or "localhost", or a Unix socket, which is local too. An
+// empty host (":9999") binds every interface.
 func LoopbackListen(listen string) bool {
+	if _, ok := UnixListen(listen); ok {
+		return true
+	}
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
 		return false

@@ -98,6 +98,8 @@ type Options struct {
 	// Tunnels, if set, returns how many CONNECT and upgrade tunnels are
 	// open.
 	Tunnels func() int
+	// DNS, if set, is the dialer's DNS cache whose lookups are reported.
+	DNS *upstream.DNSCache
 }
 
 // Metrics holds warmproxy's collectors. Every labelled child is resolved
@@ -205,6 +207,9 @@ func New(o Options) *Metrics {
 			Name: "warmproxy_tunnels_open",
 			Help: "CONNECT and upgrade tunnels open now.",
 		}, func() float64 { return float64(o.Tunnels()) }))
+	}
+	if o.DNS != nil {
+		reg.MustRegister(newDNSCollector(o.DNS))
 	}
 	if o.Pool != nil {
 		reg.MustRegister(newPoolCollector(o.Pool))
@@ -370,4 +375,37 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.tlsH, prometheus.CounterValue, float64(st.TLSErrors), "error")
 		}
 	}
+}
+
+// dnsCollector reads the DNS cache's counters at scrape time.
+type dnsCollector struct {
+	cache                     *upstream.DNSCache
+	lookups, queries, entries *prometheus.Desc
+}
+
+func newDNSCollector(c *upstream.DNSCache) *dnsCollector {
+	return &dnsCollector{
+		cache: c,
+		lookups: prometheus.NewDesc("warmproxy_dns_lookups_total",
+			"Names the dialer resolved through the DNS cache, by result: hit (a fresh entry), miss (waited for the resolver) or stale (an expired answer served because the resolver failed or was slow).", []string{"result"}, nil),
+		queries: prometheus.NewDesc("warmproxy_dns_queries_total",
+			"Lookups the DNS cache sent to the resolver, background refreshes included.", nil, nil),
+		entries: prometheus.NewDesc("warmproxy_dns_cache_entries",
+			"Names held in the DNS cache now.", nil, nil),
+	}
+}
+
+func (c *dnsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lookups
+	ch <- c.queries
+	ch <- c.entries
+}
+
+func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.cache.Stats()
+	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Stale), "stale")
+	ch <- prometheus.MustNewConstMetric(c.queries, prometheus.CounterValue, float64(st.Queries))
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
 }

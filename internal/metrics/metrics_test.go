@@ -1,9 +1,12 @@
 package metrics
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -239,6 +242,46 @@ func TestPoolCollector(t *testing.T) {
 		if v := value(t, m, name); v != 0 {
 			t.Errorf("%s on an empty pool = %v, want 0", name, v)
 		}
+	}
+}
+
+// Issue 8: the DNS cache's lookups are counted by result at scrape time.
+func TestDNSCollector(t *testing.T) {
+	var queries int
+	lookup := func(_ context.Context, _, host string) ([]netip.Addr, error) {
+		queries++
+		if host == "gone.test" {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	cache := upstream.NewDNSCache(lookup, upstream.DNSOptions{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
+	m := New(Options{DNS: cache})
+	ctx := context.Background()
+	for range 3 {
+		if _, err := cache.Lookup(ctx, "ip", "api.test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache.Lookup(ctx, "ip", "gone.test")
+	cache.Wait()
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"warmproxy_dns_lookups_total", []string{"result", "hit"}, 2},
+		{"warmproxy_dns_lookups_total", []string{"result", "miss"}, 2},
+		{"warmproxy_dns_lookups_total", []string{"result", "stale"}, 0},
+		{"warmproxy_dns_queries_total", nil, float64(queries)},
+		{"warmproxy_dns_cache_entries", nil, 2},
+	} {
+		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	if queries != 2 {
+		t.Errorf("resolver queries = %d, want 2", queries)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/warmproxy/warmproxy/internal/parentproxy"
 )
 
 // StatusClientClosed is logged when the client went away before a
@@ -40,6 +42,8 @@ const (
 	PSProxyInternalError     = "proxy_internal_error"
 	PSProxyLoopDetected      = "proxy_loop_detected"
 	PSProxyInternalResponse  = "proxy_internal_response"
+	PSDestinationUnavailable = "destination_unavailable"
+	PSDestinationUnroutable  = "destination_ip_unroutable"
 )
 
 // Error is a failure with the status and Proxy-Status type it maps to.
@@ -79,6 +83,10 @@ func errorFor(target string, err error) *Error {
 	if ae := accessError(target, err); ae != nil {
 		return ae
 	}
+	var parentErr *parentproxy.Error
+	if errors.As(err, &parentErr) {
+		return parentError(target, parentErr, err)
+	}
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	var (
 		dnsErr   *net.DNSError
@@ -112,7 +120,7 @@ func errorFor(target string, err error) *Error {
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		e.Type, e.Msg = PSConnectionTerminated, "connection to "+target+" reset"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		e.Type, e.Msg = "destination_ip_unroutable", target+" is unreachable"
+		e.Type, e.Msg = PSDestinationUnroutable, target+" is unreachable"
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		e.Status, e.Type, e.Msg, e.RetryAfter = http.StatusServiceUnavailable, PSConnectionLimit, "no file descriptor left to reach "+target, 1
 	case errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Timeout():
@@ -123,6 +131,41 @@ func errorFor(target string, err error) *Error {
 		e.Type, e.Msg = PSHTTPResponseIncomplete, target+" closed the connection before a complete response"
 	default:
 		e.Type, e.Msg = PSHTTPProtocolError, "bad response from "+target
+	}
+	return e
+}
+
+// parentError maps a failure of the parent proxy (-parent-proxy) to a
+// 502 that says whether the parent could not be reached, refused
+// warmproxy, or could not reach target itself. err is the whole error,
+// for the details.
+func parentError(target string, pe *parentproxy.Error, err error) *Error {
+	via := "parent proxy " + pe.Parent
+	e := &Error{Status: http.StatusBadGateway, Err: err}
+	switch {
+	case pe.AuthFailed:
+		e.Type, e.Msg = PSHTTPRequestDenied, via+" refused warmproxy's credentials for "+target+" ("+pe.Reply+"); check the user:password in -parent-proxy"
+	case pe.HTTPStatus == http.StatusForbidden, pe.SOCKSReply == 2:
+		e.Type, e.Msg = PSHTTPRequestDenied, via+" does not allow a connection to "+target+" ("+pe.Reply+")"
+	case pe.SOCKSReply == 5:
+		e.Type, e.Msg = PSConnectionRefused, via+" reports connection to "+target+" refused"
+	case pe.SOCKSReply == 3, pe.SOCKSReply == 4:
+		e.Type, e.Msg = PSDestinationUnroutable, via+" cannot reach "+target+" ("+pe.Reply+")"
+	case pe.SOCKSReply == 6, pe.HTTPStatus == http.StatusGatewayTimeout:
+		e.Type, e.Msg = PSConnectionTimeout, via+" timed out reaching "+target+" ("+pe.Reply+")"
+	case pe.HTTPStatus != 0, pe.SOCKSReply != 0:
+		e.Type, e.Msg = PSDestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
+	case pe.BadReply:
+		e.Type, e.Msg = PSHTTPProtocolError, via+" sent a bad answer ("+pe.Reply+")"
+	case pe.Err != nil:
+		// The parent could not be reached, or went silent or away: the
+		// causes of a direct dial, told of the parent.
+		inner := errorFor(via, pe.Err)
+		inner.Err = err
+		inner.Msg += " (on the way to " + target + ")"
+		return inner
+	default:
+		e.Type, e.Msg = PSDestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
 	}
 	return e
 }

@@ -102,14 +102,16 @@ func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 	return nil
 }
 
-// forward proxies an absolute-form request through the pool.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+// forward proxies an absolute-form request through the pool. requested
+// is the URL the client asked for, as logged: a base-URL route rewrites
+// r.RequestURI to its target (route.go).
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested string) {
 	entry := &accesslog.Entry{
 		Start:        time.Now(),
 		Client:       r.RemoteAddr,
 		Method:       r.Method,
 		URL:          r.RequestURI,
-		RequestedURL: r.RequestURI,
+		RequestedURL: requested,
 		Kind:         accesslog.KindRequest,
 	}
 	outreq, perr := h.outboundRequest(r, entry)

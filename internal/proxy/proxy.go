@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,8 @@ type Handler struct {
 	// access checks clients and credentials (access.go); nil checks none.
 	// SetAccess swaps it on a configuration reload.
 	access atomic.Pointer[Access]
+	// routes are the base-URL routes (route.go), longest prefix first.
+	routes routes
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -91,6 +94,7 @@ func New(o Options) *Handler {
 		log:            o.Log,
 	}
 	h.access.Store(o.Access)
+	h.routes = newRoutes(o.Config.Routes)
 	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
@@ -124,21 +128,93 @@ func ambiguousFraming(r *http.Request) bool {
 }
 
 // ServeHTTP classifies r and serves it.
+//
+// An absolute-form request is forwarded, a CONNECT opens a tunnel. An
+// origin-form request ("GET /path") is forwarded to the host it names
+// where a proxy client sends that form: over HTTP/2 (":authority" is the
+// target) and on a Unix socket listener (curl --unix-socket sends the
+// target in Host), unless that host is the proxy itself. Sent to the
+// proxy itself, it is matched against the base-URL routes, then the admin
+// paths, and gets usage help (400) otherwise.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ambiguousFraming(r) {
 		w.Header()["Connection"] = []string{"close"}
+	}
+	requested := r.RequestURI
+	var routeErr *Error
+	if r.URL.Host == "" && r.Method != http.MethodConnect && !r.URL.IsAbs() {
+		if h.namesTarget(r) {
+			r.URL.Scheme, r.URL.Host = "http", r.Host
+			r.RequestURI = "http://" + r.Host + r.RequestURI
+			requested = r.RequestURI
+		} else if rt, rest := h.routes.match(r.URL.EscapedPath()); rt != nil {
+			routeErr = h.routeRequest(r, rt, rest)
+		}
 	}
 	if a := h.access.Load(); a != nil && !h.checkAccess(a, w, r) {
 		return
 	}
 	switch {
+	case routeErr != nil:
+		h.refuse(w, r, routeErr)
+	case r.Method == http.MethodConnect && r.ProtoMajor >= 2:
+		// An HTTP/2 CONNECT (RFC 9113 section 8.5) is a stream, not a
+		// connection to take over, and splice, half-close and the tunnel
+		// registry all work on connections. No client that speaks h2c to a
+		// proxy needs it: curl and PHP open tunnels over HTTP/1.1.
+		h.refuse(w, r, &Error{Status: http.StatusNotImplemented, Type: PSHTTPRequestError,
+			Msg: "CONNECT " + r.RequestURI + " over HTTP/2 is not supported: open tunnels over HTTP/1.1"})
 	case r.Method == http.MethodConnect:
 		h.serveConnect(w, r)
 	case r.URL.Host == "" && !r.URL.IsAbs():
 		h.serveOrigin(w, r)
 	default:
-		h.forward(w, r)
+		h.forward(w, r, requested)
 	}
+}
+
+// namesTarget reports whether the origin-form request r names a target
+// host other than the proxy: its Host (":authority" over HTTP/2) where r
+// came over HTTP/2 or a Unix socket. Over HTTP/1 on TCP, Host names the
+// proxy (a proxy client sends the absolute form), so it never does.
+func (h *Handler) namesTarget(r *http.Request) bool {
+	if r.Host == "" || !strings.HasPrefix(r.RequestURI, "/") {
+		return false
+	}
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	unix := local != nil && local.Network() == "unix"
+	if r.ProtoMajor < 2 && !unix {
+		return false
+	}
+	return !isSelf(r.Host, local, unix)
+}
+
+// isSelf reports whether host, a request's Host, names the proxy itself,
+// reached at local. On a Unix socket that is "localhost" (curl
+// --unix-socket http://localhost/healthz); on TCP it is the listener's
+// port with its IP, a loopback IP where it listens on loopback, or
+// "localhost".
+func isSelf(host string, local net.Addr, unix bool) bool {
+	if unix {
+		return host == "localhost"
+	}
+	if local == nil {
+		return false
+	}
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, "80"
+	}
+	lh, lport, err := net.SplitHostPort(local.String())
+	if err != nil || port != lport {
+		return false
+	}
+	if h == lh || h == "localhost" {
+		return true
+	}
+	hip, err1 := netip.ParseAddr(strings.Trim(h, "[]"))
+	lip, err2 := netip.ParseAddr(lh)
+	return err1 == nil && err2 == nil && (hip.Unmap() == lip.Unmap() || hip.IsLoopback() && lip.IsLoopback())
 }
 
 // usage is the answer to an origin-form request that is not an admin path.

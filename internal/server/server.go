@@ -32,7 +32,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	for _, opt := range opts {
 		opt(&o)
 	}
-	up, err := upstream.New(cfg)
+	up, err := upstream.New(cfg, upstream.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen(cfg)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		}
 		io.WriteString(w, "ready\n")
 	})
-	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open})
+	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
 	admin.Handle("GET /metrics", m.Handler())
 	admin.Handle("GET /debug/pool", m.PoolHandler())
 	if cfg.PProf {
@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	}
 
 	handler := proxy.New(proxy.Options{
-		Transport: up.Pool.Wrap(limit.RoundTripper(up.Transport, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
+		Transport: up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
 		Admin:     proxyAdmin,
@@ -117,6 +117,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext:       framingContext,
 		ConnState:         lim.connState,
+		Protocols:         protocols(cfg),
 	}
 
 	errc := make(chan error, 1)
@@ -144,7 +145,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	up.Prewarm.Start(log)
 	defer up.Prewarm.Stop()
 	ready.Store(true)
-	log.Info("listening", "addr", ln.Addr().String(), "log_format", cfg.LogFormat)
+	log.Info("listening", "addr", listenAddr(ln), "log_format", cfg.LogFormat, "h2c", cfg.ClientH2C)
 
 	for running, stop := cfg, false; !stop; {
 		select {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/parentproxy"
 )
 
 // Pre-warming. For each origin in -prewarm, a keeper goroutine holds N
@@ -106,8 +107,11 @@ type warmConn struct {
 
 // newPrewarm parses cfg.Prewarm and puts the stash in front of t's dial
 // functions, which must already count in p (instrument). It returns nil
-// when nothing is to be prewarmed.
-func newPrewarm(cfg config.Config, p *Pool, t *http.Transport) (*Prewarm, error) {
+// when nothing is to be prewarmed. With an http parent proxy, plain-http
+// requests travel on the transport's connections to the parent, so a
+// plain-http target not exempt from the parent prewarms those instead
+// (the largest N of such targets).
+func newPrewarm(cfg config.Config, p *Pool, t *http.Transport, par *parent) (*Prewarm, error) {
 	targets, err := config.ParsePrewarm(cfg.Prewarm)
 	if err != nil {
 		return nil, fmt.Errorf("prewarm: %v", err)
@@ -120,6 +124,16 @@ func newPrewarm(cfg config.Config, p *Pool, t *http.Transport) (*Prewarm, error)
 		w.origins[s] = map[string]*warmOrigin{}
 	}
 	for _, tg := range targets {
+		if par != nil && par.Scheme == parentproxy.HTTP && tg.Scheme == "http" {
+			host, port, _ := net.SplitHostPort(tg.Addr)
+			if !par.bypassed(host, atoiPort(port)) {
+				tg.Addr = par.Addr
+			}
+		}
+		if o := w.origins[SchemeHTTP][strings.ToLower(tg.Addr)]; o != nil && tg.Scheme == "http" {
+			o.want = max(o.want, tg.Conns)
+			continue
+		}
 		s, dial := SchemeHTTP, DialFunc(t.DialContext)
 		if tg.Scheme == "https" {
 			s, dial = SchemeHTTPS, DialFunc(t.DialTLSContext)

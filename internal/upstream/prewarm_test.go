@@ -453,3 +453,21 @@ func TestPrewarmFlush(t *testing.T) {
 		t.Errorf("%d open after Flush, want 2", st.Open)
 	}
 }
+
+// With an http parent proxy, plain-http requests ride the transport's
+// connections to the parent, so prewarming a plain-http origin warms
+// those.
+func TestPrewarmThroughHTTPParent(t *testing.T) {
+	parent := startCountingOrigin(t, false, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "body") // answers every absolute-form request itself
+	})
+	cfg := config.Default()
+	cfg.ParentProxy = parent.srv.URL
+	cfg.Prewarm = "http://origin.test*2"
+	up, _ := startPrewarm(t, cfg)
+	waitFor(t, 2*time.Second, "parent saw fewer than 2 connections", func() bool { return parent.accepts.Load() >= 2 })
+	n, _ := getCounting(t, up.Pool.Wrap(up.RoundTripper()), "http://origin.test/")
+	if n != 1 || parent.accepts.Load() != 2 {
+		t.Errorf("request took %d connections, parent accepted %d in all, want 1 and 2", n, parent.accepts.Load())
+	}
+}

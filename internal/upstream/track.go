@@ -52,6 +52,8 @@ type Pool struct {
 	mu    sync.Mutex
 	// onTLS, if set, is told of every successful TLS handshake.
 	onTLS func(resumed bool, d time.Duration)
+	// tlsRules adjust the TLS settings per origin (tlsrules.go).
+	tlsRules *tlsRules
 	// honorKeepAlive makes the pool learn origins' "Keep-Alive: timeout=N"
 	// and retire idle connections before it (keepalive.go).
 	honorKeepAlive bool
@@ -147,14 +149,7 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 			return nil, err
 		}
 		c := p.track(raw, hs)
-		cfg := base.Clone()
-		if cfg.ServerName == "" {
-			host, _, err := net.SplitHostPort(addr)
-			if err != nil {
-				host = addr
-			}
-			cfg.ServerName = host
-		}
+		cfg := p.tlsRules.clientConfig(base, addr)
 		tc := tls.Client(c, cfg)
 		hctx := ctx
 		if timeout > 0 {

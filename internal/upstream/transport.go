@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -41,6 +43,20 @@ type Upstream struct {
 	// Prewarm holds connections open to the origins of cfg.Prewarm once
 	// started; nil when there are none (prewarm.go).
 	Prewarm *Prewarm
+	// tlsRules are the per-host TLS settings (-upstream-tls).
+	tlsRules *tlsRules
+	// parent is the parent proxy, nil without one.
+	parent *parent
+}
+
+// RoundTripper is the transport requests should go through: Transport,
+// with an http parent's 407 to a plain-http request turned into a
+// *ParentError (see parentAuthCheck).
+func (u *Upstream) RoundTripper() http.RoundTripper {
+	if u.parent != nil && u.parent.Scheme == config.ParentHTTP {
+		return &parentAuthCheck{next: u.Transport, p: u.parent}
+	}
+	return u.Transport
 }
 
 // Option adjusts what New builds.
@@ -48,6 +64,13 @@ type Option func(*options)
 
 type options struct {
 	resolver *net.Resolver
+	log      *slog.Logger
+}
+
+// WithLogger makes New log what it set up that an operator should know
+// of: a parent proxy, TLS rules that skip verification.
+func WithLogger(log *slog.Logger) Option {
+	return func(o *options) { o.log = log }
 }
 
 // WithResolver makes the dialer resolve origin names with r instead of
@@ -63,7 +86,14 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
 	roots, err := rootCAs(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := newTLSRules(cfg.UpstreamTLS, roots, o.log)
 	if err != nil {
 		return nil, err
 	}
@@ -76,12 +106,25 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	dial := guard.DialContext
+	// With a parent proxy (parent.go) every origin dial goes through it,
+	// and plain-http requests go to an http parent in absolute form.
+	dial, transportDial := DialFunc(guard.DialContext), DialFunc(guard.DialContext)
+	var proxyFunc func(*http.Request) (*url.URL, error)
+	par, err := newParent(cfg, guard, o.log)
+	if err != nil {
+		return nil, err
+	}
+	if par != nil {
+		dial, transportDial = par.dial, par.transportDial
+		if par.Scheme == config.ParentHTTP {
+			proxyFunc = par.proxy
+		}
+	}
 	t := &http.Transport{
 		// Never http.ProxyFromEnvironment: HTTP_PROXY in warmproxy's own
 		// environment usually points at warmproxy itself.
-		Proxy:                  nil,
-		DialContext:            dial,
+		Proxy:                  proxyFunc,
+		DialContext:            transportDial,
 		MaxIdleConns:           cfg.MaxIdle,
 		MaxIdleConnsPerHost:    cfg.MaxIdlePerHost,
 		MaxConnsPerHost:        cfg.MaxConnsPerHost,
@@ -103,15 +146,16 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 	}
 	configureHTTP2(t, cfg)
 	pool := NewPool()
+	pool.tlsRules = rules
 	pool.honorKeepAlive = cfg.HonorKeepAliveTimeout
 	pool.instrument(t)
 	// After instrument: the stash sits in front of the dial functions the
 	// transport ends up with, and prewarm dials through them (prewarm.go).
-	warm, err := newPrewarm(cfg, pool, t)
+	warm, err := newPrewarm(cfg, pool, t, par)
 	if err != nil {
 		return nil, err
 	}
-	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, Prewarm: warm}, nil
+	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, tlsRules: rules, parent: par, Prewarm: warm}, nil
 }
 
 // minH2PingTimeout is the shortest wait for a ping's answer. A ping is sent
@@ -166,26 +210,20 @@ func rootCAs(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// DialTLS dials addr with the pool's dialer and completes a TLS handshake
-// with the pool's TLS settings (roots, session cache, handshake timeout),
+// DialTLS dials addr with the pool's dialer (through the parent proxy, if
+// any) and completes a TLS handshake with the pool's TLS settings (roots,
+// session cache, handshake timeout, the matching -upstream-tls rule),
 // offering HTTP/1.1 only. Upgrade requests to https origins use it: after
 // a 101 their connection belongs to a tunnel, so it never joins the pool.
 func (u *Upstream) DialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("dial tls %s: %v", addr, err)
 	}
 	raw, err := u.Dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	cfg := u.Transport.TLSClientConfig.Clone()
-	if cfg == nil {
-		cfg = &tls.Config{}
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
-	}
+	cfg := u.tlsRules.clientConfig(u.Transport.TLSClientConfig, addr)
 	cfg.NextProtos = []string{"http/1.1"}
 	if d := u.Transport.TLSHandshakeTimeout; d > 0 {
 		var cancel context.CancelFunc

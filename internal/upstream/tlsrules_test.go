@@ -1,0 +1,407 @@
+package upstream_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/upstream"
+)
+
+// testTimeout bounds every wait in these tests.
+const testTimeout = 10 * time.Second
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+	file string // the CA certificate as PEM
+	dir  string
+	n    atomic.Int64
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "warmproxy test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool(), dir: t.TempDir()}
+	ca.pool.AddCert(cert)
+	ca.file = filepath.Join(ca.dir, "ca.pem")
+	writePEM(t, ca.file, "CERTIFICATE", der)
+	return ca
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue makes a leaf certificate for cn: a server certificate for names
+// (DNS names or IPs), or a client certificate when names is empty. It
+// returns the certificate and the paths of its PEM certificate and key.
+func (ca *testCA) issue(t *testing.T, cn string, names ...string) (tls.Certificate, string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(ca.n.Add(1) + 1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if len(names) == 0 {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(ca.dir, cn+".pem")
+	keyFile := filepath.Join(ca.dir, cn+".key")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, certFile, keyFile
+}
+
+// tlsOrigin is an https origin on loopback that answers with the common
+// name of the client's certificate and the server name it was asked for.
+type tlsOrigin struct {
+	*httptest.Server
+	addr string
+	port string
+}
+
+// startTLSOrigin serves cert; with clientCAs, it requires a client
+// certificate they sign.
+func startTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPool) *tlsOrigin {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cn := "-"
+		if len(r.TLS.PeerCertificates) > 0 {
+			cn = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		io.WriteString(w, "client="+cn+" sni="+r.TLS.ServerName)
+	}))
+	srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
+	srv.TLS = &tls.Config{}
+	if cert != nil {
+		srv.TLS.Certificates = []tls.Certificate{*cert}
+	}
+	if clientCAs != nil {
+		srv.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		srv.TLS.ClientCAs = clientCAs
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	return &tlsOrigin{Server: srv, addr: addr, port: port}
+}
+
+// testUpstream builds the upstream from cfg, with names resolved by
+// names (host → 127.0.0.1 only) and warnings logged to the returned
+// buffer.
+func testUpstream(t *testing.T, cfg config.Config, names ...string) (*upstream.Upstream, *syncBuf) {
+	t.Helper()
+	logs := &syncBuf{}
+	up, err := upstream.New(cfg, upstream.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err != nil {
+		t.Fatalf("upstream.New: %v", err)
+	}
+	up.Guard.SetLookup(func(_ context.Context, _, host string) ([]netip.Addr, error) {
+		for _, n := range names {
+			if n == host {
+				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+			}
+		}
+		return nil, &net.DNSError{Err: "no such host (test resolver)", Name: host, IsNotFound: true}
+	})
+	t.Cleanup(up.Transport.CloseIdleConnections)
+	return up, logs
+}
+
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.DialTimeout = 3 * time.Second
+	cfg.TLSHandshakeTimeout = 3 * time.Second
+	cfg.ResponseHeaderTimeout = 5 * time.Second
+	return cfg
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// get sends GET url on rt and returns the body, failing the test on an
+// error or a status other than 200.
+func get(t *testing.T, rt http.RoundTripper, url string) string {
+	t.Helper()
+	body, err := tryGet(rt, url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return body
+}
+
+func tryGet(rt http.RoundTripper, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), &statusError{resp.StatusCode}
+	}
+	return string(b), nil
+}
+
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return "status " + http.StatusText(e.code) }
+
+// tlsCounts returns the pool's full and resumed handshakes with origins.
+func tlsCounts(up *upstream.Upstream) (full, resumed uint64) {
+	st := up.Pool.Totals(upstream.SchemeHTTPS)
+	return st.TLSFull, st.TLSResumed
+}
+
+// Issue 8: a client certificate from an -upstream-tls rule reaches an
+// origin that requires one (mTLS), verified with the rule's CA, and the
+// session is resumed on the next connection.
+func TestUpstreamTLSClientCert(t *testing.T) {
+	ca := newTestCA(t)
+	serverCert, _, _ := ca.issue(t, "origin", "127.0.0.1")
+	_, certFile, keyFile := ca.issue(t, "warmproxy-client")
+	origin := startTLSOrigin(t, &serverCert, ca.pool)
+	url := "https://" + origin.addr + "/"
+
+	// Without the rule: the origin's CA is unknown and no certificate is
+	// offered.
+	plain, _ := testUpstream(t, testConfig())
+	if _, err := tryGet(plain.Transport, url); err == nil {
+		t.Fatal("GET without a rule succeeded, want a TLS failure (the test proves nothing)")
+	}
+
+	cfg := testConfig()
+	cfg.UpstreamTLS = config.TLSRules("other.test,insecure; 127.0.0.1,ca=" + ca.file + ",cert=" + certFile + ",key=" + keyFile)
+	up, _ := testUpstream(t, cfg)
+	if got := get(t, up.Transport, url); !strings.HasPrefix(got, "client=warmproxy-client ") {
+		t.Errorf("origin saw %q, want client=warmproxy-client", got)
+	}
+	up.Transport.CloseIdleConnections()
+	if got := get(t, up.Transport, url); !strings.HasPrefix(got, "client=warmproxy-client ") {
+		t.Errorf("second connection: origin saw %q, want client=warmproxy-client", got)
+	}
+	if full, resumed := tlsCounts(up); full != 1 || resumed != 1 {
+		t.Errorf("TLS handshakes: %d full, %d resumed; want 1 full then 1 resumed", full, resumed)
+	}
+	// Upgrade requests dial with DialTLS: the rule applies there too.
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	c, err := up.DialTLS(ctx, "tcp", origin.addr)
+	if err != nil {
+		t.Fatalf("DialTLS to the mTLS origin: %v", err)
+	}
+	c.Close()
+}
+
+// Issue 8: sni= sends and verifies another name than the host: a
+// certificate for partner.test served on 127.0.0.1.
+func TestUpstreamTLSServerName(t *testing.T) {
+	ca := newTestCA(t)
+	serverCert, _, _ := ca.issue(t, "partner", "partner.test")
+	origin := startTLSOrigin(t, &serverCert, nil)
+	url := "https://" + origin.addr + "/"
+
+	cfg := testConfig()
+	cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file)
+	noSNI, _ := testUpstream(t, cfg)
+	if _, err := tryGet(noSNI.Transport, url); err == nil {
+		t.Fatal("GET with the CA but no sni= succeeded, want a name mismatch")
+	}
+
+	cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file + ",sni=partner.test")
+	up, _ := testUpstream(t, cfg)
+	if got := get(t, up.Transport, url); !strings.HasSuffix(got, " sni=partner.test") {
+		t.Errorf("origin saw %q, want sni=partner.test", got)
+	}
+}
+
+// Issue 8: insecure skips verification for a self-signed origin, is
+// logged at start naming the hosts, and its sessions resume.
+func TestUpstreamTLSInsecure(t *testing.T) {
+	origin := startTLSOrigin(t, nil, nil) // httptest's own self-signed certificate
+	url := "https://" + origin.addr + "/"
+	plain, _ := testUpstream(t, testConfig())
+	if _, err := tryGet(plain.Transport, url); err == nil {
+		t.Fatal("GET to a self-signed origin succeeded without a rule")
+	}
+
+	cfg := testConfig()
+	cfg.UpstreamTLS = "127.0.0.1:" + config.TLSRules(origin.port) + ",insecure"
+	up, logs := testUpstream(t, cfg)
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "hosts=127.0.0.1:"+origin.port) {
+		t.Errorf("start log %q: want a warning naming the insecure hosts", l)
+	}
+	for range 3 {
+		get(t, up.Transport, url)
+		up.Transport.CloseIdleConnections()
+	}
+	if full, resumed := tlsCounts(up); full != 1 || resumed != 2 {
+		t.Errorf("TLS handshakes: %d full, %d resumed; want 1 full, 2 resumed", full, resumed)
+	}
+}
+
+// Issue 8: each rule has its own session cache. Two rules send the same
+// server name with different client certificates; a shared cache would
+// resume the first identity's session for the second host.
+func TestUpstreamTLSSessionsPerRule(t *testing.T) {
+	ca := newTestCA(t)
+	serverCert, _, _ := ca.issue(t, "partner", "partner.test")
+	_, certA, keyA := ca.issue(t, "client-a")
+	_, certB, keyB := ca.issue(t, "client-b")
+	origin := startTLSOrigin(t, &serverCert, ca.pool)
+
+	cfg := testConfig()
+	cfg.UpstreamTLS = config.TLSRules("a.test,ca=" + ca.file + ",cert=" + certA + ",key=" + keyA + ",sni=partner.test; " +
+		"b.test,ca=" + ca.file + ",cert=" + certB + ",key=" + keyB + ",sni=partner.test")
+	up, _ := testUpstream(t, cfg, "a.test", "b.test")
+	if got := get(t, up.Transport, "https://a.test:"+origin.port+"/"); !strings.HasPrefix(got, "client=client-a ") {
+		t.Fatalf("a.test: origin saw %q, want client-a", got)
+	}
+	if got := get(t, up.Transport, "https://b.test:"+origin.port+"/"); !strings.HasPrefix(got, "client=client-b ") {
+		t.Errorf("b.test: origin saw %q, want client-b (a session of client-a leaked)", got)
+	}
+	if full, resumed := tlsCounts(up); full != 2 || resumed != 0 {
+		t.Errorf("TLS handshakes: %d full, %d resumed; want 2 full", full, resumed)
+	}
+}
+
+// Issue 8: rule files are loaded at start; a problem names the rule.
+func TestUpstreamTLSBadFiles(t *testing.T) {
+	ca := newTestCA(t)
+	_, certA, _ := ca.issue(t, "client-a")
+	_, _, keyB := ca.issue(t, "client-b")
+	for _, tt := range []struct {
+		name, rules, want string
+	}{
+		{"missing ca", "x.test,ca=/nonexistent/ca.pem", `rule 1 "x.test,ca=/nonexistent/ca.pem"`},
+		{"cert and key differ", "x.test,insecure; y.test,cert=" + certA + ",key=" + keyB, "rule 2"},
+		{"not a ca", "x.test,ca=" + keyB, "no PEM certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.UpstreamTLS = config.TLSRules(tt.rules)
+			if _, err := upstream.New(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New(%q) = %v, want an error with %q", tt.rules, err, tt.want)
+			}
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate(%q) = %v, want an error with %q", tt.rules, err, tt.want)
+			}
+		})
+	}
+}
+
+// Issue 8: a rule keeps the transport's ALPN offer, so an origin matched
+// by a rule still gets HTTP/2, through an http parent too.
+func TestUpstreamTLSRuleKeepsHTTP2(t *testing.T) {
+	ca := newTestCA(t)
+	serverCert, _, _ := ca.issue(t, "origin", "127.0.0.1")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	par := startHTTPParent(t, "", "")
+	for _, parent := range []string{"", par.url()} {
+		cfg := testConfig()
+		cfg.UpstreamHTTP2 = true
+		cfg.ParentProxy = parent
+		cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file)
+		up, _ := testUpstream(t, cfg)
+		if got := get(t, up.Transport, srv.URL+"/"); got != "HTTP/2.0" {
+			t.Errorf("parent %q: origin saw %s, want HTTP/2.0", parent, got)
+		}
+	}
+	if n := par.connects.Load(); n != 1 {
+		t.Errorf("parent saw %d CONNECTs, want 1", n)
+	}
+}
