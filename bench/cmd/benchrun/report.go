@@ -232,6 +232,7 @@ func (b *bench) reportS1Extra(sb *strings.Builder) {
 		}
 		w("\n")
 	}
+	b.reportS1DNS(table{sb}, w)
 	cold, warm := b.find("S1", "first", "warmproxy cold"), b.find("S1", "first", "warmproxy prewarm")
 	if cold == nil && warm == nil {
 		return

@@ -128,6 +128,7 @@ func (b *bench) s1(ctx context.Context, rep int) {
 	}
 	b.s1h2(ctx, rep)
 	b.s1first(ctx, rep)
+	b.s1dns(ctx, rep)
 }
 
 // forwardTargets are S2-S4's rows: every target that can do plain HTTP.

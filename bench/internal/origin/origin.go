@@ -159,7 +159,7 @@ func (o *Origin) ConnState(kind string) func(net.Conn, http.ConnState) {
 
 // Handler serves, counting requests for kind:
 //
-//	/bytes/N   N bytes with Content-Length
+//	/bytes/N   N bytes with Content-Length (?close: then close the connection)
 //	/stream/N  N bytes without Content-Length (chunked), flushed every 64 KiB
 //	/delay/MS  a 2-byte body after MS milliseconds
 //	/stats     Stats as JSON; /stats?reset=1 also zeroes the totals
@@ -172,6 +172,9 @@ func (o *Origin) Handler(kind string) http.Handler {
 		n, ok := sizeParam(w, r)
 		if !ok {
 			return
+		}
+		if r.URL.Query().Has("close") {
+			w.Header().Set("Connection", "close")
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
