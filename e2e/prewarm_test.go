@@ -47,6 +47,12 @@ func TestCLIPrewarm(t *testing.T) {
 	if c, h := o.Conns.Load(), o.Handshakes.Load(); c != 2 || h != 2 {
 		t.Errorf("after 3 requests the origin saw %d connections, %d handshakes, want still 2 and 2", c, h)
 	}
+	// The access log counts them as reused: no connect, no handshake.
+	for i, rec := range proxy.cliAccessRecords(t, 3, "/p") {
+		if len(rec) < 10 || rec[8] != "yes" || rec[9] != "0.000000" {
+			t.Errorf("access record %d: reused %q connect_s %q, want yes 0.000000: %q", i, rec[8], rec[9], rec)
+		}
+	}
 	if !strings.Contains(proxy.Log.String(), "msg=prewarmed") {
 		t.Errorf("no 'prewarmed' log line:\n%s", proxy.Log)
 	}

@@ -49,8 +49,8 @@ func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
 		GetConn: func(string) { t.getConn = time.Now() },
 		GotConn: func(info httptrace.GotConnInfo) {
 			t.conns++
-			t.reused = info.Reused
-			if !info.Reused {
+			t.reused = info.Reused || prewarmed(info.Conn)
+			if !t.reused {
 				t.connect = time.Since(t.getConn)
 			}
 		},
@@ -63,6 +63,17 @@ func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
 		Got1xxResponse: t.got1xx,
 	}
 	return t
+}
+
+// prewarmed reports whether c, new to the transport, was opened ahead of
+// its first request (-prewarm): that request reused it as it would a
+// pooled one, paying no connect and no handshake.
+func prewarmed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	p, ok := c.(interface{ Prewarmed() bool })
+	return ok && p.Prewarmed()
 }
 
 // max1xx bounds the interim responses relayed for one request: once they

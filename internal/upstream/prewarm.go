@@ -297,6 +297,7 @@ func (o *warmOrigin) take() net.Conn {
 		o.mu.Unlock()
 		o.poke()
 		if wc.handOff(o.p.host(o.scheme, o.addr).retireLimit()) {
+			wc.tc.prewarmed = true
 			return wc.conn
 		}
 		wc.conn.Close()

@@ -218,7 +218,14 @@ type trackedConn struct {
 	// pending holds bytes a prewarm watcher read from Conn before the
 	// transport got the connection; Read returns them first.
 	pending []byte
+	// prewarmed is set before a prewarmed connection is handed to the
+	// transport (prewarm.go), so never written once shared.
+	prewarmed bool
 }
+
+// Prewarmed reports whether c was opened ahead of the request that first
+// used it (-prewarm): that request paid no connect and no handshake.
+func (c *trackedConn) Prewarmed() bool { return c.prewarmed }
 
 // markH2 counts c among the open HTTP/2 connections, until it closes.
 func (c *trackedConn) markH2() {
