@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -203,7 +202,24 @@ func (g *Guard) dial(ctx context.Context, network, addr string, policy *acl.Poli
 	if err != nil || port < 1 || port > 65535 {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("bad port %q", portStr)}
 	}
-	// A name a rule denies is not even resolved: no DNS query leaks.
+	addrs, err := g.resolveChecked(ctx, network, host, port, policy)
+	if err != nil {
+		return nil, err
+	}
+	if g.dialer.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.dialer.Timeout)
+		defer cancel()
+	}
+	return g.dialIPs(ctx, network, interleave(addrs))
+}
+
+// resolveChecked resolves host and returns its addresses of network's
+// family, in the resolver's order, with port. With a policy, a name a rule
+// denies is not even resolved (no DNS query leaks), and any denied IP or
+// one of the proxy's own addresses fails the whole lookup: an attacker who
+// controls the name must not pick which of its IPs is used.
+func (g *Guard) resolveChecked(ctx context.Context, network, host string, port int, policy *acl.Policy) ([]netip.AddrPort, error) {
 	if _, err := netip.ParseAddr(host); err != nil && policy != nil {
 		if d := policy.CheckName(host, port); !d.Allow {
 			return nil, &acl.DeniedError{Decision: d, Host: host, Port: port}
@@ -237,14 +253,9 @@ func (g *Guard) dial(ctx context.Context, network, addr string, policy *acl.Poli
 		addrs = append(addrs, netip.AddrPortFrom(ip, uint16(port)))
 	}
 	if len(addrs) == 0 {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("no address of the right family")}
+		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("no address of the right family for %s", host)}
 	}
-	if g.dialer.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, g.dialer.Timeout)
-		defer cancel()
-	}
-	return g.dialIPs(ctx, network, interleave(addrs))
+	return addrs, nil
 }
 
 // fallbackDelay is how long a connection attempt has before the next

@@ -190,42 +190,11 @@ func (p *parent) dialParent(ctx context.Context, network string) (net.Conn, erro
 // the guard does for a direct dial; it returns the first IP of the
 // network's family.
 func (p *parent) resolve(ctx context.Context, network, host string, port int) (netip.Addr, error) {
-	g := p.guard
-	policy := g.Policy()
-	if _, err := netip.ParseAddr(host); err != nil {
-		// A denied name is not even resolved.
-		if d := policy.CheckName(host, port); !d.Allow {
-			return netip.Addr{}, &acl.DeniedError{Decision: d, Host: host, Port: port}
-		}
-	}
-	lookupNet := "ip"
-	switch network {
-	case "tcp4":
-		lookupNet = "ip4"
-	case "tcp6":
-		lookupNet = "ip6"
-	}
-	ips, err := g.Resolve(ctx, lookupNet, host)
+	addrs, err := p.guard.resolveChecked(ctx, network, host, port, p.guard.Policy())
 	if err != nil {
-		return netip.Addr{}, &net.OpError{Op: "dial", Net: network, Err: err}
+		return netip.Addr{}, err
 	}
-	var first netip.Addr
-	for _, ip := range ips {
-		ip = ip.Unmap()
-		if d := policy.Check(host, port, ip); !d.Allow {
-			return netip.Addr{}, &acl.DeniedError{Decision: d, Host: host, Port: port, IP: ip}
-		}
-		if g.isSelf(ip, port) {
-			return netip.Addr{}, fmt.Errorf("dial %s: %w", netip.AddrPortFrom(ip, uint16(port)), acl.ErrLoop)
-		}
-		if !first.IsValid() && (network != "tcp4" || ip.Is4()) && (network != "tcp6" || ip.Is6()) {
-			first = ip
-		}
-	}
-	if !first.IsValid() {
-		return netip.Addr{}, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("no address of the right family for %s", host)}
-	}
-	return first, nil
+	return addrs[0].Addr(), nil
 }
 
 // parentAuthCheck turns an http parent's 407 to a plain-http request sent
