@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -148,58 +149,30 @@ func TestH2OriginReframed(t *testing.T) {
 // freezer is a TCP relay in front of an origin that can stop passing bytes
 // without closing anything: an origin that died without a FIN.
 type freezer struct {
-	ln       net.Listener
+	addr     string
 	frozen   atomic.Bool
 	accepted atomic.Int64
-	closed   atomic.Int64
-	wg       sync.WaitGroup
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &freezer{ln: ln}
-	var mu sync.Mutex
-	var conns []net.Conn
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.accepted.Add(1)
-			o, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, o)
-			mu.Unlock()
-			var once sync.Once
-			done := func() {
-				once.Do(func() { f.closed.Add(1) })
-				c.Close()
-				o.Close()
-			}
-			f.wg.Add(2)
-			go func() { defer f.wg.Done(); f.pipe(o, c); done() }()
-			go func() { defer f.wg.Done(); f.pipe(c, o); done() }()
+	f := &freezer{}
+	f.addr = testnet.Serve(t, func(c net.Conn) {
+		f.accepted.Add(1)
+		o, err := net.Dial("tcp", target)
+		if err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		f.wg.Wait()
+		defer o.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f.pipe(o, c)
+			o.Close()
+		}()
+		f.pipe(c, o)
+		c.Close()
+		<-done
 	})
 	return f
 }
@@ -233,7 +206,7 @@ func TestH2PingClosesDeadConnection(t *testing.T) {
 	p := startProxy(t, cfg)
 	// The origin's certificate names 127.0.0.1, so the relay's address
 	// verifies too.
-	target := "http://" + relay.ln.Addr().String() + "/"
+	target := "http://" + relay.addr + "/"
 	hdr := http.Header{"X-Real-Protocol": {"https"}}
 	if resp, body := p.get(t, target, hdr); body != "HTTP/2.0" {
 		t.Fatalf("first GET = %d %q, want HTTP/2.0", resp.StatusCode, body)

@@ -23,6 +23,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/server"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -232,33 +233,10 @@ func (o *testOrigin) httpURL(path string) string { return "http://" + o.hostPort
 // that speaks raw bytes, for responses net/http refuses to write.
 func rawOrigin(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(testTimeout))
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
+	return testnet.Serve(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(testTimeout))
+		serve(c, bufio.NewReader(c))
 	})
-	return ln.Addr().String()
 }
 
 // rawConn opens a plain TCP connection to addr with a deadline.

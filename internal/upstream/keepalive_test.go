@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 func TestParseKeepAliveTimeout(t *testing.T) {
@@ -63,51 +63,20 @@ func TestRetireAfter(t *testing.T) {
 // fires while the request is on the wire: the origin closes without an
 // answer.
 type kaOrigin struct {
-	ln       net.Listener
+	addr     string
 	timeout  time.Duration
 	band     time.Duration
 	announce bool
 	accepts  atomic.Int64
 	stale    atomic.Int64 // requests that met a closing connection
-	wg       sync.WaitGroup
 }
 
 func startKAOrigin(t *testing.T, timeout, band time.Duration, announce bool) *kaOrigin {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &kaOrigin{ln: ln, timeout: timeout, band: band, announce: announce}
-	var mu sync.Mutex
-	var conns []net.Conn
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			o.accepts.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			o.wg.Add(1)
-			go func() {
-				defer o.wg.Done()
-				o.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		o.wg.Wait()
+	o := &kaOrigin{timeout: timeout, band: band, announce: announce}
+	o.addr = testnet.Serve(t, func(c net.Conn) {
+		o.accepts.Add(1)
+		o.serve(c)
 	})
 	return o
 }
@@ -204,7 +173,7 @@ func TestKeepAliveRetirement(t *testing.T) {
 			cfg.HonorKeepAliveTimeout = tt.honor
 			up := newTestUpstream(t, cfg)
 			rt := up.Pool.Wrap(up.Transport)
-			url := "http://" + o.ln.Addr().String() + "/"
+			url := "http://" + o.addr + "/"
 			retries := 0
 			for i := range 4 {
 				if i > 0 {
@@ -240,7 +209,7 @@ func TestKeepAliveRetirementSparesBusyConns(t *testing.T) {
 	o := startKAOrigin(t, time.Second, 0, true)
 	up := newTestUpstream(t, config.Default())
 	rt := up.Pool.Wrap(up.Transport)
-	base := "http://" + o.ln.Addr().String()
+	base := "http://" + o.addr
 	getCounting(t, rt, base+"/") // learn the timeout
 	for _, path := range []string{"/slow", "/pause"} {
 		if n, reused := getCounting(t, rt, base+path); n != 1 || !reused {
@@ -259,7 +228,7 @@ func TestRetiredConnRetries(t *testing.T) {
 	o := startKAOrigin(t, 60*time.Second, 0, true)
 	up := newTestUpstream(t, config.Default())
 	rt := up.Pool.Wrap(up.Transport)
-	url := "http://" + o.ln.Addr().String() + "/"
+	url := "http://" + o.addr + "/"
 	var first *trackedConn
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
 		first, _ = info.Conn.(*trackedConn)

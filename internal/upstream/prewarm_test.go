@@ -380,15 +380,15 @@ func TestPrewarmStop(t *testing.T) {
 func TestPrewarmRetiresStash(t *testing.T) {
 	o := startKAOrigin(t, time.Second, 0, true)
 	cfg := config.Default()
-	cfg.Prewarm = "http://" + o.ln.Addr().String()
+	cfg.Prewarm = "http://" + o.addr
 	up, _ := startPrewarm(t, cfg)
-	getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.ln.Addr().String()+"/") // learn the timeout
+	getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
 	before := o.accepts.Load()
 	time.Sleep(1500 * time.Millisecond)
 	if got := o.accepts.Load() - before; got < 2 {
 		t.Errorf("%d connections opened in 1.5s with a 1s keep-alive timeout, want 2 or more (retired at 0.5s)", got)
 	}
-	if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.ln.Addr().String()+"/"); n != 1 || o.stale.Load() != 0 {
+	if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
 		t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
 	}
 }

@@ -1,0 +1,61 @@
+// Package testnet holds the loopback plumbing that tests in several
+// packages share: an accept loop whose connections are served, tracked and
+// closed when the test ends. It is for tests only.
+package testnet
+
+import (
+	"net"
+	"sync"
+	"testing"
+)
+
+// Serve listens on 127.0.0.1:0 and runs serve on its own goroutine for
+// every connection accepted, until the test ends; then it closes the
+// listener and every connection still open, and waits for the serve
+// calls to return. It returns the listener's address.
+func Serve(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				serve(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
