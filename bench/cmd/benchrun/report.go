@@ -188,6 +188,10 @@ func (b *bench) report() string {
 	for _, p := range b.problems {
 		w("- %s\n", p)
 	}
+	sb.WriteString("\n## Targets, soak and other measurements\n\n" +
+		"Which issue 5 targets this run meets and misses, with the profiles, what was tried and the distance: [TARGETS.md](TARGETS.md). " +
+		"The 10-minute soak (RSS, goroutines, fds every 10 s, flat) and the fuzz runs: [soak/RESULTS.md](soak/RESULTS.md). " +
+		"Go benchmarks and test-driven measurements that `make bench` does not run (the DNS cache with a slow resolver, Keep-Alive retirement against nginx, the parent proxy), each with its command: [MICRO.md](MICRO.md).\n")
 	return sb.String()
 }
 
