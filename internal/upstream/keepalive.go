@@ -1,9 +1,14 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,7 +24,8 @@ import (
 //
 // The cost is nothing for an origin that never sends the header (one map
 // lookup per response, one atomic load per read) and, for one that does,
-// a clock read per read and write plus one timer per connection.
+// a clock read per read and write, one timer per connection, and a trace
+// per request that tells which connection the request holds.
 
 // minRetireMargin is the least time before the origin's limit at which an
 // idle connection is retired. It covers the round trip (the origin's timer
@@ -153,12 +159,11 @@ func (c *trackedConn) arm() {
 // checkIdle runs on the timer: it retires the connection when it has been
 // idle for the origin's limit, else sets the timer for later. A
 // connection is idle when nothing was read or written for that long and no
-// request to its origin is in flight: a request in flight may be waiting
-// for a slow response on this very connection, or reading a body that
-// pauses, and is never cut. (The transport does not say which request
-// holds which connection; under steady load a surplus idle connection is
-// left to the origin, and the transport drops it when the origin closes
-// it.)
+// request holds it (busy, counted by withConnTrace): a request may be
+// waiting for a slow response on it, or reading a body that pauses, and is
+// never cut. A connection no counted request has used yet (the one that
+// brought the origin's first Keep-Alive header) is idle only when no
+// request to its origin is in flight at all.
 func (c *trackedConn) checkIdle() {
 	t := c.timer.Load()
 	if c.closed.Load() || t == nil {
@@ -174,7 +179,7 @@ func (c *trackedConn) checkIdle() {
 		t.Reset(time.Duration(wait))
 		return
 	}
-	if c.hs.inflight.Load() > 0 {
+	if c.busy.Load() > 0 || !c.traced.Load() && c.hs.inflight.Load() > 0 {
 		t.Reset(max(time.Duration(limit)/16, 100*time.Millisecond))
 		return
 	}
@@ -185,4 +190,44 @@ func (c *trackedConn) checkIdle() {
 	c.hs.retired.Add(1)
 	c.total.retired.Add(1)
 	c.Close()
+}
+
+// withConnTrace returns req counting, on the connection the transport
+// gives it, that it holds it: from GotConn until the transport puts the
+// connection back in its pool (PutIdleConn), the one moment an HTTP/1.1
+// connection is known to be free again. Only requests to an origin that
+// announced its keep-alive timeout pay for it (a trace and a request
+// copy). The hooks run on different goroutines, and the transport may hand
+// the connection to the next request before this one's PutIdleConn runs;
+// a count, not a flag, keeps that right.
+func withConnTrace(req *http.Request) *http.Request {
+	var held atomic.Pointer[trackedConn]
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if c := trackedOf(info.Conn); c != nil {
+				c.traced.Store(true)
+				c.busy.Add(1)
+				if old := held.Swap(c); old != nil {
+					old.busy.Add(-1) // a retry moved the request elsewhere
+				}
+			}
+		},
+		PutIdleConn: func(error) {
+			if c := held.Swap(nil); c != nil {
+				c.busy.Add(-1)
+				c.touch()
+			}
+		},
+	}
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+}
+
+// trackedOf returns the *trackedConn beneath a transport's connection, or
+// nil.
+func trackedOf(c net.Conn) *trackedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	t, _ := c.(*trackedConn)
+	return t
 }

@@ -221,6 +221,49 @@ func TestKeepAliveRetirementSparesBusyConns(t *testing.T) {
 	}
 }
 
+// An idle connection is retired even while another request to the same
+// origin is in flight on a second connection: under steady load the
+// surplus idle connections are the ones that meet the origin's close.
+func TestKeepAliveRetiresIdleConnUnderLoad(t *testing.T) {
+	o := startKAOrigin(t, time.Second, 0, true)
+	up := newTestUpstream(t, config.Default())
+	rt := up.Pool.Wrap(up.Transport)
+	base := "http://" + o.addr
+	getCounting(t, rt, base+"/") // learn the timeout
+	// Two connections: the slow request holds one for 1.5 s; the other,
+	// used once alongside it and then idle, must be retired meanwhile.
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		getCounting(t, rt, base+"/slow")
+	}()
+	waitUntil(t, "the slow request to be in flight", func() bool { return up.Pool.Hosts()[0].InFlight == 1 })
+	getCounting(t, rt, base+"/")
+	if got := o.accepts.Load(); got != 2 {
+		t.Fatalf("origin accepted %d connections, want 2", got)
+	}
+	// The idle one is retired 0.5 s after its last use, while the slow
+	// request (1.5 s) is still in flight.
+	waitUntil(t, "the idle connection to be retired", func() bool { return up.Pool.Hosts()[0].Retired == 1 })
+	if st := up.Pool.Hosts()[0]; st.InFlight != 1 {
+		t.Errorf("retired while %d requests were in flight, want it while the slow one (1) still was", st.InFlight)
+	}
+	<-slow
+	if st := up.Pool.Hosts()[0]; st.Retired != 1 {
+		t.Errorf("retired %d connections, want 1: never the one the slow request held", st.Retired)
+	}
+}
+
+// waitUntil polls cond for at most 5 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 // The race: the transport takes an idle connection from its pool in the
 // instant it is retired. The request, having written nothing, is sent
 // again on a new connection, and the client sees no error.

@@ -215,6 +215,12 @@ type trackedConn struct {
 	// retirement timer is armed; 0 before, retiredMark once retired.
 	last  atomic.Int64
 	timer atomic.Pointer[time.Timer]
+	// busy counts the requests holding the connection, from the
+	// transport's GotConn to its PutIdleConn; traced is set once a request
+	// was counted so (keepalive.go: only requests to an origin that
+	// announced its keep-alive timeout are).
+	busy   atomic.Int32
+	traced atomic.Bool
 	// pending holds bytes a prewarm watcher read from Conn before the
 	// transport got the connection; Read returns them first.
 	pending []byte
@@ -347,6 +353,9 @@ func (t *trackingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	hs.inflight.Add(1)
 	total.requests.Add(1)
 	total.inflight.Add(1)
+	if t.p.honorKeepAlive && hs.keepAlive.Load() > 0 {
+		req = withConnTrace(req)
+	}
 	resp, err := t.next.RoundTrip(req)
 	if err == nil && t.p.honorKeepAlive {
 		if v, ok := resp.Header["Keep-Alive"]; ok {
