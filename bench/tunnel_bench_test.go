@@ -23,10 +23,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // tunnelTransfer is how many bytes each measured copy moves.
@@ -113,92 +114,52 @@ func tunnelBuildProxy(b *testing.B) string {
 // closes.
 func tunnelStartSource(b *testing.B) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	chunk := make([]byte, 1<<20)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return testnet.Serve(b, func(c net.Conn) {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+		if err != nil {
+			return
+		}
+		for n > 0 {
+			m := min(n, int64(len(chunk)))
+			if _, err := c.Write(chunk[:m]); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				n, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
-				if err != nil {
-					return
-				}
-				for n > 0 {
-					m := min(n, int64(len(chunk)))
-					if _, err := c.Write(chunk[:m]); err != nil {
-						return
-					}
-					n -= m
-				}
-			}()
+			n -= m
 		}
-	}()
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	})
 }
 
 // tunnelStartBareRelay is the least a CONNECT relay can do: answer 200,
 // then io.Copy both ways between TCP conns. It returns its address.
 func tunnelStartBareRelay(b *testing.B) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil || br.Buffered() > 0 {
-					return
-				}
-				o, err := net.Dial("tcp", req.RequestURI)
-				if err != nil {
-					return
-				}
-				defer o.Close()
-				io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-				done := make(chan struct{})
-				go func() {
-					io.Copy(o, c)
-					o.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				io.Copy(c, o)
-				c.(*net.TCPConn).CloseWrite()
-				<-done
-			}()
+	return testnet.Serve(b, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil || br.Buffered() > 0 {
+			return
 		}
-	}()
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+		o, err := net.Dial("tcp", req.RequestURI)
+		if err != nil {
+			return
+		}
+		defer o.Close()
+		io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+		done := make(chan struct{})
+		go func() {
+			io.Copy(o, c)
+			o.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(c, o)
+		c.(*net.TCPConn).CloseWrite()
+		<-done
+	})
 }
 
 type tunnelProc struct {

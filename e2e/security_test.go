@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // secBuild returns the warmproxy binary TestMain built.
@@ -986,25 +988,10 @@ func secStartRecorder(t *testing.T) *secRecorder {
 // for the handlers.
 func secServeRaw(t *testing.T, ln net.Listener, serve func(c net.Conn, br *bufio.Reader)) {
 	t.Helper()
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
+	testnet.ServeListener(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		serve(c, bufio.NewReader(c))
+	})
 }
 
 func (o *secRecorder) take() ([]string, int) {

@@ -29,6 +29,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/metrics"
 	"github.com/warmproxy/warmproxy/internal/server"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -386,19 +387,9 @@ func TestMetricsCountResumedHandshakes(t *testing.T) {
 // everything.
 func staleOrigin(t *testing.T) (string, *atomic.Int32) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		conns atomic.Int32
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		open  []net.Conn
-	)
-	serve := func(c net.Conn, first bool) {
-		defer wg.Done()
-		defer c.Close()
+	var conns atomic.Int32
+	addr := testnet.Serve(t, func(c net.Conn) {
+		first := conns.Add(1) == 1
 		br := bufio.NewReader(c)
 		for n := 0; ; n++ {
 			req, err := http.ReadRequest(br)
@@ -413,32 +404,8 @@ func staleOrigin(t *testing.T) (string, *atomic.Int32) {
 				return
 			}
 		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go serve(c, conns.Add(1) == 1)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
-	return ln.Addr().String(), &conns
+	return addr, &conns
 }
 
 // Issue 4: a request replayed because its pooled connection was stale

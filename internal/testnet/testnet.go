@@ -19,6 +19,14 @@ func Serve(t testing.TB, serve func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ServeListener(t, ln, serve)
+	return ln.Addr().String()
+}
+
+// ServeListener is Serve on a listener the test opened itself (on another
+// loopback IP, say).
+func ServeListener(t testing.TB, ln net.Listener, serve func(net.Conn)) {
+	t.Helper()
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -57,5 +65,4 @@ func Serve(t testing.TB, serve func(net.Conn)) string {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return ln.Addr().String()
 }

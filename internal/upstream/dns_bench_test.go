@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // BenchmarkDialSlowResolver measures a fresh upstream connection (resolve,
@@ -19,21 +20,8 @@ import (
 //
 //	go test -run '^$' -bench DialSlowResolver -benchtime 2s ./internal/upstream
 func BenchmarkDialSlowResolver(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	origin := testnet.Serve(b, func(net.Conn) {})
+	_, port, _ := net.SplitHostPort(origin)
 	d := startDNS(b, map[string][]string{"origin.test": {"127.0.0.1"}})
 	d.configure(func(d *testDNS) { d.delay, d.ttl = 50*time.Millisecond, 300 })
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // loopbackOnly is a dialer Control that refuses any non-loopback address,
@@ -40,17 +41,7 @@ func listen(t *testing.T, ip string) (net.Listener, *atomic.Int32) {
 		t.Fatalf("listen on %s: %v", ip, err)
 	}
 	var n atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	testnet.ServeListener(t, ln, func(net.Conn) { n.Add(1) })
 	return ln, &n
 }
 
