@@ -342,6 +342,12 @@ func mustURL(s string) *url.URL {
 // selfSigned makes a certificate for 127.0.0.1 that is its own root.
 func selfSigned(t *testing.T, name string) *tls.Certificate {
 	t.Helper()
+	return selfSignedFor(t, name, x509.ExtKeyUsageServerAuth)
+}
+
+// selfSignedFor is selfSigned for the given use (server or client auth).
+func selfSignedFor(t *testing.T, name string, use x509.ExtKeyUsage) *tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +357,7 @@ func selfSigned(t *testing.T, name string) *tls.Certificate {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IsCA: true, BasicConstraintsValid: true,
 		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage: []x509.ExtKeyUsage{use},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
