@@ -100,6 +100,13 @@ func (h addrHandler) Handle(ctx context.Context, r slog.Record) error {
 func start(t *testing.T, cfg config.Config) *running {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
+	return startOn(t, cfg)
+}
+
+// startOn is start without the forced TCP address: it runs server.Run on
+// cfg.Listen as given (a unix: path, or 127.0.0.1:0).
+func startOn(t *testing.T, cfg config.Config) *running {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}

@@ -22,35 +22,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// startOn is start without the forced TCP address: it runs server.Run on
-// cfg.Listen as given (a unix: path, or 127.0.0.1:0).
-func startOn(t *testing.T, cfg config.Config) *running {
-	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate() = %v", err)
-	}
-	addrs := make(chan [2]string, 2)
-	log := slog.New(addrHandler{Handler: slog.DiscardHandler, addrs: addrs})
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), access: &syncBuffer{}}
-	go func() { r.done <- server.Run(ctx, cfg, log, r.access) }()
-	t.Cleanup(func() {
-		if r.done != nil {
-			r.stop(t)
-		}
-	})
-	select {
-	case a := <-addrs:
-		r.addr = a[1]
-	case err := <-r.done:
-		r.done = nil
-		t.Fatalf("Run() = %v before listening", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not listen within 10s")
-	}
-	return r
-}
-
 // accessLine waits up to 5s for the access log to hold n lines and returns
 // line i split into fields.
 func (r *running) accessLine(t *testing.T, n, i int) []string {
