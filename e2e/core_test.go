@@ -304,8 +304,10 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	start := time.Now()
 	p.signal(t, syscall.SIGTERM)
-	if _, ok := p.wait(t, 3*time.Second); !ok {
-		t.Fatal("still running 3s after a second SIGTERM")
+	// A hang guard well below the 30 s grace, not a timing assertion: the
+	// drain alone would run until the origin's 20 s answer.
+	if _, ok := p.wait(t, 15*time.Second); !ok {
+		t.Fatal("still running 15s after a second SIGTERM: the second signal did not cut the 30s grace")
 	}
 	t.Logf("exited %v after the second signal", time.Since(start))
 }

@@ -60,12 +60,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		// A second signal gets the default action: exit at once.
-		stop()
-	}()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+	go exitOnSecondSignal(term, stop)
 
 	reloads := make(chan config.Config)
 	load := func() (config.Config, error) {
@@ -83,6 +82,22 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// exitOnSecondSignal cancels the server's context (a graceful drain) on
+// the first signal from term, and gives the second the default action:
+// exit at once. term stays subscribed until the second arrives and is
+// buffered for both, so a second signal sent right after the first is
+// never lost, however late this goroutine runs.
+func exitOnSecondSignal(term chan os.Signal, drain func()) {
+	<-term
+	drain()
+	s := <-term
+	signal.Stop(term)
+	signal.Reset(s)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		p.Signal(s)
+	}
 }
 
 // watchReload loads the configuration again on each signal from hup and
