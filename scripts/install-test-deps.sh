@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the programs the test suite drives: curl, php with its curl
-# extension, nginx, node and python, systemd-analyze, and the e2e Node
-# client's npm packages. Idempotent; needs root for apt-get.
+# extension, nginx, node and python, systemd-analyze, chromium (the stats
+# page), prometheus and promtool (the dashboard's queries), and the e2e
+# Node client's npm packages. Idempotent; needs root for apt-get.
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
@@ -13,6 +14,9 @@ command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v git >/dev/null || need+=(git)
+command -v chromium >/dev/null || need+=(chromium)
+# Debian's prometheus package ships both /usr/bin/prometheus and promtool.
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2

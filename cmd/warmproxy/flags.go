@@ -86,7 +86,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach, comma-separated, or *")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "access log `format` on stdout: tsv, json or off")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
-	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool (default: the proxy's address)")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool, /stats (default: the proxy's address)")
 	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
 	securityFlags(fs, &cfg)
 	upstreamFlags(fs, &cfg)

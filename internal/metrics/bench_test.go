@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,46 @@ func forwarder(b *testing.B, scheme string, on bool) func() {
 		if resp.StatusCode != http.StatusOK || n != int64(len(body)) {
 			b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
 		}
+	}
+}
+
+// stubTransport answers every request 200 with no body, touching no
+// network.
+type stubTransport struct{}
+
+func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+}
+
+// Issue 15: what rendering the stats page (and, to compare, /debug/pool)
+// costs with the pool's most
+// origins (1024: upstream.maxHosts), each with a request.
+//
+//	go test -run '^$' -bench StatsPage -benchmem ./internal/metrics/
+func BenchmarkStatsPage(b *testing.B) {
+	pool := upstream.NewPool()
+	rt := pool.Wrap(stubTransport{})
+	for i := range 1024 {
+		req := httptest.NewRequest(http.MethodGet, "http://origin"+strconv.Itoa(i)+".test/", nil)
+		if _, err := rt.RoundTrip(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m := metrics.New(metrics.Options{Pool: pool})
+	for _, page := range []struct {
+		name string
+		h    http.Handler
+	}{{"html", m.StatsHandler()}, {"json", m.PoolHandler()}} {
+		b.Run(page.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			var size int
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				page.h.ServeHTTP(w, req)
+				size = w.Body.Len()
+			}
+			b.ReportMetric(float64(size), "bytes/page")
+		})
 	}
 }

@@ -105,8 +105,10 @@ type Options struct {
 // Metrics holds warmproxy's collectors. Every labelled child is resolved
 // once, in New, so observing a request is array indexing and atomic adds.
 type Metrics struct {
-	reg  *prometheus.Registry
-	pool *upstream.Pool
+	reg         *prometheus.Registry
+	pool        *upstream.Pool
+	tunnelsOpen func() int
+	dns         *upstream.DNSCache
 
 	requests   [numMethods][len(statusClasses)]prometheus.Counter
 	duration   [numConn]prometheus.Observer
@@ -128,7 +130,7 @@ type Metrics struct {
 // the pool's TLS handshakes.
 func New(o Options) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, pool: o.Pool, errors: make(map[string]prometheus.Counter, len(errorTypes))}
+	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS, errors: make(map[string]prometheus.Counter, len(errorTypes))}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmproxy_requests_total",
@@ -309,19 +311,25 @@ type PoolReport struct {
 // PoolHandler serves the pool's state as indented JSON.
 func (m *Metrics) PoolHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		rep := PoolReport{Time: time.Now().UTC(), Totals: []upstream.Stats{}, Upstreams: []upstream.Stats{}}
-		if m.pool != nil {
-			for _, s := range upstream.Schemes {
-				rep.Totals = append(rep.Totals, m.pool.Totals(s))
-			}
-			rep.Upstreams = m.pool.Hosts()
-		}
+		rep := m.poolReport()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(rep)
 	})
+}
+
+// poolReport is the pool's state now.
+func (m *Metrics) poolReport() PoolReport {
+	rep := PoolReport{Time: time.Now().UTC(), Totals: []upstream.Stats{}, Upstreams: []upstream.Stats{}}
+	if m.pool != nil {
+		for _, s := range upstream.Schemes {
+			rep.Totals = append(rep.Totals, m.pool.Totals(s))
+		}
+		rep.Upstreams = m.pool.Hosts()
+	}
+	return rep
 }
 
 // poolCollector reads the pool's counters at scrape time, so the pool

@@ -302,7 +302,10 @@ func TestDashboardQueriesKnownMetrics(t *testing.T) {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("deploy/grafana-dashboard.json: %v", err)
 	}
-	m := New(Options{Pool: upstream.NewPool(), Tunnels: func() int { return 0 }})
+	dns := upstream.NewDNSCache(func(context.Context, string, string) ([]netip.Addr, error) {
+		return nil, &net.DNSError{Err: "no resolver"}
+	}, upstream.DNSOptions{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
+	m := New(Options{Pool: upstream.NewPool(), Tunnels: func() int { return 0 }, DNS: dns})
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +314,7 @@ func TestDashboardQueriesKnownMetrics(t *testing.T) {
 	for _, mf := range mfs {
 		known[mf.GetName()] = true
 	}
-	name := regexp.MustCompile(`warmproxy_[a-z_]+`)
+	name := regexp.MustCompile(`warmproxy_[a-z0-9_]+`)
 	queries := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {

@@ -609,12 +609,13 @@ func TestDebugPool(t *testing.T) {
 
 	rep := pool(t, p.addr)
 	h = findUpstream(t, rep, "https", tlsHost)
-	want := upstream.Stats{Scheme: "https", Host: tlsHost, Open: 1, Idle: 1, Requests: 4, Opened: 1, ReuseRatio: 0.75, TLSFull: 1}
+	want := upstream.Stats{Scheme: "https", Host: tlsHost, Open: 1, Idle: 1, Requests: 4, Opened: 1, ReuseRatio: 0.75, TLSFull: 1,
+		Reused: 3, RoundTripsSaved: 6, Protocol: "HTTP/1.1"}
 	if h != want {
 		t.Errorf("https upstream = %+v\nwant %+v", h, want)
 	}
 	h = findUpstream(t, rep, "http", plainHost)
-	want = upstream.Stats{Scheme: "http", Host: plainHost, Open: 1, Idle: 1, Requests: 1, Opened: 1}
+	want = upstream.Stats{Scheme: "http", Host: plainHost, Open: 1, Idle: 1, Requests: 1, Opened: 1, Protocol: "HTTP/1.1"}
 	if h != want {
 		t.Errorf("http upstream = %+v\nwant %+v", h, want)
 	}
@@ -637,6 +638,7 @@ func TestAdminPaths(t *testing.T) {
 		{"readyz", false, "/readyz", 200, "ready"},
 		{"metrics", false, "/metrics", 200, "warmproxy_requests_total"},
 		{"pool", false, "/debug/pool", 200, `"totals"`},
+		{"stats", false, "/stats", 200, "warmproxy</span> stats"},
 		{"other path", false, "/nope", 400, "forward proxy"},
 		{"root", false, "/", 400, "forward proxy"},
 		{"pprof off", false, "/debug/pprof/", 400, "forward proxy"},
@@ -665,7 +667,7 @@ func TestAdminListen(t *testing.T) {
 	if p.admin == "" || p.admin == p.addr {
 		t.Fatalf("admin address %q, proxy %q: want a separate admin address", p.admin, p.addr)
 	}
-	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/debug/pool"} {
+	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/debug/pool", "/stats"} {
 		if code, body, _ := direct(t, p.admin, path); code != http.StatusOK {
 			t.Errorf("admin GET %s = %d %q, want 200", path, code, body)
 		}

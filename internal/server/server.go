@@ -87,14 +87,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
 	admin.Handle("GET /metrics", m.Handler())
 	admin.Handle("GET /debug/pool", m.PoolHandler())
+	admin.Handle("GET /stats", m.StatsHandler())
 	if cfg.PProf {
 		registerPprof(admin)
 	}
 	// With a separate admin address, the proxy's own address serves no
-	// admin path: every origin-form request there gets usage help.
+	// admin path: every origin-form request there gets usage help. The
+	// admin address's root is the stats page; the proxy's root keeps the
+	// usage help.
 	proxyAdmin := admin
 	if adminLn != nil {
 		proxyAdmin = nil
+		admin.Handle("GET /{$}", m.StatsHandler())
 	}
 
 	handler := proxy.New(proxy.Options{
