@@ -879,7 +879,7 @@ func secFDs(pid int) int {
 // connection), and serves normally once the flood is gone.
 func TestSecurityFDExhaustion(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
-		t.Skip("no /proc")
+		cliMissing(t, "no /proc: %v", err)
 	}
 	origin, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
 	p := secStart(t, []string{"sh", "-c", `ulimit -n 64 && exec "$0" "$@"`}, "-log-format", "off")
