@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/headlimit"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -117,7 +118,8 @@ func (h *Handler) dialUpgrade(ctx context.Context, scheme, host string) (net.Con
 }
 
 // sendUpgrade writes outreq on origin and reads the final response head,
-// within the response header timeout. The response body, if any, reads
+// within the response header timeout and headlimit.MaxResponseBytes. The
+// response body, if any, reads
 // from the returned reader; bytes behind a 101 head are buffered there.
 func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Response, *bufio.Reader, error) {
 	if h.responseHeaderTimeout > 0 {
@@ -126,13 +128,17 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 	if err := outreq.Write(origin); err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReader(origin)
+	// The heads, interim ones included, share one bound: an origin that
+	// sends header lines forever gets a 502, not the proxy's memory.
+	lr := headlimit.NewReader(origin, headlimit.MaxResponseBytes)
+	br := bufio.NewReader(lr)
 	for range maxInterim {
-		resp, err := http.ReadResponse(br, outreq)
+		resp, err := headlimit.ReadResponse(lr, br, outreq)
 		if err != nil {
 			return nil, nil, err
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			lr.Lift()
 			origin.SetDeadline(time.Time{})
 			return resp, br, nil
 		}
