@@ -121,3 +121,44 @@ func TestConnectParentEndlessReplyHead(t *testing.T) {
 		t.Errorf("parent wrote %d bytes of reply head, want < %d", n, 64<<20)
 	}
 }
+
+// Issue 12: a status below 100 in answer to an upgrade request is a 502
+// http_protocol_error at once, not an interim response to skip (reading
+// the body behind it as the next head); the body is not read, and the
+// client's connection serves the next request.
+func TestUpgradeBadStatus(t *testing.T) {
+	const originLimit = 256 << 20
+	written := make(chan int64, 1)
+	host := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		var n int64
+		defer func() { written <- n }()
+		m, err := io.WriteString(c, "HTTP/1.1 099 Odd\r\nContent-Length: 1000000000000\r\n\r\n")
+		n += int64(m)
+		pad := strings.Repeat("b", 64<<10)
+		for err == nil && n < originLimit {
+			m, err = io.WriteString(c, pad)
+			n += int64(m)
+		}
+	})
+	rig := tunnelStartProxy(t, nil)
+	c := tunnelDial(t, rig.addr)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET http://"+host+"/ws HTTP/1.1\r\nHost: "+host+"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	resp, body := readResponse(t, br, http.MethodGet)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(resp.Header.Get("Proxy-Status"), "error=http_protocol_error") {
+		t.Errorf("status %d Proxy-Status %q body %q, want 502 http_protocol_error", resp.StatusCode, resp.Header.Get("Proxy-Status"), body)
+	}
+	rig.record(t)
+	// The handler has returned: the same connection answers again.
+	io.WriteString(c, "GET /nothing HTTP/1.1\r\nHost: x.test\r\n\r\n")
+	if resp, _ := readResponse(t, br, http.MethodGet); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("next request on the connection: %d, want the proxy's 400 for origin-form", resp.StatusCode)
+	}
+	rig.record(t)
+	if n := <-written; n >= 64<<20 {
+		t.Errorf("origin wrote %d bytes of body before the proxy let go, want < %d", n, 64<<20)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,6 +137,9 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 		resp, err := headlimit.ReadResponse(lr, br, outreq)
 		if err != nil {
 			return nil, nil, err
+		}
+		if resp.StatusCode < 100 {
+			return nil, nil, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + outreq.URL.Host}
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			lr.Lift()
