@@ -116,12 +116,12 @@ func checkRest(rest string) *Error {
 func checkSegment(seg string) *Error {
 	s := seg
 	for round := 0; ; round++ {
-		views := [4]string{s, s, s, s}
+		views, n := [4]string{s}, 1
 		if !isASCII(s) {
-			views[1] = fold(s)
-			views[2], views[3] = dropNonASCII(s), dropNonASCII(views[1])
+			f := fold(s)
+			views[1], views[2], views[3], n = f, dropNonASCII(s), dropNonASCII(f), 4
 		}
-		for _, v := range views {
+		for _, v := range views[:n] {
 			if strings.IndexByte(v, 0) >= 0 {
 				return badRequest("path segment %q holds a NUL byte", seg)
 			}

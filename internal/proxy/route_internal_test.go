@@ -242,3 +242,10 @@ func lenientDotSegment(s string) (string, bool) {
 	}
 	return "", false
 }
+
+// Issue 12: the stricter check costs an ordinary path no allocation.
+func TestCheckRestAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { checkRest("v1/charges/ch_123;v=2/a..b") }); n != 0 {
+		t.Errorf("checkRest of a plain path: %v allocations, want 0", n)
+	}
+}
