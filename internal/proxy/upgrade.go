@@ -120,8 +120,8 @@ func (h *Handler) dialUpgrade(ctx context.Context, scheme, host string) (net.Con
 
 // sendUpgrade writes outreq on origin and reads the final response head,
 // within the response header timeout and headlimit.MaxResponseBytes. The
-// response body, if any, reads
-// from the returned reader; bytes behind a 101 head are buffered there.
+// response body, if any, reads from the returned reader; bytes behind a
+// 101 head are buffered there.
 func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Response, *bufio.Reader, error) {
 	if h.responseHeaderTimeout > 0 {
 		origin.SetDeadline(time.Now().Add(h.responseHeaderTimeout))
