@@ -148,7 +148,9 @@ func TestClientLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		// The deadline is the hang guard: EOF before it is the idle
+		// timeout's close (issue 12: no wall-clock upper bound).
+		c.SetDeadline(time.Now().Add(30 * time.Second))
 		br := bufio.NewReader(c)
 		for i := range 2 {
 			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", o.httpURL("/"))
@@ -161,8 +163,8 @@ func TestClientLimits(t *testing.T) {
 		}
 		start := time.Now()
 		_, err = br.ReadByte()
-		if d := time.Since(start); err != io.EOF || d < 400*time.Millisecond || d > 3*time.Second {
-			t.Errorf("idle client connection: %v after %v, want EOF after about 500ms", err, d)
+		if d := time.Since(start); err != io.EOF || d < 400*time.Millisecond {
+			t.Errorf("idle client connection: %v after %v, want EOF after the 500ms idle timeout", err, d)
 		}
 	})
 	t.Run("slow head", func(t *testing.T) {
@@ -173,11 +175,11 @@ func TestClientLimits(t *testing.T) {
 		defer c.Close()
 		start := time.Now()
 		io.WriteString(c, "GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX-Slow: ")
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the hang guard
 		_, err = io.ReadAll(c)
 		d := time.Since(start)
-		if err != nil || d < 250*time.Millisecond || d > 3*time.Second {
-			t.Errorf("slow head: connection ended after %v with %v, want a close after about 300ms", d, err)
+		if err != nil || d < 250*time.Millisecond {
+			t.Errorf("slow head: connection ended after %v with %v, want a close after the 300ms header timeout", d, err)
 		}
 	})
 	t.Run("big head", func(t *testing.T) {

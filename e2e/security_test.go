@@ -519,13 +519,9 @@ func TestSecurityLoop(t *testing.T) {
 		"GET http://0.0.0.0:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n",
 		"CONNECT " + p.addr + " HTTP/1.1\r\nHost: " + p.addr + "\r\n\r\n",
 	} {
-		start := time.Now()
 		r := secRaw(t, p.addr, raw)
 		if r.status != http.StatusLoopDetected || !strings.Contains(r.header.Get("Proxy-Status"), "proxy_loop_detected") {
 			t.Errorf("%q: %d %q %v, want 508 proxy_loop_detected", raw, r.status, r.body, r.err)
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("%q: took %v", raw, d)
 		}
 	}
 	p.alive(t)
@@ -587,7 +583,7 @@ func TestSecurityLimits(t *testing.T) {
 			t.Fatalf("4th connection: %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
 		}
 		a.Close()
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(15 * time.Second)
 		for {
 			if r := secRaw(t, p.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); r.status == 200 {
 				break
@@ -610,11 +606,13 @@ func TestSecurityLimits(t *testing.T) {
 		if r := secRaw(t, p.addr, long); r.status != 431 && r.status != 414 {
 			t.Errorf("20 KB request line: %d %v, want 431 or 414", r.status, r.err)
 		}
-		closedWithin := func(c net.Conn) time.Duration {
-			start := time.Now()
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			io.Copy(io.Discard, c)
-			return time.Since(start)
+		// closedByProxy reports whether the proxy closed c before the
+		// hang guard's deadline (issue 12: not a wall-clock bound; only
+		// the 500ms timeouts can close these conns that early).
+		closedByProxy := func(c net.Conn) bool {
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, err := io.Copy(io.Discard, c)
+			return err == nil
 		}
 		slow, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
 		if err != nil {
@@ -622,12 +620,12 @@ func TestSecurityLimits(t *testing.T) {
 		}
 		defer slow.Close()
 		io.WriteString(slow, "GET http://"+target+"/ HTTP/1.1\r\nHost:")
-		if d := closedWithin(slow); d > 2*time.Second {
-			t.Errorf("half-sent head kept open %v, want closed after the 500ms header timeout", d)
+		if !closedByProxy(slow) {
+			t.Error("half-sent head kept open for 30s, want it closed after the 500ms header timeout")
 		}
 		idle := secKeepAlive(t, p.addr)
-		if d := closedWithin(idle); d > 2*time.Second {
-			t.Errorf("idle keep-alive kept open %v, want closed after the 500ms idle timeout", d)
+		if !closedByProxy(idle) {
+			t.Error("idle keep-alive kept open for 30s, want it closed after the 500ms idle timeout")
 		}
 	})
 
@@ -653,7 +651,7 @@ func TestSecurityLimits(t *testing.T) {
 			if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.header.Get("Proxy-Status"), "connection_limit_reached") {
 				t.Errorf("request with one busy and one queued: %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
 			}
-		case <-time.After(3 * time.Second):
+		case <-time.After(15 * time.Second): // a hang guard, under the origin's 20s
 			t.Error("no request was refused with one busy and the queue full")
 		}
 		close(release)
@@ -786,13 +784,12 @@ func TestSecurityFaults(t *testing.T) {
 		okAfter(t)
 	})
 	t.Run("origin stalls", func(t *testing.T) {
-		start := time.Now()
+		// The 504 http_response_timeout says the 500ms
+		// response-header-timeout ended it; its duration is not asserted
+		// (issue 12).
 		r := secRaw(t, p.addr, get("/stall"))
 		if r.status != 504 || !strings.Contains(r.header.Get("Proxy-Status"), "http_response_timeout") {
 			t.Errorf("stalled origin: %d %v %q, want 504 http_response_timeout", r.status, r.header, r.body)
-		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("504 took %v with a 500ms response-header-timeout", d)
 		}
 		okAfter(t)
 	})
@@ -828,15 +825,14 @@ func TestSecurityFaults(t *testing.T) {
 		if _, err := io.ReadAtLeast(c, buf, 100); err != nil {
 			t.Fatalf("reading the stream: %v", err)
 		}
-		closedAt := time.Now()
 		c.Close()
+		// The origin streams for 20s unless cancelled: an abort seen
+		// before the hang guard is the client's (issue 12: no tight
+		// wall-clock bound).
 		select {
-		case at := <-o.aborted:
-			if d := at.Sub(closedAt); d > time.Second {
-				t.Errorf("origin stream cancelled %v after the client left, want within 1s", d)
-			}
-		case <-time.After(3 * time.Second):
-			t.Fatal("origin stream never cancelled after the client left")
+		case <-o.aborted:
+		case <-time.After(15 * time.Second):
+			t.Fatal("origin stream not cancelled 15s after the client left")
 		}
 		okAfter(t)
 	})

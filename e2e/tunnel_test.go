@@ -181,7 +181,7 @@ func TestTunnelCurlHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := tunnelStart(t, bin, "-connect-ports", "443,"+originPort, "-tunnel-idle-timeout", "30s")
+	p := tunnelStart(t, bin, "-connect-ports", "443,"+originPort, "-tunnel-idle-timeout", "30s", "-shutdown-grace", "5m")
 	url := "https://" + originAddr + "/hello"
 	tests := []struct {
 		name string
@@ -221,8 +221,9 @@ func TestTunnelCurlHTTPS(t *testing.T) {
 		})
 	}
 
-	// A graceful stop with no tunnel open exits 0 at once.
-	start := time.Now()
+	// A graceful stop with no tunnel open exits 0 at once: well before
+	// the 5m grace period, which the hang guard tells from "at once"
+	// without a tight wall-clock bound (issue 12).
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.exited:
@@ -230,10 +231,7 @@ func TestTunnelCurlHTTPS(t *testing.T) {
 		if err != nil {
 			t.Errorf("warmproxy exited with %v after SIGTERM, want 0", err)
 		}
-		if took := time.Since(start); took > 5*time.Second {
-			t.Errorf("warmproxy took %v to stop with nothing open", took)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("warmproxy still running 15s after SIGTERM")
+	case <-time.After(time.Minute):
+		t.Fatal("warmproxy still running a minute after SIGTERM with nothing open: it waited for the grace period")
 	}
 }

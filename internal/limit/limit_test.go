@@ -49,15 +49,12 @@ func TestHostsQueue(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// Queue full: the fourth fails at once.
-	start := time.Now()
+	// Queue full: the fourth fails at once. Queued false says it did not
+	// wait (issue 12: not a wall-clock bound).
 	_, err = h.Acquire(ctx, "a")
 	var se *SaturatedError
 	if !errors.As(err, &se) || se.Queued || !errors.Is(err, ErrSaturated) {
 		t.Fatalf("Acquire over the queue = %v, want a SaturatedError for a full queue", err)
-	}
-	if time.Since(start) > time.Second {
-		t.Errorf("Acquire over the queue took %v, want immediate", time.Since(start))
 	}
 	r1()
 	r1() // a second release is a no-op

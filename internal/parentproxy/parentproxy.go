@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/warmproxy/warmproxy/internal/headlimit"
 )
 
 // Parent proxy URL schemes.
@@ -135,6 +137,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// maxDrain bounds the body of a refused CONNECT read before the
+// connection is closed: enough for a parent's usual error page, so that
+// the close is a clean one.
+const maxDrain = 4 << 10
+
 // connect asks an http parent for a tunnel to addr (RFC 9110 section
 // 9.3.6) and returns the conn once it answered 2xx.
 func (p *Proxy) connect(c net.Conn, addr string) (net.Conn, error) {
@@ -158,17 +165,26 @@ func (p *Proxy) connect(c net.Conn, addr string) (net.Conn, error) {
 	if _, err := io.WriteString(c, b.String()); err != nil {
 		return fail(&Error{Err: err})
 	}
-	br := bufio.NewReaderSize(c, 1024)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	// The reply head is bounded like every response head (an endless one
+	// fails), and nothing more than it is read: a refusal's body is
+	// drained only up to maxDrain, within the caller's deadline, and the
+	// caller closes c.
+	lr := headlimit.NewReader(c, headlimit.MaxResponseBytes)
+	br := bufio.NewReaderSize(lr, 1024)
+	resp, err := headlimit.ReadResponse(lr, br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		var ne net.Error
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
+		var tl *headlimit.TooLargeError
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) || errors.As(err, &tl) {
 			return fail(&Error{Err: err})
 		}
 		return fail(&Error{BadReply: true, Reply: "not an HTTP response", Err: err})
 	}
+	lr.Lift()
 	if resp.StatusCode/100 != 2 {
-		resp.Body.Close()
+		// Not resp.Body.Close: it reads the body to its end, which a
+		// parent may never send.
+		io.CopyN(io.Discard, resp.Body, maxDrain)
 		return fail(&Error{HTTPStatus: resp.StatusCode, Reply: resp.Status, AuthFailed: resp.StatusCode == http.StatusProxyAuthRequired})
 	}
 	if n := br.Buffered(); n > 0 {

@@ -438,8 +438,10 @@ func TestConnectIdleTimeout(t *testing.T) {
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("client read: %v, want EOF once the tunnel idles out", err)
 	}
-	if took := time.Since(start); took < idle || took > 10*idle {
-		t.Errorf("tunnel closed after %v, want about %v", took, idle)
+	// Only a lower bound: a busy machine may close it late, and the
+	// client conn's deadline is the hang guard.
+	if took := time.Since(start); took < idle {
+		t.Errorf("tunnel closed after %v, before the idle timeout %v", took, idle)
 	}
 	if e := rig.record(t); e.End != tunnel.EndIdle {
 		t.Errorf("access record end %q, want %q", e.End, tunnel.EndIdle)

@@ -48,10 +48,8 @@ func TestDialTimeout(t *testing.T) {
 	cfg := testConfig()
 	cfg.DialTimeout = 300 * time.Millisecond
 	p := startProxy(t, cfg)
-	start := time.Now()
+	// The 504 connection_timeout says the dial timeout ended it; how long
+	// that took is not asserted (issue 12: no wall-clock upper bounds).
 	resp, body := p.get(t, "http://"+addr+"/", nil)
 	checkProxyError(t, resp, body, http.StatusGatewayTimeout, "connection_timeout", addr)
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("took %v with a 300ms dial timeout", d)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/warmproxy/warmproxy/internal/headlimit"
 	"github.com/warmproxy/warmproxy/internal/parentproxy"
 )
 
@@ -37,6 +38,7 @@ const (
 	PSHTTPRequestDenied      = "http_request_denied"
 	PSHTTPResponseIncomplete = "http_response_incomplete"
 	PSHTTPResponseTimeout    = "http_response_timeout"
+	PSHTTPResponseHeaderSize = "http_response_header_size"
 	PSHTTPUpgradeFailed      = "http_upgrade_failed"
 	PSHTTPProtocolError      = "http_protocol_error"
 	PSProxyInternalError     = "proxy_internal_error"
@@ -86,6 +88,10 @@ func errorFor(target string, err error) *Error {
 	var parentErr *parentproxy.Error
 	if errors.As(err, &parentErr) {
 		return parentError(target, parentErr, err)
+	}
+	var tooLarge *headlimit.TooLargeError
+	if errors.As(err, &tooLarge) {
+		return &Error{Status: http.StatusBadGateway, Type: PSHTTPResponseHeaderSize, Msg: target + " sent a response head over " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
 	}
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	var (

@@ -150,12 +150,10 @@ func TestUpstreamErrors(t *testing.T) {
 				tt.cfg(&cfg)
 			}
 			p := startProxy(t, cfg, tt.opts...)
-			start := time.Now()
+			// The status and Proxy-Status name the cause; how long it
+			// took is not asserted (issue 12: no wall-clock upper bounds).
 			resp, body := p.get(t, tt.target, tt.header)
 			checkProxyError(t, resp, body, tt.status, tt.ptype, tt.names)
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("took %v", d)
-			}
 			if e := p.waitEntries(t, 1)[0]; e.Status != tt.status || e.Error != tt.ptype {
 				t.Errorf("access record status %d error %q, want %d %q", e.Status, e.Error, tt.status, tt.ptype)
 			}

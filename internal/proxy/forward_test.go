@@ -432,7 +432,7 @@ func TestStreamFlushedPromptly(t *testing.T) {
 				if got != "data: one\n\n" {
 					t.Errorf("first chunk %q", got)
 				}
-			case <-time.After(3 * time.Second):
+			case <-time.After(testTimeout): // a hang guard: the origin waits for release
 				t.Fatal("first chunk did not arrive while the origin was still sending")
 			}
 			release <- struct{}{}

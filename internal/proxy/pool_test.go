@@ -365,19 +365,24 @@ func TestStaleConnectionRetry(t *testing.T) {
 }
 
 // Issue 2: a client that goes away cancels its upstream request at once.
+//
+// Issue 12: without a wall-clock bound: nothing but the client leaving
+// can end the origin's wait (no response header timeout fires before
+// the test's hang guard), so a cancel seen at all is the client's.
 func TestClientGoneCancelsUpstream(t *testing.T) {
 	arrived := make(chan struct{})
-	canceled := make(chan time.Duration, 1)
+	canceled := make(chan struct{}, 1)
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
-		start := time.Now()
 		select {
 		case <-r.Context().Done():
-			canceled <- time.Since(start)
-		case <-time.After(testTimeout):
+			canceled <- struct{}{}
+		case <-time.After(3 * testTimeout):
 		}
 	})
-	p := startProxy(t, testConfig())
+	cfg := testConfig()
+	cfg.ResponseHeaderTimeout = time.Hour
+	p := startProxy(t, cfg)
 	c, _ := rawConn(t, p.addr)
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", o.httpURL("/slow"), o.hostPort())
 	select {
@@ -385,15 +390,11 @@ func TestClientGoneCancelsUpstream(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("request never reached the origin")
 	}
-	closed := time.Now()
 	c.Close()
 	select {
 	case <-canceled:
-		if d := time.Since(closed); d > time.Second {
-			t.Errorf("origin saw the cancel %v after the client left, want < 1s", d)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("origin request not canceled within 1s of the client leaving")
+	case <-time.After(2 * testTimeout):
+		t.Fatalf("origin request not canceled %v after the client left", 2*testTimeout)
 	}
 	if e := p.waitEntries(t, 1)[0]; e.Status != 499 {
 		t.Errorf("access record status = %d, want 499", e.Status)

@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/headlimit"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -117,8 +119,9 @@ func (h *Handler) dialUpgrade(ctx context.Context, scheme, host string) (net.Con
 }
 
 // sendUpgrade writes outreq on origin and reads the final response head,
-// within the response header timeout. The response body, if any, reads
-// from the returned reader; bytes behind a 101 head are buffered there.
+// within the response header timeout and headlimit.MaxResponseBytes. The
+// response body, if any, reads from the returned reader; bytes behind a
+// 101 head are buffered there.
 func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Response, *bufio.Reader, error) {
 	if h.responseHeaderTimeout > 0 {
 		origin.SetDeadline(time.Now().Add(h.responseHeaderTimeout))
@@ -126,13 +129,20 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 	if err := outreq.Write(origin); err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReader(origin)
+	// The heads, interim ones included, share one bound: an origin that
+	// sends header lines forever gets a 502, not the proxy's memory.
+	lr := headlimit.NewReader(origin, headlimit.MaxResponseBytes)
+	br := bufio.NewReader(lr)
 	for range maxInterim {
-		resp, err := http.ReadResponse(br, outreq)
+		resp, err := headlimit.ReadResponse(lr, br, outreq)
 		if err != nil {
 			return nil, nil, err
 		}
+		if resp.StatusCode < 100 {
+			return nil, nil, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + outreq.URL.Host}
+		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			lr.Lift()
 			origin.SetDeadline(time.Time{})
 			return resp, br, nil
 		}

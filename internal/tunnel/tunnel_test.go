@@ -259,8 +259,9 @@ func TestRelayIdle(t *testing.T) {
 		start := time.Now()
 		f := startRelay(t, tunnel.Options{Idle: idle}, nil)
 		res := f.result(t, 5*time.Second)
-		if took := time.Since(start); res.End != tunnel.EndIdle || took < idle || took > 10*idle {
-			t.Errorf("Relay = %+v after %v, want End idle after %v to %v", res, took, idle, 10*idle)
+		// A lower bound only (issue 12): result's wait is the hang guard.
+		if took := time.Since(start); res.End != tunnel.EndIdle || took < idle {
+			t.Errorf("Relay = %+v after %v, want End idle after at least %v", res, took, idle)
 		}
 	})
 	t.Run("one direction active", func(t *testing.T) {

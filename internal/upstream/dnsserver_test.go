@@ -26,6 +26,7 @@ type testDNS struct {
 	hosts    map[string][]netip.Addr // by name, without the final dot
 	ttl      uint32
 	delay    time.Duration
+	gate     chan struct{} // when set, answers wait until it is closed
 	servfail bool
 	truncate bool
 	queries  map[string]int // "name type", e.g. "a.test A"
@@ -164,8 +165,15 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 		d.tcp++
 	}
 	ips, known := d.hosts[name]
-	ttl, delay, servfail, truncate := d.ttl, d.delay, d.servfail, d.truncate && udp
+	ttl, delay, gate, servfail, truncate := d.ttl, d.delay, d.gate, d.servfail, d.truncate && udp
 	d.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-d.stop:
+			return nil
+		}
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):

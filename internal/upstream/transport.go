@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/headlimit"
 )
 
 // tlsSessionCacheSize is the number of origins whose TLS sessions are kept
@@ -132,7 +133,7 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout:  expectContinueTimeout,
-		MaxResponseHeaderBytes: 1 << 20,
+		MaxResponseHeaderBytes: headlimit.MaxResponseBytes,
 		// Bodies pass through untouched: no Accept-Encoding is added and
 		// nothing is decompressed.
 		DisableCompression: true,

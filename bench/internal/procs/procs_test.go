@@ -7,7 +7,7 @@ import (
 )
 
 func TestStartWaitStop(t *testing.T) {
-	p, err := Start("sh", t.TempDir()+"/log", []string{"sh", "-c", "echo starting; echo ready addr=x; exec sleep 30"})
+	p, err := Start("sh", t.TempDir()+"/log", []string{"sh", "-c", "echo starting; echo ready addr=x; exec sleep 300"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -16,12 +16,14 @@ func TestStartWaitStop(t *testing.T) {
 	if err != nil || !strings.Contains(line, "addr=x") {
 		t.Fatalf("WaitLine = %q, %v, want the ready line", line, err)
 	}
-	start := time.Now()
-	if err := p.Stop(5 * time.Second); err != nil {
-		t.Errorf("Stop: %v", err)
+	// Stop fails when it had to kill the process after the grace period,
+	// so no error means it went on SIGTERM (issue 12: not a wall-clock
+	// bound; the grace period is a hang guard).
+	if err := p.Stop(30 * time.Second); err != nil {
+		t.Errorf("Stop: %v, want an exit on SIGTERM", err)
 	}
-	if !p.Exited() || time.Since(start) > 3*time.Second {
-		t.Errorf("Stop took %v, exited %v; want a prompt exit on SIGTERM", time.Since(start), p.Exited())
+	if !p.Exited() {
+		t.Error("process still running after Stop")
 	}
 }
 
