@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +58,59 @@ func TestVersion(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"-version"}, env(), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "warmproxy ") {
 		t.Errorf("run(-version) = %d, %q", code, stdout.String())
+	}
+}
+
+// Issue 15: -version names the commit that make build stamps, or the one
+// go build found in the VCS, and says only "(devel)" when there is none
+// (go run), instead of "commit unknown".
+func TestFormatVersion(t *testing.T) {
+	vcs := func(kv ...string) *debug.BuildInfo {
+		bi := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			bi.Settings = append(bi.Settings, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return bi
+	}
+	tests := []struct {
+		name            string
+		version, commit string
+		bi              *debug.BuildInfo
+		want            string
+	}{
+		{"go run", "", "", vcs(), "warmproxy (devel)"},
+		{"no build info", "", "", nil, "warmproxy (devel)"},
+		{"make build", "v1.2.3", "0123abc", vcs(), "warmproxy v1.2.3 commit 0123abc"},
+		{"make build beats vcs", "v1.2.3", "0123abc", vcs("vcs.revision", "ffff", "vcs.modified", "true"), "warmproxy v1.2.3 commit 0123abc"},
+		{"go build in a checkout", "", "", vcs("vcs.revision", "ffff", "vcs.modified", "true"), "warmproxy (devel) commit ffff-dirty"},
+		{"version only", "v1.2.3", "", vcs(), "warmproxy v1.2.3"},
+		{"module version", "", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, "warmproxy v1.4.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := formatVersion(tt.version, tt.commit, tt.bi); got != tt.want {
+				t.Errorf("formatVersion(%q, %q, ...) = %q, want %q", tt.version, tt.commit, got, tt.want)
+			}
+		})
+	}
+}
+
+// Issue 15: the linker flags of make build reach -version.
+func TestVersionLdflags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "warmproxy")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
+		"-ldflags", "-X main.version=v9.8.7 -X main.commit=0123456789abcdef", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, bin, "-version").Output()
+	if got, want := string(out), "warmproxy v9.8.7 commit 0123456789abcdef\n"; err != nil || got != want {
+		t.Errorf("warmproxy -version = %q, %v; want %q", got, err, want)
 	}
 }
 
