@@ -28,7 +28,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	cfg, act, err := parseArgs(args, getenv, stderr)
 	var settingsErr *settingsError
 	if err != nil && !errors.As(err, &settingsErr) {
-		fmt.Fprintf(stderr, "warmproxy: %v\nRun warmproxy -h for usage.\n", err)
+		fmt.Fprintf(stderr, "warmproxy: %v; see warmproxy -h\n", err)
 		return 2
 	}
 	switch act {

@@ -124,12 +124,12 @@ func TestBadValuesExit2(t *testing.T) {
 		want string
 	}{
 		{"positional pool size", []string{":9999", "abc"}, nil, `MaxIdleConnsPerHost "abc": want a whole number`},
-		{"flag pool size", []string{"-max-idle-per-host", "abc"}, nil, `invalid value "abc" for flag -max-idle-per-host`},
+		{"flag pool size", []string{"-max-idle-per-host", "abc"}, nil, `-max-idle-per-host "abc": want a whole number`},
 		{"env pool size", nil, []string{"WARMPROXY_MAX_IDLE_PER_HOST", "abc"}, `WARMPROXY_MAX_IDLE_PER_HOST="abc"`},
 		{"zero pool size", []string{"-max-idle-per-host", "0"}, nil, "max-idle-per-host 0: want a number above 0"},
 		{"listen without port", []string{"localhost"}, nil, `listen address "localhost": want [host]:port`},
 		{"too many", []string{":1", "2", "X-P", "extra"}, nil, "too many arguments"},
-		{"bad duration", []string{"-dial-timeout", "soon"}, nil, `invalid value "soon" for flag -dial-timeout`},
+		{"bad duration", []string{"-dial-timeout", "soon"}, nil, `-dial-timeout "soon": want a duration such as 30s`},
 		{"bad log format", []string{"-log-format", "xml"}, nil, `log-format "xml": want tsv, json or off`},
 		{"missing ca file", []string{"-ca-file", "/nonexistent/ca.pem"}, nil, "ca-file"},
 		{"positional repeats flag", []string{"-listen", ":1", ":2"}, nil, "repeats -listen"},
@@ -146,6 +146,37 @@ func TestBadValuesExit2(t *testing.T) {
 				t.Errorf("run(%q) stderr = %q, want it to contain %q", tt.args, stderr.String(), tt.want)
 			}
 		})
+	}
+}
+
+// Issue 15: a bad flag value is one line on stderr that says what the
+// flag wants and where the usage is, not the error and 110 lines of usage.
+func TestBadFlagOneLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-dial-timeout", "5"}, `warmproxy: -dial-timeout "5": want a duration such as 30s or 1m30s; see warmproxy -h`},
+		{[]string{"-max-idle=5x"}, `warmproxy: -max-idle "5x": want a whole number such as 64; see warmproxy -h`},
+		{[]string{"-upstream-http2=maybe"}, `warmproxy: -upstream-http2 "maybe": want true or false; see warmproxy -h`},
+		{[]string{"-bogus"}, `warmproxy: flag provided but not defined: -bogus; see warmproxy -h`},
+		{[]string{"-listen"}, `warmproxy: flag needs an argument: -listen; see warmproxy -h`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, env(), &stdout, &stderr); code != 2 {
+				t.Errorf("run(%q) = %d, want 2", tt.args, code)
+			}
+			if got := stderr.String(); got != tt.want+"\n" {
+				t.Errorf("run(%q) stderr = %q, want the one line %q", tt.args, got, tt.want)
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	run(nil, env("WARMPROXY_DIAL_TIMEOUT", "5"), &stdout, &stderr)
+	if want := `WARMPROXY_DIAL_TIMEOUT="5": want a duration such as 30s`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("with WARMPROXY_DIAL_TIMEOUT=5, stderr = %q, want it to contain %q", stderr.String(), want)
 	}
 }
 
