@@ -136,3 +136,17 @@ func TestTSVDetailConnectDenied(t *testing.T) {
 		t.Errorf("error %q detail %q, want http_request_denied and the port rule", f[14], f[16])
 	}
 }
+
+// Issue 15: the usage help for an origin-form request names the
+// lowercase http_proxy, as docs/integration.md does: curl reads only the
+// lowercase name for http:// URLs, and Go refuses HTTP_PROXY under CGI.
+func TestUsageNamesLowercaseHTTPProxy(t *testing.T) {
+	p := startProxy(t, testConfig())
+	resp, body := rawRoundTrip(t, p.addr, http.MethodGet, "GET /x HTTP/1.1\r\nHost: "+p.addr+"\r\n\r\n")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("origin-form request: %d %q, want 400", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, "set http_proxy=http://") || strings.Contains(body, "set HTTP_PROXY") {
+		t.Errorf("usage %q, want it to say set http_proxy=..., not HTTP_PROXY", body)
+	}
+}
