@@ -91,9 +91,9 @@ func walkSteps(t *testing.T, markdown, heading string) []walkStep {
 	return steps
 }
 
-// freeLoopbackAddr returns 127.0.0.1:PORT with a port nothing listens on
+// walkFreeAddr returns 127.0.0.1:PORT with a port nothing listens on
 // right now.
-func freeLoopbackAddr(t *testing.T) string {
+func walkFreeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -126,7 +126,7 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := walkSteps(t, string(md), "Five minutes")
-	proxyAddr, originAddr, tmp := freeLoopbackAddr(t), freeLoopbackAddr(t), t.TempDir()
+	proxyAddr, originAddr, tmp := walkFreeAddr(t), walkFreeAddr(t), t.TempDir()
 	sub := strings.NewReplacer("127.0.0.1:9999", proxyAddr, "127.0.0.1:8443", originAddr, "/tmp/", tmp+"/")
 	root, err := filepath.Abs("..")
 	if err != nil {
