@@ -2,7 +2,8 @@
 # warmproxy container image: a static binary on distroless/static (CA
 # certificates, /etc/passwd with nonroot, tzdata; no shell, no libc).
 #
-#   docker build -t warmproxy --build-arg VERSION=$(git describe --tags --always) .
+#   docker build -t warmproxy --build-arg VERSION=$(git describe --tags --always) \
+#     --build-arg COMMIT=$(git rev-parse HEAD) .
 #   docker run --rm -p 127.0.0.1:9999:9999 warmproxy
 #
 # Inside a container the proxy listens on 0.0.0.0:9999 (loopback would be
@@ -17,12 +18,13 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=devel
+ARG COMMIT=
 ARG TARGETOS TARGETARCH
-# No .git in the build context (.dockerignore), so the commit comes from
-# VERSION; -trimpath keeps the build reproducible.
+# No .git in the build context (.dockerignore), so the version and commit
+# come from VERSION and COMMIT; -trimpath keeps the build reproducible.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" \
+    go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/warmproxy ./cmd/warmproxy
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -1,7 +1,10 @@
 # The two commands of the README: `go run ./cmd/warmproxy` and `make test`.
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# The commit is stamped too: -trimpath builds outside a git checkout (a
+# tarball, a container) have no VCS information of their own.
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: build test deps vet lint bench fuzz clean
 

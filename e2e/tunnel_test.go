@@ -212,7 +212,7 @@ func TestTunnelCurlHTTPS(t *testing.T) {
 			// Fields: time client method url status bytes_out seconds
 			// requested_url reused connect_s tls_resumed retries bytes_in
 			// kind error end.
-			if len(f) != 16 || f[2] != "CONNECT" || f[3] != originAddr || f[4] != "200" || f[5] == "0" || f[12] == "0" || (f[15] != "eof" && f[15] != "reset") {
+			if len(f) != 17 || f[2] != "CONNECT" || f[3] != originAddr || f[4] != "200" || f[5] == "0" || f[12] == "0" || (f[15] != "eof" && f[15] != "reset") {
 				// curl may close its end with unread bytes (a TLS
 				// close_notify in flight), which the kernel turns into an
 				// RST: "reset" is then the honest end.

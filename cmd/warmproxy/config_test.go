@@ -174,7 +174,7 @@ func TestCheckConfig(t *testing.T) {
 			stdout: []string{"parent-proxy: http://corp:xxxxx@127.0.0.1:3128\n"}, noStdout: []string{"s3cret"},
 		},
 		{name: "missing file", args: []string{"-check-config", "-config", "/nonexistent/w.yaml"}, code: 2, stderr: []string{"/nonexistent/w.yaml"}},
-		{name: "bad flag", args: []string{"-check-config", "-no-such-flag"}, code: 2, stderr: []string{"-h for usage"}},
+		{name: "bad flag", args: []string{"-check-config", "-no-such-flag"}, code: 2, stderr: []string{"see warmproxy -h"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
 )
@@ -59,11 +61,10 @@ func (e *settingsError) Unwrap() error { return e.err }
 func parseArgs(args []string, getenv func(string) string, out io.Writer) (config.Config, action, error) {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("warmproxy", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usageHead)
-		fs.PrintDefaults()
-	}
+	// The flag package prints an error and the whole usage on a bad
+	// flag; main prints one line instead (flagError), and -h the usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on, host:port, or unix:/path for a Unix socket")
 	fs.StringVar(&cfg.ProtocolHeader, "protocol-header", cfg.ProtocolHeader, "request `header` whose value https makes the proxy speak TLS to the origin")
@@ -99,9 +100,12 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fmt.Fprint(out, usageHead)
+			fs.PrintDefaults()
 			return cfg, actionHelp, nil
 		}
-		return cfg, actionRun, err
+		return cfg, actionRun, flagError(fs, err)
 	}
 	endRouteParse()
 	if *version {
@@ -143,7 +147,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		if v := getenv(name); v != "" {
 			prev := f.Value.String()
 			if err := fs.Set(f.Name, v); err != nil {
-				problems = append(problems, fmt.Errorf("%s=%q: %v", name, v, err))
+				problems = append(problems, fmt.Errorf("%s=%q: %s", name, v, valueHint(f, err)))
 				fs.Set(f.Name, prev) // a failed Set may have zeroed it
 			}
 		}
@@ -151,7 +155,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	prewarm.newLayer()
 	for _, s := range given {
 		if err := fs.Set(s.name, s.value); err != nil {
-			return cfg, act, fmt.Errorf("-%s %s: %v", s.name, s.value, err)
+			return cfg, act, fmt.Errorf("-%s %q: %s", s.name, s.value, valueHint(fs.Lookup(s.name), err))
 		}
 	}
 
@@ -201,4 +205,43 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		return cfg, act, &settingsError{errors.Join(problems...)}
 	}
 	return cfg, act, nil
+}
+
+// badValueRE matches the flag package's errors for a value its Set
+// refused: `invalid value "5" for flag -dial-timeout: parse error`, and
+// the boolean form `invalid boolean value "x" for -upstream-http2: ...`.
+var badValueRE = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]+): `)
+
+// flagError rewrites a bad flag value from fs.Parse as "-name "value":
+// want ..." with the hint the configuration file gives for the same
+// mistake; other parse errors (an unknown flag) pass as they are.
+func flagError(fs *flag.FlagSet, err error) error {
+	m := badValueRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	return fmt.Errorf("-%s %s: %s", f.Name, m[1], valueHint(f, errors.New(strings.TrimPrefix(err.Error(), m[0]))))
+}
+
+// valueHint says what f wants when its Set refused a value with err: the
+// standard flag types only say "parse error", so they get a hint; the
+// project's own flag types explain themselves in err.
+func valueHint(f *flag.Flag, err error) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err.Error()
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "want a duration such as 30s or 1m30s"
+	case int, int64, uint, uint64:
+		return "want a whole number such as 64"
+	case bool:
+		return "want true or false"
+	}
+	return err.Error()
 }

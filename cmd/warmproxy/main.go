@@ -28,7 +28,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	cfg, act, err := parseArgs(args, getenv, stderr)
 	var settingsErr *settingsError
 	if err != nil && !errors.As(err, &settingsErr) {
-		fmt.Fprintf(stderr, "warmproxy: %v\nRun warmproxy -h for usage.\n", err)
+		fmt.Fprintf(stderr, "warmproxy: %v; see warmproxy -h\n", err)
 		return 2
 	}
 	switch act {
@@ -124,32 +124,39 @@ func watchReload(ctx context.Context, hup <-chan os.Signal, load func() (config.
 	}
 }
 
-// version is set at link time: -ldflags "-X main.version=v1.2.3".
-var version = ""
+// version and commit are set at link time, as make build does:
+// -ldflags "-X main.version=v1.2.3 -X main.commit=0123abc".
+var version, commit = "", ""
 
-// versionString reports the version and the VCS commit from build info.
+// versionString reports the version and the commit of this binary.
 func versionString() string {
-	v, commit, dirty := version, "", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	bi, _ := debug.ReadBuildInfo()
+	return formatVersion(version, commit, bi)
+}
+
+// formatVersion prefers what the linker set (make build), then the build
+// info a plain go build stamps from the VCS. Without either, as under go
+// run or a build with -buildvcs=false, it says (devel) and names no commit.
+func formatVersion(linkVersion, linkCommit string, bi *debug.BuildInfo) string {
+	v, rev, dirty := linkVersion, linkCommit, ""
+	if bi != nil {
 		if v == "" {
 			v = bi.Main.Version
 		}
 		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				commit = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "-dirty"
-				}
+			switch {
+			case s.Key == "vcs.revision" && rev == "":
+				rev = s.Value
+			case s.Key == "vcs.modified" && s.Value == "true" && linkCommit == "":
+				dirty = "-dirty"
 			}
 		}
 	}
 	if v == "" {
 		v = "(devel)"
 	}
-	if commit == "" {
-		commit = "unknown"
+	if rev == "" {
+		return "warmproxy " + v
 	}
-	return "warmproxy " + v + " commit " + commit + dirty
+	return "warmproxy " + v + " commit " + rev + dirty
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +61,59 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// Issue 15: -version names the commit that make build stamps, or the one
+// go build found in the VCS, and says only "(devel)" when there is none
+// (go run), instead of "commit unknown".
+func TestFormatVersion(t *testing.T) {
+	vcs := func(kv ...string) *debug.BuildInfo {
+		bi := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			bi.Settings = append(bi.Settings, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return bi
+	}
+	tests := []struct {
+		name            string
+		version, commit string
+		bi              *debug.BuildInfo
+		want            string
+	}{
+		{"go run", "", "", vcs(), "warmproxy (devel)"},
+		{"no build info", "", "", nil, "warmproxy (devel)"},
+		{"make build", "v1.2.3", "0123abc", vcs(), "warmproxy v1.2.3 commit 0123abc"},
+		{"make build beats vcs", "v1.2.3", "0123abc", vcs("vcs.revision", "ffff", "vcs.modified", "true"), "warmproxy v1.2.3 commit 0123abc"},
+		{"go build in a checkout", "", "", vcs("vcs.revision", "ffff", "vcs.modified", "true"), "warmproxy (devel) commit ffff-dirty"},
+		{"version only", "v1.2.3", "", vcs(), "warmproxy v1.2.3"},
+		{"module version", "", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, "warmproxy v1.4.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := formatVersion(tt.version, tt.commit, tt.bi); got != tt.want {
+				t.Errorf("formatVersion(%q, %q, ...) = %q, want %q", tt.version, tt.commit, got, tt.want)
+			}
+		})
+	}
+}
+
+// Issue 15: the linker flags of make build reach -version.
+func TestVersionLdflags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "warmproxy")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
+		"-ldflags", "-X main.version=v9.8.7 -X main.commit=0123456789abcdef", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, bin, "-version").Output()
+	if got, want := string(out), "warmproxy v9.8.7 commit 0123456789abcdef\n"; err != nil || got != want {
+		t.Errorf("warmproxy -version = %q, %v; want %q", got, err, want)
+	}
+}
+
 // Issue 2: a bad value is a clear error and exit code 2 (the original
 // http_pool silently ignored it).
 func TestBadValuesExit2(t *testing.T) {
@@ -68,12 +124,12 @@ func TestBadValuesExit2(t *testing.T) {
 		want string
 	}{
 		{"positional pool size", []string{":9999", "abc"}, nil, `MaxIdleConnsPerHost "abc": want a whole number`},
-		{"flag pool size", []string{"-max-idle-per-host", "abc"}, nil, `invalid value "abc" for flag -max-idle-per-host`},
+		{"flag pool size", []string{"-max-idle-per-host", "abc"}, nil, `-max-idle-per-host "abc": want a whole number`},
 		{"env pool size", nil, []string{"WARMPROXY_MAX_IDLE_PER_HOST", "abc"}, `WARMPROXY_MAX_IDLE_PER_HOST="abc"`},
 		{"zero pool size", []string{"-max-idle-per-host", "0"}, nil, "max-idle-per-host 0: want a number above 0"},
 		{"listen without port", []string{"localhost"}, nil, `listen address "localhost": want [host]:port`},
 		{"too many", []string{":1", "2", "X-P", "extra"}, nil, "too many arguments"},
-		{"bad duration", []string{"-dial-timeout", "soon"}, nil, `invalid value "soon" for flag -dial-timeout`},
+		{"bad duration", []string{"-dial-timeout", "soon"}, nil, `-dial-timeout "soon": want a duration such as 30s`},
 		{"bad log format", []string{"-log-format", "xml"}, nil, `log-format "xml": want tsv, json or off`},
 		{"missing ca file", []string{"-ca-file", "/nonexistent/ca.pem"}, nil, "ca-file"},
 		{"positional repeats flag", []string{"-listen", ":1", ":2"}, nil, "repeats -listen"},
@@ -90,6 +146,37 @@ func TestBadValuesExit2(t *testing.T) {
 				t.Errorf("run(%q) stderr = %q, want it to contain %q", tt.args, stderr.String(), tt.want)
 			}
 		})
+	}
+}
+
+// Issue 15: a bad flag value is one line on stderr that says what the
+// flag wants and where the usage is, not the error and 110 lines of usage.
+func TestBadFlagOneLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-dial-timeout", "5"}, `warmproxy: -dial-timeout "5": want a duration such as 30s or 1m30s; see warmproxy -h`},
+		{[]string{"-max-idle=5x"}, `warmproxy: -max-idle "5x": want a whole number such as 64; see warmproxy -h`},
+		{[]string{"-upstream-http2=maybe"}, `warmproxy: -upstream-http2 "maybe": want true or false; see warmproxy -h`},
+		{[]string{"-bogus"}, `warmproxy: flag provided but not defined: -bogus; see warmproxy -h`},
+		{[]string{"-listen"}, `warmproxy: flag needs an argument: -listen; see warmproxy -h`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, env(), &stdout, &stderr); code != 2 {
+				t.Errorf("run(%q) = %d, want 2", tt.args, code)
+			}
+			if got := stderr.String(); got != tt.want+"\n" {
+				t.Errorf("run(%q) stderr = %q, want the one line %q", tt.args, got, tt.want)
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	run(nil, env("WARMPROXY_DIAL_TIMEOUT", "5"), &stdout, &stderr)
+	if want := `WARMPROXY_DIAL_TIMEOUT="5": want a duration such as 30s`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("with WARMPROXY_DIAL_TIMEOUT=5, stderr = %q, want it to contain %q", stderr.String(), want)
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Attribute keys of the JSON format, and the field names of TSV's header.
@@ -193,8 +195,13 @@ func (l *Logger) logJSON(e *Entry) {
 }
 
 // TSVHeader names the TSV fields in order. The first eight are those of the
-// original http_pool.
-const TSVHeader = "#time\tclient\tmethod\turl\tstatus\tbytes_out\tseconds\trequested_url\treused\tconnect_s\ttls_resumed\tretries\tbytes_in\tkind\terror\tend"
+// original http_pool; new fields go at the end, so that the position of
+// every older one stays.
+const TSVHeader = "#time\tclient\tmethod\turl\tstatus\tbytes_out\tseconds\trequested_url\treused\tconnect_s\ttls_resumed\tretries\tbytes_in\tkind\terror\tend\tdetail"
+
+// maxTSVDetail bounds the detail field of a TSV line, in bytes; JSON
+// records carry the whole detail.
+const maxTSVDetail = 240
 
 // AppendTSV appends e as one tab-separated line, without allocating.
 func AppendTSV(b []byte, e *Entry) []byte {
@@ -220,8 +227,34 @@ func AppendTSV(b []byte, e *Entry) []byte {
 	b = append(b, '\t')
 	b = appendField(b, e.Kind)
 	b = appendField(b, dash(e.Error))
-	b = append(b, dash(e.End)...)
+	b = appendField(b, dash(e.End))
+	b = appendDetail(b, e.Detail)
 	return append(b, '\n')
+}
+
+// appendDetail appends the first line of detail, at most maxTSVDetail
+// bytes of it (cut on a character boundary, marked with "..."), or "-".
+func appendDetail(b []byte, detail string) []byte {
+	if i := strings.IndexAny(detail, "\r\n"); i >= 0 {
+		detail = detail[:i]
+	}
+	if detail == "" {
+		return append(b, '-')
+	}
+	cut := len(detail) > maxTSVDetail
+	if cut {
+		n := maxTSVDetail
+		for n > 0 && !utf8.RuneStart(detail[n]) {
+			n--
+		}
+		detail = detail[:n]
+	}
+	b = appendField(b, detail)
+	b = b[:len(b)-1] // appendField's tab: this is the last field
+	if cut {
+		b = append(b, "..."...)
+	}
+	return b
 }
 
 func dash(s string) string {

@@ -46,11 +46,33 @@ var entries = []Entry{
 		URL: "http://a.test/x\tforged\nline", RequestedURL: "http://a.test/x\tforged\nline",
 		Status: 499, Kind: KindRequest, Error: "connection_terminated",
 	},
+	{
+		Start: start, Client: "127.0.0.1:50006", Method: "CONNECT",
+		URL: "example.test:22", RequestedURL: "example.test:22",
+		Status: 403, BytesOut: 101, Kind: KindConnect, Error: "http_request_denied",
+		Detail: "CONNECT to example.test:22 is not allowed: port not in -connect-ports (now 443); add it there, or * for any",
+	},
+	{
+		// Only the first line, control characters replaced, cut short on
+		// a character boundary.
+		Start: start, Client: "127.0.0.1:50007", Method: "GET",
+		URL: "/x", RequestedURL: "/x",
+		Status: 400, BytesOut: 300, Kind: KindRequest, Error: "http_request_error",
+		Detail: "request for /x\tnames no target host; use a proxy\nsecond line",
+	},
+	{
+		Start: start, Client: "127.0.0.1:50008", Method: "GET",
+		URL: "http://a.test/", RequestedURL: "http://a.test/",
+		Status: 502, Kind: KindRequest, Error: "http_protocol_error",
+		Detail: strings.Repeat("x", maxTSVDetail-1) + "é and more",
+	},
 }
 
 // Issue 2: the TSV line keeps the original http_pool's first eight fields
 // (time, client, method, real URL, status, bytes, seconds, requested URL)
-// and adds reuse and connect time after them.
+// and adds reuse and connect time after them. Issue 15: a detail field
+// at the end says why a request failed, as the JSON format's detail does,
+// in one bounded line.
 func TestTSVGolden(t *testing.T) {
 	var got bytes.Buffer
 	got.WriteString(TSVHeader + "\n")

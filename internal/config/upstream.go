@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/warmproxy/warmproxy/internal/acl"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // TLSRules are per-host TLS settings for origins, in the text form of the

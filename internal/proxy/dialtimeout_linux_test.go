@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +43,8 @@ func stuckListener(t *testing.T) string {
 }
 
 // Issue 2: an origin that does not answer the TCP handshake within the
-// dial timeout is a 504 connection_timeout.
+// dial timeout is a 504 connection_timeout. Issue 15: its body names the
+// phase and the flag that bounds it.
 func TestDialTimeout(t *testing.T) {
 	addr := stuckListener(t)
 	cfg := testConfig()
@@ -52,4 +54,7 @@ func TestDialTimeout(t *testing.T) {
 	// that took is not asserted (issue 12: no wall-clock upper bounds).
 	resp, body := p.get(t, "http://"+addr+"/", nil)
 	checkProxyError(t, resp, body, http.StatusGatewayTimeout, "connection_timeout", addr)
+	if want := "no TCP connection within -dial-timeout"; !strings.Contains(body, want) {
+		t.Errorf("body %q, want it to say %q", body, want)
+	}
 }

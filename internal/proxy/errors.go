@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/warmproxy/warmproxy/internal/headlimit"
 	"github.com/warmproxy/warmproxy/internal/parentproxy"
@@ -103,6 +104,7 @@ func errorFor(target string, err error) *Error {
 		invErr   x509.CertificateInvalidError
 		alertErr tls.AlertError
 		recErr   tls.RecordHeaderError
+		hsErr    handshakeTimeout
 		netErr   net.Error
 	)
 	switch {
@@ -116,7 +118,14 @@ func errorFor(target string, err error) *Error {
 			e.Type, e.Msg = PSDNSError, "dns lookup of "+target+" failed"
 		}
 	case errors.As(err, &certErr), errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
-		e.Type, e.Msg = PSTLSCertificateError, "tls certificate of "+target+" not accepted"
+		e.Type, e.Msg = PSTLSCertificateError, certMessage(target, err)
+	case errors.As(err, &hsErr) && handshakeTimedOut(hsErr):
+		// RFC 9209 has no TLS timeout type: the connection to the next
+		// hop is not made until its handshake is done.
+		limit, _ := hsErr.HandshakeTimedOut()
+		e.Status, e.Type = http.StatusGatewayTimeout, PSConnectionTimeout
+		e.Msg = "tls handshake with " + target + " timed out after " + limit.String() +
+			": the origin accepted the TCP connection but did not complete the handshake (bounded by -tls-handshake-timeout)"
 	case errors.As(err, &alertErr):
 		e.Type, e.Msg = PSTLSAlertReceived, "tls handshake with "+target+" failed: alert received"
 	case errors.As(err, &recErr):
@@ -130,15 +139,60 @@ func errorFor(target string, err error) *Error {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		e.Status, e.Type, e.Msg, e.RetryAfter = http.StatusServiceUnavailable, PSConnectionLimit, "no file descriptor left to reach "+target, 1
 	case errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Timeout():
-		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSConnectionTimeout, "connection to "+target+" timed out"
+		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSConnectionTimeout,
+			"connection to "+target+" timed out: no TCP connection within -dial-timeout"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSHTTPResponseTimeout, target+" did not answer in time"
+		// The connect and the handshake are classified above: what is
+		// left is the wait for the response head.
+		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSHTTPResponseTimeout,
+			target+" sent no response head in time (bounded by -response-header-timeout)"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		e.Type, e.Msg = PSHTTPResponseIncomplete, target+" closed the connection before a complete response"
 	default:
 		e.Type, e.Msg = PSHTTPProtocolError, "bad response from "+target
 	}
 	return e
+}
+
+// handshakeTimeout is implemented by *upstream.HandshakeError, the failed
+// TLS handshake with an origin.
+type handshakeTimeout interface {
+	HandshakeTimedOut() (limit time.Duration, timedOut bool)
+}
+
+func handshakeTimedOut(e handshakeTimeout) bool {
+	_, ok := e.HandshakeTimedOut()
+	return ok
+}
+
+// certMessage says why target's certificate was refused, in crypto/x509's
+// words, and which flag makes warmproxy accept it.
+func certMessage(target string, err error) string {
+	var (
+		certErr *tls.CertificateVerificationError
+		unkAuth x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+	)
+	host := target
+	if h, _, splitErr := net.SplitHostPort(target); splitErr == nil {
+		host = h
+	}
+	reason, fix := err.Error(), "see -ca-file and -upstream-tls"
+	switch {
+	case errors.As(err, &unkAuth):
+		reason = unkAuth.Error()
+		fix = "to trust it, add the CA that signed it with -ca-file FILE (every origin) or -upstream-tls '" + host + ",ca=FILE' (this host)"
+	case errors.As(err, &hostErr):
+		reason = hostErr.Error()
+		fix = "-upstream-tls '" + host + ",sni=NAME' verifies (and sends) a name the certificate holds"
+	case errors.As(err, &invErr):
+		reason = invErr.Error()
+		fix = "the origin must fix its certificate; for a development origin only, -upstream-tls '" + host + ",insecure' skips the check"
+	case errors.As(err, &certErr) && certErr.Err != nil:
+		reason = certErr.Err.Error()
+	}
+	return "tls certificate of " + target + " not accepted: " + reason + "; " + fix
 }
 
 // parentError maps a failure of the parent proxy (-parent-proxy) to a

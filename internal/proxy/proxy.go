@@ -221,7 +221,7 @@ func isSelf(host string, local net.Addr, unix bool) bool {
 const usage = "warmproxy is a forward proxy: send it absolute-form requests, e.g.\n" +
 	"  curl -x 127.0.0.1:9999 http://example.com/\n" +
 	"  curl -x 127.0.0.1:9999 -H 'X-Real-Protocol: https' http://example.com/  (TLS to the origin, reused)\n" +
-	"or set HTTP_PROXY=http://127.0.0.1:9999 in the client's environment."
+	"or set http_proxy=http://127.0.0.1:9999 in the client's environment (lowercase: curl ignores HTTP_PROXY, and Go refuses it under CGI)."
 
 // serveOrigin answers requests that name no target host.
 func (h *Handler) serveOrigin(w http.ResponseWriter, r *http.Request) {

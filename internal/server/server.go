@@ -150,6 +150,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	defer up.Prewarm.Stop()
 	ready.Store(true)
 	log.Info("listening", "addr", listenAddr(ln), "log_format", cfg.LogFormat, "h2c", cfg.ClientH2C)
+	logStartHints(log, cfg, ln, adminLn)
 
 	for running, stop := cfg, false; !stop; {
 		select {

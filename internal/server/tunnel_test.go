@@ -158,16 +158,16 @@ func TestRunDrainsTunnels(t *testing.T) {
 		t.Fatal("Run did not return within 5s of the grace period's end")
 	}
 
-	// One TSV line per tunnel, written before Run returned: ...kind,
-	// error, end are the last three fields.
+	// One TSV line per tunnel, written before Run returned: fields 14
+	// and 16 (accesslog.TSVHeader) are kind and end.
 	var ends []string
 	for _, line := range strings.Split(strings.TrimSpace(access.String()), "\n") {
 		f := strings.Split(line, "\t")
-		if len(f) >= 3 && f[len(f)-3] == "connect" {
+		if len(f) > 15 && f[13] == "connect" {
 			if f[3] != origin {
 				t.Errorf("access line names %q, want the target %q: %q", f[3], origin, line)
 			}
-			ends = append(ends, f[len(f)-1])
+			ends = append(ends, f[15])
 		}
 	}
 	if strings.Join(ends, ",") != "eof,closed" {

@@ -164,14 +164,8 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 		c := p.track(raw, hs)
 		cfg := p.tlsRules.clientConfig(base, addr)
 		tc := tls.Client(c, cfg)
-		hctx := ctx
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			hctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
 		start := time.Now()
-		if err := tc.HandshakeContext(hctx); err != nil {
+		if err := handshake(ctx, tc, addr, timeout); err != nil {
 			c.Close()
 			hs.tlsErrors.Add(1)
 			p.totals[SchemeHTTPS].tlsErrors.Add(1)

@@ -226,13 +226,8 @@ func (u *Upstream) DialTLS(ctx context.Context, network, addr string) (net.Conn,
 	}
 	cfg := u.tlsRules.clientConfig(u.Transport.TLSClientConfig, addr)
 	cfg.NextProtos = []string{"http/1.1"}
-	if d := u.Transport.TLSHandshakeTimeout; d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
 	tc := tls.Client(raw, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := handshake(ctx, tc, addr, u.Transport.TLSHandshakeTimeout); err != nil {
 		raw.Close()
 		return nil, err
 	}
