@@ -47,7 +47,9 @@ func (h *Handler) SetAccess(a *Access) { h.access.Store(a) }
 
 // checkAccess answers r itself and returns false when the client may not
 // use the proxy. Origin-form requests (admin paths, usage help) need no
-// credentials: they reach nothing beyond the proxy.
+// credentials: they reach nothing beyond the proxy. A credential check
+// that cannot be made now (too many waiting for bcrypt) is a 503 with
+// Retry-After.
 func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request) bool {
 	if a.clients != nil {
 		ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -61,7 +63,13 @@ func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request)
 		return true
 	}
 	vals := r.Header["Proxy-Authorization"]
-	if _, ok := a.auth.Check(vals); !ok {
+	_, ok, err := a.auth.CheckContext(r.Context(), vals)
+	if err != nil {
+		h.refuse(w, r, &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+			Msg: "too many credential checks in progress; retry later", Err: err})
+		return false
+	}
+	if !ok {
 		msg := "proxy authentication required: send Proxy-Authorization: Basic"
 		if len(vals) > 0 {
 			msg = "proxy credentials not accepted"
