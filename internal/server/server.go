@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/metrics"
@@ -36,10 +37,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
-	lim, err := newLimits(cfg, log)
-	if err != nil {
-		return err
-	}
+	// The handler owns the client list; the accept-time check reads it
+	// (handler is set before the first Accept).
+	var handler *proxy.Handler
+	lim := newLimits(cfg, func() *acl.Clients { return handler.Clients() }, log)
 	acc, err := proxy.NewAccess(cfg)
 	if err != nil {
 		return err
@@ -87,17 +88,19 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
 	admin.Handle("GET /metrics", m.Handler())
 	admin.Handle("GET /debug/pool", m.PoolHandler())
-	if cfg.PProf {
-		registerPprof(admin)
-	}
 	// With a separate admin address, the proxy's own address serves no
-	// admin path: every origin-form request there gets usage help.
+	// admin path: every origin-form request there gets usage help. pprof
+	// is served only there (Validate requires admin-listen for it):
+	// /debug/pprof/cmdline shows the command line.
 	proxyAdmin := admin
 	if adminLn != nil {
 		proxyAdmin = nil
+		if cfg.PProf {
+			registerPprof(admin)
+		}
 	}
 
-	handler := proxy.New(proxy.Options{
+	handler = proxy.New(proxy.Options{
 		Transport: up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
