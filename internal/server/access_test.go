@@ -6,7 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,5 +126,84 @@ func TestReloadAllowClientsAtAccept(t *testing.T) {
 	}
 	if code, err := freshOriginForm(t, p.addr, "/healthz", ""); err == nil {
 		t.Errorf("GET /healthz on a new connection after 127.0.0.1 was removed = %d, want the connection reset", code)
+	}
+}
+
+// Issue 12: after a reload adds a deny rule, no request reaches the newly
+// denied destination, whatever state its pooled connection was in: one
+// that was busy during the reload (so the reload could not close it as
+// idle) goes back to the pool, and the next request to that destination
+// must get 403 without reaching the origin, not ride that connection. The
+// request in flight during the reload finishes (it reads; it writes no
+// more).
+func TestReloadDenyClosesBusyPooledConn(t *testing.T) {
+	var hits atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	}))
+	t.Cleanup(o.Close)
+	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	cfg := config.Default()
+	p := start(t, cfg)
+	c := freshClient(t, p.addr)
+
+	slow := make(chan int, 1)
+	go func() {
+		resp, err := c.Get(o.URL + "/slow")
+		if err != nil {
+			slow <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request did not reach the origin within 10s")
+	}
+	deny := cfg
+	deny.Deny = ":" + port
+	if msg := p.reload(t, deny); msg != "configuration reloaded" {
+		t.Fatalf("reload: %s", msg)
+	}
+	// Traffic after the reload (to another origin) ends net/http's "close
+	// what goes idle next" mode of CloseIdleConnections, as under load.
+	other, _ := countingOrigin(t)
+	if code, _ := get(t, c, other.URL+"/", ""); code != 200 {
+		t.Fatalf("request to an allowed origin after the reload = %d, want 200", code)
+	}
+	once.Do(func() { close(release) })
+	if code := <-slow; code != 200 {
+		t.Fatalf("the request in flight during the reload = %d, want 200 (it was let in before)", code)
+	}
+	// The connection it used goes back to the pool.
+	deadline := time.Now().Add(10 * time.Second)
+	for findUpstream(t, pool(t, p.addr), "http", o.Listener.Addr().String()).Idle != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no idle pooled connection 10s after the slow request: %+v", pool(t, p.addr))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := hits.Load()
+	for i := range 3 {
+		if code, body := get(t, c, o.URL+"/after", ""); code != http.StatusForbidden || !strings.Contains(body, "denied") {
+			t.Errorf("request %d after the deny reload = %d %q, want 403 denied", i, code, body)
+		}
+	}
+	if n := hits.Load() - before; n != 0 {
+		t.Errorf("the denied origin got %d requests after the reload, want 0", n)
 	}
 }
