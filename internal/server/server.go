@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
@@ -68,6 +69,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 
 	var ready atomic.Bool
 	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
+	var running inflight
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -105,7 +107,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
 		Admin:     proxyAdmin,
-		Record:    m.Record(access.Log),
+		Record:    m.Record(running.record(access.Log)),
 		Tunnels:   lim.tracker(tunnels),
 		Log:       log,
 		DialTLS:   up.DialTLS,
@@ -113,7 +115,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           running.handler(handler),
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -174,10 +176,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	// answers in-flight requests with "Connection: close". Hijacked
 	// tunnels are not its business: they get the grace period too.
 	shutdownErr := srv.Shutdown(drainCtx)
-	tunnels.waitOrClose(drainCtx)
-	if shutdownErr != nil {
-		srv.Close()
+	tunnels.waitEmpty(drainCtx)
+	if shutdownErr != nil || tunnels.len() > 0 {
+		cutLeft(log, srv, tunnels, &running)
 	}
+	tunnels.closeAll()
 	up.Prewarm.Stop()
 	up.Transport.CloseIdleConnections()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -221,38 +224,81 @@ func (r *connRegistry) len() int {
 	return len(r.conns)
 }
 
-// closeWait bounds how long the drain waits, after closing the tunnels
-// left at the deadline, for their handlers to write their access records
-// (each untracks its conns after its record).
-const closeWait = 2 * time.Second
-
-// waitOrClose waits for the tunnels to end on their own until ctx is done,
-// then closes those still open and waits, at most closeWait, for their
-// handlers to finish. Any conn tracked later is closed at once.
-func (r *connRegistry) waitOrClose(ctx context.Context) {
+// waitEmpty waits for the tunnels to end on their own until ctx is done.
+func (r *connRegistry) waitEmpty(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	defer r.closeAll()
 	for r.len() > 0 {
 		select {
 		case <-ctx.Done():
-			r.closeAll()
-			deadline := time.Now().Add(closeWait)
-			for r.len() > 0 && time.Now().Before(deadline) {
-				<-t.C
-			}
 			return
 		case <-t.C:
 		}
 	}
 }
 
+// closeAll closes every tracked conn; any conn tracked later is closed at
+// once.
 func (r *connRegistry) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
 	for c := range r.conns {
 		c.Close()
+	}
+}
+
+// closeWait bounds how long the drain waits, after cutting what was left
+// at the deadline, for the handlers to write their access records.
+const closeWait = 2 * time.Second
+
+// inflight counts the proxy handlers running, tunnels included, so the
+// drain can say how many it cut and wait for their access records. Once
+// cut is set, every record written is one of a request or tunnel the
+// drain cut (nothing new is accepted by then), and says so.
+type inflight struct {
+	n   atomic.Int64
+	cut atomic.Bool
+}
+
+func (f *inflight) handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.n.Add(1)
+		defer f.n.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// record marks the entries recorded after the cut with end=shutdown.
+func (f *inflight) record(next func(*accesslog.Entry)) func(*accesslog.Entry) {
+	return func(e *accesslog.Entry) {
+		if f.cut.Load() {
+			e.End = accesslog.EndShutdown
+		}
+		next(e)
+	}
+}
+
+// cutLeft ends what the grace period left running: it logs how many
+// requests and tunnels it cuts, closes their connections (which cancels
+// the requests' upstream side too) and waits, at most closeWait, for
+// their handlers to write their access records. The process still exits
+// 0: the shutdown was asked for and went as configured; the Warn line and
+// the records say what it cost.
+func cutLeft(log *slog.Logger, srv *http.Server, tunnels *connRegistry, f *inflight) {
+	f.cut.Store(true)
+	nTunnels := int64(tunnels.open())
+	log.Warn("shutdown grace ran out, cut what was left", "requests", max(0, f.n.Load()-nTunnels), "tunnels", nTunnels)
+	tunnels.closeAll()
+	srv.Close()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.Now().Add(closeWait)
+	for f.n.Load() > 0 && time.Now().Before(deadline) {
+		<-t.C
+	}
+	if n := f.n.Load(); n > 0 {
+		log.Warn("requests still running after the cut; their access records are lost", "requests", n)
 	}
 }
 

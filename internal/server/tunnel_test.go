@@ -169,7 +169,7 @@ func TestRunDrainsTunnels(t *testing.T) {
 			ends = append(ends, f[len(f)-1])
 		}
 	}
-	if strings.Join(ends, ",") != "eof,closed" {
-		t.Errorf("tunnel access lines end with %q, want one eof (ended in the grace period) then one closed (at its end)\n%s", ends, access.String())
+	if strings.Join(ends, ",") != "eof,shutdown" {
+		t.Errorf("tunnel access lines end with %q, want one eof (ended in the grace period) then one shutdown (cut at its end)\n%s", ends, access.String())
 	}
 }
