@@ -56,4 +56,3 @@ func TestShutdownCutDownloadLogged(t *testing.T) {
 		t.Errorf("stderr says nothing of the cut request:\n%s", p.stderr)
 	}
 }
-
