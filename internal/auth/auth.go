@@ -11,7 +11,6 @@ package auth
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,6 +19,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,8 +63,8 @@ var dummyHash = sync.OnceValue(func() []byte {
 // use.
 type Basic struct {
 	users map[string][]byte
-	// key keys the hash the caches are indexed by (HMAC-SHA256 of the
-	// header value), random per Basic, so the index reveals nothing.
+	// key keys the hash the caches are indexed by (see hash), random per
+	// Basic, so the index reveals nothing.
 	key []byte
 
 	mu sync.RWMutex
@@ -222,13 +222,18 @@ func (b *Basic) cached(key cacheKey, now time.Time) (good, bad bool) {
 	return false, hit && now.Before(exp)
 }
 
-// hash is the cache index of a header value.
+// hash is the cache index of a header value: SHA-256 of the per-Basic
+// random key followed by v, which no one without the key can predict or
+// invert (length extension does not matter for an index). Usual values
+// fit the stack buffer, so a cached check allocates nothing for it.
 func (b *Basic) hash(v string) cacheKey {
-	m := hmac.New(sha256.New, b.key)
-	m.Write([]byte(v))
-	var k cacheKey
-	m.Sum(k[:0])
-	return k
+	var buf [256]byte
+	if len(b.key)+len(v) > len(buf) {
+		return sha256.Sum256(append(slices.Clip(b.key), v...))
+	}
+	n := copy(buf[:], b.key)
+	n += copy(buf[n:], v)
+	return sha256.Sum256(buf[:n])
 }
 
 // compare runs one bcrypt comparison in a slot. An unknown user costs as
