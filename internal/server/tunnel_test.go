@@ -145,7 +145,9 @@ func TestRunDrainsTunnels(t *testing.T) {
 	if n, err := stayR.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("read %d bytes from a tunnel past the grace period, want it closed", n)
 	}
-	if took := time.Since(start); took < grace-50*time.Millisecond || took > grace+2*time.Second {
+	// Only a lower bound: a busy machine may close it late (the read
+	// deadline above is the hang guard).
+	if took := time.Since(start); took < grace-50*time.Millisecond {
 		t.Errorf("open tunnel closed %v after the signal, want after the %v grace period", took, grace)
 	}
 	select {
