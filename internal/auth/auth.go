@@ -175,30 +175,44 @@ func (b *Basic) CheckContext(ctx context.Context, values []string) (user string,
 	if good || bad {
 		return hit(user, good)
 	}
+	// A comparison shared with a check whose client left before it got a
+	// slot tells nothing; this one tries again, a few times at most.
+	for range 3 {
+		ok, err = b.shared(ctx, key, now, user, pass)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+	}
+	if err != nil || !ok {
+		return "", false, err
+	}
+	return user, true, nil
+}
+
+// shared answers from the cache, or from the comparison of key in
+// progress, or starts that comparison and waits for it.
+func (b *Basic) shared(ctx context.Context, key cacheKey, now time.Time, user, pass string) (bool, error) {
 	b.mu.Lock()
 	if good, bad := b.cached(key, now); good || bad {
 		b.mu.Unlock()
-		return hit(user, good)
+		return good, nil
 	}
-	c, shared := b.inflight[key]
-	if !shared {
+	c, joined := b.inflight[key]
+	if !joined {
 		c = &check{done: make(chan struct{})}
 		b.inflight[key] = c
 	}
 	b.mu.Unlock()
-	if !shared {
+	if !joined {
 		c.ok, c.err = b.compare(ctx, user, pass)
 		b.finish(key, c, now)
 	}
 	select {
 	case <-c.done:
+		return c.ok, c.err
 	case <-ctx.Done():
-		return "", false, ctx.Err()
+		return false, ctx.Err()
 	}
-	if c.err != nil || !c.ok {
-		return "", false, c.err
-	}
-	return user, true, nil
 }
 
 // Compares returns how many bcrypt comparisons were made.
