@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"bufio"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,6 +204,78 @@ func TestReloadDenyClosesBusyPooledConn(t *testing.T) {
 	for i := range 3 {
 		if code, body := get(t, c, o.URL+"/after", ""); code != http.StatusForbidden || !strings.Contains(body, "denied") {
 			t.Errorf("request %d after the deny reload = %d %q, want 403 denied", i, code, body)
+		}
+	}
+	if n := hits.Load() - before; n != 0 {
+		t.Errorf("the denied origin got %d requests after the reload, want 0", n)
+	}
+}
+
+// Issue 12: the same for an HTTP/2 origin connection, which carries every
+// request to its origin as a stream: one that was busy during the deny
+// reload carries no new request to the now-denied origin.
+func TestReloadDenyClosesBusyH2Conn(t *testing.T) {
+	var hits atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		io.WriteString(w, r.Proto+" "+r.URL.Path)
+	}))
+	o.EnableHTTP2 = true
+	o.StartTLS()
+	t.Cleanup(o.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	target := "http://" + o.Listener.Addr().String()
+	cfg := config.Default()
+	cfg.CAFile = ca
+	p := start(t, cfg)
+	c := freshClient(t, p.addr)
+	if code, body := get(t, c, target+"/first", "https"); code != 200 || !strings.HasPrefix(body, "HTTP/2") {
+		t.Fatalf("first request = %d %q, want 200 over HTTP/2", code, body)
+	}
+
+	slow := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, target+"/slow", nil)
+		req.Header.Set("X-Real-Protocol", "https")
+		resp, err := c.Do(req)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request did not reach the origin within 10s")
+	}
+	deny := cfg
+	deny.Deny = ":" + port
+	if msg := p.reload(t, deny); msg != "configuration reloaded" {
+		t.Fatalf("reload: %s", msg)
+	}
+	once.Do(func() { close(release) })
+	<-slow
+	before := hits.Load()
+	for i := range 3 {
+		if code, body := get(t, c, target+"/after", "https"); code != http.StatusForbidden {
+			t.Errorf("request %d after the deny reload = %d %q, want 403", i, code, body)
 		}
 	}
 	if n := hits.Load() - before; n != 0 {

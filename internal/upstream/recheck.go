@@ -82,17 +82,18 @@ func (g *Guard) recheckDirect(host string, port int, remote net.Addr) error {
 }
 
 // checkPolicy re-checks c when the policy changed since it was last
-// checked. A connection the new policy denies is closed and the write
-// fails with the denial: the transport retries a request that may be
-// replayed on a fresh dial, which the guard refuses (403), and fails the
-// others with the denial.
+// checked. On a connection the new policy denies, every write fails with
+// the denial and sends nothing; the transport then closes it (HTTP/1.1
+// and HTTP/2 alike) and retries a request that may be replayed on a fresh
+// dial, which the guard refuses (403), or fails it with the denial (403).
+// Closing it here instead would hide the denial behind the read side's
+// "connection lost" on HTTP/2.
 func (c *trackedConn) checkPolicy() error {
 	cur := c.policy.generation()
 	if c.gen.Load() == cur {
 		return nil
 	}
 	if err := c.policy.recheck(c.addr, c.Conn); err != nil {
-		c.Close()
 		return fmt.Errorf("upstream: pooled connection to %s no longer allowed: %w", c.addr, err)
 	}
 	c.gen.Store(cur)
