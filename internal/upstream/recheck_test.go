@@ -75,4 +75,3 @@ func schemeOf(url string) upstream.Scheme {
 	}
 	return upstream.SchemeHTTP
 }
-
