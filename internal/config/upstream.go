@@ -284,6 +284,11 @@ func (c *Config) validateUpstream() []error {
 	} else if c.ParentProxyAuthFile != "" {
 		errs = append(errs, errors.New("parent-proxy-auth-file is set but parent-proxy is not: set -parent-proxy or drop -parent-proxy-auth-file"))
 	}
+	if c.ParentProxyAuthFile != "" {
+		if _, err := os.Stat(c.ParentProxyAuthFile); err != nil {
+			errs = append(errs, fmt.Errorf("parent-proxy-auth-file: %v", err))
+		}
+	}
 	if c.NoParentFor != "" {
 		for _, p := range acl.SplitList(c.NoParentFor) {
 			if _, err := acl.ParseRule(p); err != nil {
