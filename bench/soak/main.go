@@ -99,7 +99,8 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 
 	pctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(pctx, bin, "-listen", "127.0.0.1:0", "-log-format", "off", "-pprof",
+	// pprof is served only on -admin-listen (issue 12).
+	cmd := exec.CommandContext(pctx, bin, "-listen", "127.0.0.1:0", "-log-format", "off", "-pprof", "-admin-listen", "127.0.0.1:0",
 		"-response-header-timeout", "1s", "-connect-ports", "*", "-tunnel-idle-timeout", "10s")
 	cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
 	stderr := &lockedBuffer{}
@@ -115,6 +116,10 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 	addr, err := waitListening(stderr, 15*time.Second)
 	if err != nil {
 		return err
+	}
+	adminAddr := addr
+	if m := adminListeningRE.FindStringSubmatch(stderr.String()); m != nil {
+		adminAddr = m[1]
 	}
 	pid := cmd.Process.Pid
 	fmt.Printf("soak: warmproxy pid %d on %s, origin %s, echo %s, %d workers at %d ops/s for %v\n\n",
@@ -167,7 +172,7 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 			done = true
 		case <-tick.C:
 		}
-		s := sample{rss: rssMiB(pid), goroutines: goroutines(admin, addr), fds: fds(pid), threads: threads(pid)}
+		s := sample{rss: rssMiB(pid), goroutines: goroutines(admin, adminAddr), fds: fds(pid), threads: threads(pid)}
 		samples = append(samples, s)
 		g := "-"
 		if s.goroutines >= 0 {
@@ -181,7 +186,7 @@ func run(ctx context.Context, bin string, duration, interval time.Duration, work
 	keepAlive.CloseIdleConnections()
 	// After the load: idle pools drain; what is left is the baseline.
 	time.Sleep(2 * time.Second)
-	after := sample{rss: rssMiB(pid), goroutines: goroutines(admin, addr), fds: fds(pid)}
+	after := sample{rss: rssMiB(pid), goroutines: goroutines(admin, adminAddr), fds: fds(pid)}
 	fmt.Printf("\nafter load (2s idle): rss %.1f MiB, goroutines %d, fds %d\n", after.rss, after.goroutines, after.fds)
 	fmt.Printf("ops %d, ok %d, expected errors (faults) %d, unexpected %d\n", c.ops.Load(), c.ok.Load(), c.expectedErr.Load(), c.unexpected.Load())
 	if s := c.lastUnexpected; s != "" {
@@ -445,7 +450,10 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+var (
+	listeningRE      = regexp.MustCompile(`msg=listening addr=(\S+)`)
+	adminListeningRE = regexp.MustCompile(`msg="admin listening" addr=(\S+)`)
+)
 
 func waitListening(stderr *lockedBuffer, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)

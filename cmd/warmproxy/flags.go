@@ -88,7 +88,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "access log `format` on stdout: tsv, json or off")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool, /stats (default: the proxy's address)")
-	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on the admin endpoints")
+	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on -admin-listen (required; never on the proxy's address)")
 	securityFlags(fs, &cfg)
 	upstreamFlags(fs, &cfg)
 	endRouteParse := clientFlags(fs, &cfg)

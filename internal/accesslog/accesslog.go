@@ -45,6 +45,10 @@ const (
 	KindUpgrade = "upgrade"
 )
 
+// EndShutdown is the end of a request or tunnel cut because the shutdown
+// grace period ran out.
+const EndShutdown = "shutdown"
+
 // Entry is one request or tunnel.
 type Entry struct {
 	Start  time.Time
@@ -73,7 +77,8 @@ type Entry struct {
 	// Error is the RFC 9209 Proxy-Status error type, if any; Detail says
 	// more.
 	Error, Detail string
-	// End says how a tunnel ended.
+	// End says how a tunnel ended (tunnel.End*), or EndShutdown for a
+	// request or tunnel cut when the shutdown grace period ran out.
 	End string
 }
 

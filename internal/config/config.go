@@ -141,8 +141,9 @@ type Config struct {
 	// so /readyz answers 503 there. Default none: the proxy's address
 	// serves them to origin-form requests.
 	AdminListen string
-	// PProf serves net/http/pprof under /debug/pprof/ on the admin
-	// endpoints. Default off.
+	// PProf serves net/http/pprof under /debug/pprof/ on AdminListen,
+	// which it requires: pprof is never served on the proxy's address
+	// (/debug/pprof/cmdline shows the command line). Default off.
 	PProf bool
 	// Security settings; see security.go.
 
@@ -192,6 +193,11 @@ type Config struct {
 	// ParentProxy is a proxy that origins are reached through:
 	// http://[user:pass@]host:port, socks5:// or socks5h://. Default none.
 	ParentProxy string
+	// ParentProxyAuthFile names a file holding the parent proxy's
+	// credentials, one line user:password, so they need not be in argv
+	// (ps, /proc/PID/cmdline). ParentProxy then has no user:pass. Default
+	// none.
+	ParentProxyAuthFile string
 	// NoParentFor lists host patterns, comma-separated (as -allow), that
 	// are reached directly, not through ParentProxy. Default none.
 	NoParentFor string
@@ -309,6 +315,8 @@ func (c *Config) Validate() error {
 		} else if c.AdminListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
 			bad("admin-listen %q: same as listen; pick another port or leave it empty to serve admin paths on the proxy's address", c.AdminListen)
 		}
+	} else if c.PProf {
+		bad("pprof needs admin-listen: pprof is never served on the proxy's address; set -admin-listen 127.0.0.1:9998 (a loopback address) or drop -pprof")
 	}
 	switch c.LogFormat {
 	case LogTSV, LogJSON, LogOff:

@@ -33,6 +33,8 @@ func TestValidate(t *testing.T) {
 		{"ca file", func(c *Config) { c.CAFile = "/nonexistent/ca.pem" }, []string{"ca-file"}},
 		{"ports", func(c *Config) { c.ConnectPorts = "443,x" }, []string{`connect-ports "443,x"`}},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, []string{`log-format "xml": want tsv, json or off`}},
+		// Issue 12: pprof (whose cmdline shows argv) only on -admin-listen.
+		{"pprof without admin-listen", func(c *Config) { c.PProf = true }, []string{"pprof needs admin-listen", "-admin-listen 127.0.0.1:9998"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,9 +71,10 @@ type File struct {
 	DNSMaxTTL    *time.Duration `yaml:"dns-max-ttl"`
 	DNSStale     *time.Duration `yaml:"dns-stale"`
 
-	UpstreamTLS *TLSRules `yaml:"upstream-tls"`
-	ParentProxy *string   `yaml:"parent-proxy"`
-	NoParentFor *string   `yaml:"no-parent-for"`
+	UpstreamTLS         *TLSRules `yaml:"upstream-tls"`
+	ParentProxy         *string   `yaml:"parent-proxy"`
+	ParentProxyAuthFile *string   `yaml:"parent-proxy-auth-file"`
+	NoParentFor         *string   `yaml:"no-parent-for"`
 
 	Prewarm               *string `yaml:"prewarm"`
 	HonorKeepAliveTimeout *bool   `yaml:"honor-keepalive-timeout"`

@@ -276,8 +276,17 @@ func (c *Config) validateUpstream() []error {
 		}
 	}
 	if c.ParentProxy != "" {
-		if _, err := ParseParentProxy(c.ParentProxy); err != nil {
+		if u, err := ParseParentProxy(c.ParentProxy); err != nil {
 			errs = append(errs, fmt.Errorf("parent-proxy: %v", err))
+		} else if u.User != nil && c.ParentProxyAuthFile != "" {
+			errs = append(errs, errors.New("parent-proxy has user:pass and parent-proxy-auth-file is set: keep the credentials in the file only"))
+		}
+	} else if c.ParentProxyAuthFile != "" {
+		errs = append(errs, errors.New("parent-proxy-auth-file is set but parent-proxy is not: set -parent-proxy or drop -parent-proxy-auth-file"))
+	}
+	if c.ParentProxyAuthFile != "" {
+		if _, err := os.Stat(c.ParentProxyAuthFile); err != nil {
+			errs = append(errs, fmt.Errorf("parent-proxy-auth-file: %v", err))
 		}
 	}
 	if c.NoParentFor != "" {

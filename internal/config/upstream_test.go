@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -96,24 +98,34 @@ func TestTLSRulesFile(t *testing.T) {
 
 // Issue 8: -parent-proxy and -no-parent-for are checked by Validate.
 func TestValidateParent(t *testing.T) {
+	authFile := filepath.Join(t.TempDir(), "parent.auth")
+	if err := os.WriteFile(authFile, []byte("u:p\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		parent, noParent string
 		err              string
+		authFile         string
 	}{
-		{"http://user:pa%3Ass@corp-proxy:3128", "*.internal.example,10.0.0.0/8", ""},
-		{"socks5://127.0.0.1:1080", "", ""},
-		{"socks5h://u:p@[::1]:1080", "", ""},
-		{"https://corp:3128", "", `scheme "https"`},
-		{"http://corp-proxy", "", "want host:port"},
-		{"http://corp-proxy:99999", "", `port "99999"`},
-		{"http://corp-proxy:3128/path", "", "no path"},
-		{"corp-proxy:3128", "", "scheme"},
-		{"", "x.test", "parent-proxy is not"},
-		{"http://c:1", "bad host!", "no-parent-for"},
+		// Issue 12: the credentials may come from a file instead of argv.
+		{"http://corp-proxy:3128", "", "", authFile},
+		{"http://u:p@corp-proxy:3128", "", "keep the credentials in the file only", authFile},
+		{"", "", "parent-proxy-auth-file is set but parent-proxy is not", authFile},
+		{"http://corp-proxy:3128", "", "parent-proxy-auth-file: stat /nonexistent/parent.auth", "/nonexistent/parent.auth"},
+		{"http://user:pa%3Ass@corp-proxy:3128", "*.internal.example,10.0.0.0/8", "", ""},
+		{"socks5://127.0.0.1:1080", "", "", ""},
+		{"socks5h://u:p@[::1]:1080", "", "", ""},
+		{"https://corp:3128", "", `scheme "https"`, ""},
+		{"http://corp-proxy", "", "want host:port", ""},
+		{"http://corp-proxy:99999", "", `port "99999"`, ""},
+		{"http://corp-proxy:3128/path", "", "no path", ""},
+		{"corp-proxy:3128", "", "scheme", ""},
+		{"", "x.test", "parent-proxy is not", ""},
+		{"http://c:1", "bad host!", "no-parent-for", ""},
 	}
 	for _, tt := range tests {
 		c := Default()
-		c.ParentProxy, c.NoParentFor = tt.parent, tt.noParent
+		c.ParentProxy, c.NoParentFor, c.ParentProxyAuthFile = tt.parent, tt.noParent, tt.authFile
 		err := c.Validate()
 		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
 			t.Errorf("Validate(parent %q, no-parent-for %q) = %v, want %q", tt.parent, tt.noParent, err, tt.err)

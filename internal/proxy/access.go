@@ -41,13 +41,26 @@ func NewAccess(cfg config.Config) (*Access, error) {
 	return &Access{clients: clients, auth: basic}, nil
 }
 
+// Clients returns the client list in force, nil when every client may use
+// the proxy. The server's accept-time check reads it, so a reload changes
+// both checks at once.
+func (h *Handler) Clients() *acl.Clients {
+	if a := h.access.Load(); a != nil {
+		return a.clients
+	}
+	return nil
+}
+
 // SetAccess replaces the client and credential checks (nil: none) for the
 // requests that start from now on; a configuration reload calls it.
 func (h *Handler) SetAccess(a *Access) { h.access.Store(a) }
 
 // checkAccess answers r itself and returns false when the client may not
-// use the proxy. Origin-form requests (admin paths, usage help) need no
-// credentials: they reach nothing beyond the proxy.
+// use the proxy. Origin-form requests need no credentials (usage help,
+// /healthz, /readyz reach nothing beyond the proxy), except the admin
+// paths that tell about traffic (/metrics, /debug/...): those need the
+// proxy credentials, in Proxy-Authorization or, for scrapers and
+// browsers, in Authorization.
 func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request) bool {
 	if a.clients != nil {
 		ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -57,11 +70,25 @@ func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request)
 			return false
 		}
 	}
-	if a.auth == nil || r.Method != http.MethodConnect && r.URL.Host == "" && !r.URL.IsAbs() {
+	if a.auth == nil {
 		return true
 	}
 	vals := r.Header["Proxy-Authorization"]
-	if _, ok := a.auth.Check(vals); !ok {
+	if r.Method != http.MethodConnect && r.URL.Host == "" && !r.URL.IsAbs() {
+		if !h.privateAdmin(r) {
+			return true
+		}
+		if len(vals) == 0 {
+			vals = r.Header["Authorization"]
+		}
+	}
+	_, ok, err := a.auth.CheckContext(r.Context(), vals)
+	if err != nil {
+		h.refuse(w, r, &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+			Msg: "too many credential checks in progress; retry later", Err: err})
+		return false
+	}
+	if !ok {
 		msg := "proxy authentication required: send Proxy-Authorization: Basic"
 		if len(vals) > 0 {
 			msg = "proxy credentials not accepted"
@@ -72,6 +99,16 @@ func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request)
 	// Credentials are for this hop only; removeHopByHop drops them too.
 	delete(r.Header, "Proxy-Authorization")
 	return true
+}
+
+// privateAdmin reports whether the origin-form request r is for an admin
+// path other than the health checks: one that needs credentials.
+func (h *Handler) privateAdmin(r *http.Request) bool {
+	if h.admin == nil || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		return false
+	}
+	_, pattern := h.admin.Handler(r)
+	return pattern != ""
 }
 
 // refuse answers a request that is not let through and logs it.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -13,7 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -112,5 +115,64 @@ func TestCheckAccessAuth(t *testing.T) {
 	}
 	if v, ok := sent[0]["Proxy-Authorization"]; ok {
 		t.Errorf("Proxy-Authorization %q went upstream", v)
+	}
+}
+
+// Issue 12: wrong credentials cost one bcrypt comparison per distinct
+// value, however often and from however many connections they are sent:
+// 400 tries of one wrong value plus a few distinct ones, from 40 client
+// connections on a loopback socket, make at most one comparison per
+// distinct value.
+func TestWrongCredentialsCompareOnce(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
+	cfg := config.Default()
+	cfg.ProxyAuthFile = file
+	acc, err := NewAccess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(Options{Config: cfg, Access: acc,
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		})})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	const conns, tries, distinct = 40, 10, 4
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			for j := range tries {
+				pass := "wrong"
+				if j == 0 {
+					pass = fmt.Sprint("wrong-", i%distinct)
+				}
+				auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+pass))
+				fmt.Fprintf(c, "GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: %s\r\n\r\n", auth)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Errorf("try %d: %v", j, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusProxyAuthRequired {
+					t.Errorf("wrong credentials answered %d, want 407", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := acc.auth.Compares(); got > 1+distinct {
+		t.Errorf("bcrypt comparisons for %d wrong tries of %d distinct values = %d, want at most %d", conns*tries, 1+distinct, got, 1+distinct)
 	}
 }

@@ -39,6 +39,34 @@ type running struct {
 	cancel      context.CancelFunc
 	done        chan error
 	access      *syncBuffer
+	// reloads feeds server.WithReload; reloaded hears each reload's
+	// outcome message.
+	reloads  chan config.Config
+	reloaded chan string
+	// log holds the lifecycle log (stderr) as text.
+	log *syncBuffer
+}
+
+// reload applies cfg as a SIGHUP would and waits until Run logged the
+// outcome, which it returns ("configuration reloaded" or "reload failed,
+// keeping the old configuration").
+func (r *running) reload(t *testing.T, cfg config.Config) string {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	select {
+	case r.reloads <- cfg:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run took no reload within 10s")
+	}
+	select {
+	case msg := <-r.reloaded:
+		return msg
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run logged no reload outcome within 10s")
+	}
+	return ""
 }
 
 // stop cancels Run and waits for it to return.
@@ -75,15 +103,21 @@ func (s *syncBuffer) String() string {
 }
 
 // addrHandler passes the addr attribute of the "listening" and "admin
-// listening" records on.
+// listening" records on, and the reload outcomes, and writes every record
+// to Handler.
 type addrHandler struct {
 	slog.Handler
-	addrs chan<- [2]string
+	addrs    chan<- [2]string
+	reloaded chan<- string
 }
 
 func (h addrHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h addrHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.Handler.Handle(ctx, r)
+	if strings.HasPrefix(r.Message, "configuration reloaded") || strings.HasPrefix(r.Message, "reload failed") {
+		h.reloaded <- r.Message
+	}
 	if r.Message == "listening" || r.Message == "admin listening" {
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "addr" {
@@ -111,10 +145,12 @@ func startOn(t *testing.T, cfg config.Config) *running {
 		t.Fatalf("Validate() = %v", err)
 	}
 	addrs := make(chan [2]string, 2)
-	log := slog.New(addrHandler{Handler: slog.DiscardHandler, addrs: addrs})
+	r := &running{done: make(chan error, 1), access: &syncBuffer{}, reloads: make(chan config.Config),
+		reloaded: make(chan string, 1), log: &syncBuffer{}}
+	log := slog.New(addrHandler{Handler: slog.NewTextHandler(r.log, nil), addrs: addrs, reloaded: r.reloaded})
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), access: &syncBuffer{}}
-	go func() { r.done <- server.Run(ctx, cfg, log, r.access) }()
+	r.cancel = cancel
+	go func() { r.done <- server.Run(ctx, cfg, log, r.access, server.WithReload(r.reloads)) }()
 	t.Cleanup(func() {
 		if r.done != nil {
 			r.stop(t)
@@ -625,36 +661,52 @@ func TestDebugPool(t *testing.T) {
 }
 
 // Issue 4: origin-form requests for admin paths are answered by warmproxy;
-// any other path keeps the 400 usage help; pprof only when asked.
+// any other path keeps the 400 usage help; pprof never on the proxy's
+// address (issue 12: pprof needs -admin-listen).
 func TestAdminPaths(t *testing.T) {
 	tests := []struct {
 		name       string
-		pprof      bool
 		path       string
 		wantCode   int
 		wantInBody string
 	}{
-		{"healthz", false, "/healthz", 200, "ok"},
-		{"readyz", false, "/readyz", 200, "ready"},
-		{"metrics", false, "/metrics", 200, "warmproxy_requests_total"},
-		{"pool", false, "/debug/pool", 200, `"totals"`},
-		{"stats", false, "/stats", 200, "warmproxy</span> stats"},
-		{"other path", false, "/nope", 400, "forward proxy"},
-		{"root", false, "/", 400, "forward proxy"},
-		{"pprof off", false, "/debug/pprof/", 400, "forward proxy"},
-		{"pprof on", true, "/debug/pprof/", 200, "goroutine"},
-		{"pprof cmdline", true, "/debug/pprof/cmdline", 200, ""},
+		{"healthz", "/healthz", 200, "ok"},
+		{"readyz", "/readyz", 200, "ready"},
+		{"metrics", "/metrics", 200, "warmproxy_requests_total"},
+		{"pool", "/debug/pool", 200, `"totals"`},
+		{"stats", "/stats", 200, "warmproxy</span> stats"},
+		{"other path", "/nope", 400, "forward proxy"},
+		{"root", "/", 400, "forward proxy"},
+		{"pprof", "/debug/pprof/", 400, "forward proxy"},
 	}
+	p := start(t, config.Default())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := config.Default()
-			cfg.PProf = tt.pprof
-			p := start(t, cfg)
 			code, body, _ := direct(t, p.addr, tt.path)
 			if code != tt.wantCode || !strings.Contains(body, tt.wantInBody) {
 				t.Errorf("GET %s = %d %.80q, want %d containing %q", tt.path, code, body, tt.wantCode, tt.wantInBody)
 			}
 		})
+	}
+}
+
+// Issue 12: -pprof serves /debug/pprof/ on -admin-listen only; the proxy's
+// address answers it (and cmdline) with usage help.
+func TestPprofOnAdminListenOnly(t *testing.T) {
+	cfg := config.Default()
+	cfg.AdminListen, cfg.PProf = "127.0.0.1:0", true
+	p := start(t, cfg)
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+		if code, body, _ := direct(t, p.admin, path); code != 200 {
+			t.Errorf("admin GET %s = %d %.80q, want 200", path, code, body)
+		}
+		if code, _, _ := direct(t, p.addr, path); code != 400 {
+			t.Errorf("proxy GET %s = %d, want 400", path, code)
+		}
+	}
+	cfg.AdminListen = ""
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "pprof needs admin-listen") {
+		t.Errorf("Validate(pprof without admin-listen) = %v, want the pprof needs admin-listen error", err)
 	}
 }
 

@@ -19,14 +19,17 @@ import (
 const rejectLogEvery = 10 * time.Second
 
 // limits guards the client side of the proxy: only clients in
-// -allow-clients get past accept, and at most -max-client-conns
+// -allow-clients get past accept (the list the proxy handler holds, so a
+// reload changes both checks at once), and at most -max-client-conns
 // connections are served at once, tunnels included. It counts without
 // wrapping the accepted conns, so CONNECT tunnels keep splice(2):
 // connections being served are counted from accept to the server's
 // StateClosed or StateHijacked, and hijacked ones (tunnels, upgrades)
 // while the proxy's tunnel tracker holds them.
 type limits struct {
-	clients *acl.Clients
+	// clients returns the client list in force (nil: every client); set
+	// before the first Accept.
+	clients func() *acl.Clients
 	max     int64
 	via     string
 	log     *slog.Logger
@@ -41,16 +44,14 @@ type limits struct {
 	lastLog       atomic.Int64
 }
 
-func newLimits(cfg config.Config, log *slog.Logger) (*limits, error) {
-	clients, err := acl.ParseClients(acl.SplitList(cfg.AllowClients))
-	if err != nil {
-		return nil, err
-	}
-	if cfg.OpenProxyIKnow && clients == nil && cfg.ProxyAuthFile == "" && !config.LoopbackListen(cfg.Listen) {
+// newLimits builds the limits of cfg; clients is the proxy handler's
+// current client list.
+func newLimits(cfg config.Config, clients func() *acl.Clients, log *slog.Logger) *limits {
+	if cfg.OpenProxyIKnow && cfg.AllowClients == "" && cfg.ProxyAuthFile == "" && !config.LoopbackListen(cfg.Listen) {
 		log.Warn("OPEN PROXY: listening on a non-loopback address with neither -allow-clients nor -proxy-auth-file; "+
 			"anyone who can reach it can send traffic through it (-open-proxy-i-know)", "addr", cfg.Listen)
 	}
-	return &limits{clients: clients, max: int64(cfg.MaxClientConns), via: cfg.ViaName, log: log}, nil
+	return &limits{clients: clients, max: int64(cfg.MaxClientConns), via: cfg.ViaName, log: log}
 }
 
 // listener wraps ln with the client checks.
@@ -89,9 +90,9 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.clients != nil {
+		if clients := l.clients(); clients != nil {
 			ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-			if d := l.clients.Check(ap.Addr()); err != nil || !d.Allow {
+			if d := clients.Check(ap.Addr()); err != nil || !d.Allow {
 				if tc, ok := c.(*net.TCPConn); ok {
 					tc.SetLinger(0) // reset, not a polite FIN
 				}

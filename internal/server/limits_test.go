@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 )
 
@@ -22,10 +23,11 @@ func newTestLimits(t *testing.T, set func(*config.Config)) (*limits, net.Listene
 	cfg := config.Default()
 	set(&cfg)
 	var logs strings.Builder
-	l, err := newLimits(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	clients, err := acl.ParseClients(acl.SplitList(cfg.AllowClients))
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := newLimits(cfg, func() *acl.Clients { return clients }, slog.New(slog.NewTextHandler(&logs, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

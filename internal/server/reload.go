@@ -147,9 +147,11 @@ func clientsReloader(h *proxy.Handler) reloader {
 }
 
 // policyReloader replaces the destination rules (allow, deny,
-// deny-private). Idle pooled connections were checked against the old
-// rules when they were dialed, so a change closes them: every request
-// after the reload goes out on a connection the new rules allowed. Open
+// deny-private). Pooled connections were checked against the old rules
+// when they were dialed, so a change closes the idle ones, and every
+// other one (busy during the reload, or dialing) is checked against the
+// new rules before its next write (upstream recheck.go): every request
+// after the reload goes out on a connection the new rules allow. Open
 // tunnels are left to finish.
 func policyReloader(up *upstream.Upstream, started config.Config) reloader {
 	rules := func(c config.Config) [3]any { return [3]any{c.Allow, c.Deny, c.DenyPrivate} }

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/metrics"
@@ -36,10 +38,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
-	lim, err := newLimits(cfg, log)
-	if err != nil {
-		return err
-	}
+	// The handler owns the client list; the accept-time check reads it
+	// (handler is set before the first Accept).
+	var handler *proxy.Handler
+	lim := newLimits(cfg, func() *acl.Clients { return handler.Clients() }, log)
 	acc, err := proxy.NewAccess(cfg)
 	if err != nil {
 		return err
@@ -67,6 +69,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 
 	var ready atomic.Bool
 	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
+	var running inflight
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -88,25 +91,26 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	admin.Handle("GET /metrics", m.Handler())
 	admin.Handle("GET /debug/pool", m.PoolHandler())
 	admin.Handle("GET /stats", m.StatsHandler())
-	if cfg.PProf {
-		registerPprof(admin)
-	}
 	// With a separate admin address, the proxy's own address serves no
 	// admin path: every origin-form request there gets usage help. The
 	// admin address's root is the stats page; the proxy's root keeps the
-	// usage help.
+	// usage help. pprof is served only there (Validate requires
+	// admin-listen for it): /debug/pprof/cmdline shows the command line.
 	proxyAdmin := admin
 	if adminLn != nil {
 		proxyAdmin = nil
 		admin.Handle("GET /{$}", m.StatsHandler())
+		if cfg.PProf {
+			registerPprof(admin)
+		}
 	}
 
-	handler := proxy.New(proxy.Options{
+	handler = proxy.New(proxy.Options{
 		Transport: up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    cfg,
 		Admin:     proxyAdmin,
-		Record:    m.Record(access.Log),
+		Record:    m.Record(running.record(access.Log)),
 		Tunnels:   lim.tracker(tunnels),
 		Log:       log,
 		DialTLS:   up.DialTLS,
@@ -114,7 +118,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           running.handler(handler),
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -176,10 +180,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	// answers in-flight requests with "Connection: close". Hijacked
 	// tunnels are not its business: they get the grace period too.
 	shutdownErr := srv.Shutdown(drainCtx)
-	tunnels.waitOrClose(drainCtx)
-	if shutdownErr != nil {
-		srv.Close()
+	tunnels.waitEmpty(drainCtx)
+	if shutdownErr != nil || tunnels.len() > 0 {
+		cutLeft(log, srv, tunnels, &running)
 	}
+	tunnels.closeAll()
 	up.Prewarm.Stop()
 	up.Transport.CloseIdleConnections()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -223,38 +228,81 @@ func (r *connRegistry) len() int {
 	return len(r.conns)
 }
 
-// closeWait bounds how long the drain waits, after closing the tunnels
-// left at the deadline, for their handlers to write their access records
-// (each untracks its conns after its record).
-const closeWait = 2 * time.Second
-
-// waitOrClose waits for the tunnels to end on their own until ctx is done,
-// then closes those still open and waits, at most closeWait, for their
-// handlers to finish. Any conn tracked later is closed at once.
-func (r *connRegistry) waitOrClose(ctx context.Context) {
+// waitEmpty waits for the tunnels to end on their own until ctx is done.
+func (r *connRegistry) waitEmpty(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	defer r.closeAll()
 	for r.len() > 0 {
 		select {
 		case <-ctx.Done():
-			r.closeAll()
-			deadline := time.Now().Add(closeWait)
-			for r.len() > 0 && time.Now().Before(deadline) {
-				<-t.C
-			}
 			return
 		case <-t.C:
 		}
 	}
 }
 
+// closeAll closes every tracked conn; any conn tracked later is closed at
+// once.
 func (r *connRegistry) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
 	for c := range r.conns {
 		c.Close()
+	}
+}
+
+// closeWait bounds how long the drain waits, after cutting what was left
+// at the deadline, for the handlers to write their access records.
+const closeWait = 2 * time.Second
+
+// inflight counts the proxy handlers running, tunnels included, so the
+// drain can say how many it cut and wait for their access records. Once
+// cut is set, every record written is one of a request or tunnel the
+// drain cut (nothing new is accepted by then), and says so.
+type inflight struct {
+	n   atomic.Int64
+	cut atomic.Bool
+}
+
+func (f *inflight) handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.n.Add(1)
+		defer f.n.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// record marks the entries recorded after the cut with end=shutdown.
+func (f *inflight) record(next func(*accesslog.Entry)) func(*accesslog.Entry) {
+	return func(e *accesslog.Entry) {
+		if f.cut.Load() {
+			e.End = accesslog.EndShutdown
+		}
+		next(e)
+	}
+}
+
+// cutLeft ends what the grace period left running: it logs how many
+// requests and tunnels it cuts, closes their connections (which cancels
+// the requests' upstream side too) and waits, at most closeWait, for
+// their handlers to write their access records. The process still exits
+// 0: the shutdown was asked for and went as configured; the Warn line and
+// the records say what it cost.
+func cutLeft(log *slog.Logger, srv *http.Server, tunnels *connRegistry, f *inflight) {
+	f.cut.Store(true)
+	nTunnels := int64(tunnels.open())
+	log.Warn("shutdown grace ran out, cut what was left", "requests", max(0, f.n.Load()-nTunnels), "tunnels", nTunnels)
+	tunnels.closeAll()
+	srv.Close()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.Now().Add(closeWait)
+	for f.n.Load() > 0 && time.Now().Before(deadline) {
+		<-t.C
+	}
+	if n := f.n.Load(); n > 0 {
+		log.Warn("requests still running after the cut; their access records are lost", "requests", n)
 	}
 }
 

@@ -145,9 +145,10 @@ func TestRunDrainsTunnels(t *testing.T) {
 	if n, err := stayR.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("read %d bytes from a tunnel past the grace period, want it closed", n)
 	}
-	// A lower bound only (issue 12): the read deadline is the hang guard.
+	// Only a lower bound: a busy machine may close it late (the read
+	// deadline above is the hang guard).
 	if took := time.Since(start); took < grace-50*time.Millisecond {
-		t.Errorf("open tunnel closed %v after the signal, before the %v grace period ended", took, grace)
+		t.Errorf("open tunnel closed %v after the signal, want after the %v grace period", took, grace)
 	}
 	select {
 	case err := <-runErr:
@@ -170,7 +171,7 @@ func TestRunDrainsTunnels(t *testing.T) {
 			ends = append(ends, f[15])
 		}
 	}
-	if strings.Join(ends, ",") != "eof,closed" {
-		t.Errorf("tunnel access lines end with %q, want one eof (ended in the grace period) then one closed (at its end)\n%s", ends, access.String())
+	if strings.Join(ends, ",") != "eof,shutdown" {
+		t.Errorf("tunnel access lines end with %q, want one eof (ended in the grace period) then one shutdown (cut at its end)\n%s", ends, access.String())
 	}
 }

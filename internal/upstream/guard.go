@@ -24,6 +24,9 @@ type LookupFunc func(ctx context.Context, network, host string) ([]netip.Addr, e
 // listener (a loop).
 type Guard struct {
 	policy atomic.Pointer[acl.Policy] // SetPolicy swaps it on a reload
+	// gen counts SetPolicy calls: a pooled connection dialed under an
+	// older generation is re-checked before it is used again (recheck.go).
+	gen    atomic.Uint64
 	dialer *net.Dialer
 	lookup LookupFunc
 	// dns caches lookup's answers (dns.go); nil with cfg.DNSCacheSize 0.
@@ -78,8 +81,12 @@ func NewPolicy(cfg config.Config) (*acl.Policy, error) {
 }
 
 // SetPolicy replaces the destination policy for the dials that start from
-// now on; a configuration reload calls it.
-func (g *Guard) SetPolicy(p *acl.Policy) { g.policy.Store(p) }
+// now on, and for the next write on every pooled connection dialed before
+// (recheck.go); a configuration reload calls it.
+func (g *Guard) SetPolicy(p *acl.Policy) {
+	g.policy.Store(p)
+	g.gen.Add(1)
+}
 
 // SetLookup replaces the resolver, under the cache if there is one; for
 // tests, before the first dial.

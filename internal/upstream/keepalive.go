@@ -122,6 +122,11 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 // Write notes the activity; on a connection retired an instant before it
 // writes nothing and fails, so the transport retries elsewhere.
 func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.policy != nil {
+		if err := c.checkPolicy(); err != nil {
+			return 0, err
+		}
+	}
 	if c.last.Load() != 0 && !c.touch() {
 		return 0, errRetired
 	}

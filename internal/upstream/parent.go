@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/acl"
@@ -44,6 +46,11 @@ func newParent(cfg config.Config, guard *Guard, log *slog.Logger) (*parent, erro
 	if err != nil {
 		return nil, fmt.Errorf("parent-proxy: %v", err)
 	}
+	if cfg.ParentProxyAuthFile != "" {
+		if u.User, err = readParentAuth(cfg.ParentProxyAuthFile, log); err != nil {
+			return nil, err
+		}
+	}
 	p := &parent{
 		Proxy:   parentproxy.New(u),
 		url:     &url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host},
@@ -59,6 +66,29 @@ func newParent(cfg config.Config, guard *Guard, log *slog.Logger) (*parent, erro
 	}
 	log.Info("origins reached through a parent proxy", "parent", p.Shown, "no_parent_for", cfg.NoParentFor)
 	return p, nil
+}
+
+// readParentAuth reads -parent-proxy-auth-file: one line user:password
+// (a trailing newline is not part of it). A file that others than its
+// owner may read is used, with a warning.
+func readParentAuth(path string, log *slog.Logger) (*url.Userinfo, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("parent-proxy-auth-file: %v", err)
+	}
+	line := strings.TrimRight(string(data), "\r\n")
+	user, pass, ok := strings.Cut(line, ":")
+	if !ok || user == "" || strings.ContainsAny(line, "\r\n") {
+		return nil, fmt.Errorf("parent-proxy-auth-file %s: want one line user:password", path)
+	}
+	if len(user) > 255 || len(pass) > 255 {
+		return nil, fmt.Errorf("parent-proxy-auth-file %s: user name and password: 255 bytes at most each", path)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("parent-proxy-auth-file may be read by others than its owner; chmod 600 it",
+			"file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+	}
+	return url.UserPassword(user, pass), nil
 }
 
 // bypassed reports whether host:port is reached directly (-no-parent-for).

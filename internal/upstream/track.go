@@ -57,6 +57,9 @@ type Pool struct {
 	// honorKeepAlive makes the pool learn origins' "Keep-Alive: timeout=N"
 	// and retire idle connections before it (keepalive.go).
 	honorKeepAlive bool
+	// policy, when set, has pooled connections re-checked against the
+	// destination policy after a reload changed it (recheck.go).
+	policy policyChecker
 }
 
 // hostMap maps, per scheme, both the request's URL host ("example.com")
@@ -140,13 +143,14 @@ func (p *Pool) instrument(t *http.Transport) {
 func (p *Pool) dialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTP, addr)
+		gen := p.policyGen()
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			p.dialFailed(ctx, hs, err)
 			return nil, err
 		}
 		hs.proto.Store(protoHTTP1)
-		return p.track(c, hs), nil
+		return p.track(c, hs, addr, gen), nil
 	}
 }
 
@@ -156,12 +160,13 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTPS, addr)
+		gen := p.policyGen()
 		raw, err := dial(ctx, network, addr)
 		if err != nil {
 			p.dialFailed(ctx, hs, err)
 			return nil, err
 		}
-		c := p.track(raw, hs)
+		c := p.track(raw, hs, addr, gen)
 		cfg := p.tlsRules.clientConfig(base, addr)
 		tc := tls.Client(c, cfg)
 		start := time.Now()
@@ -204,13 +209,24 @@ func (p *Pool) dialFailed(ctx context.Context, hs *hostStats, err error) {
 	}
 }
 
-func (p *Pool) track(c net.Conn, hs *hostStats) net.Conn {
+// track wraps c, dialed to addr under the policy generation gen.
+func (p *Pool) track(c net.Conn, hs *hostStats, addr string, gen uint64) net.Conn {
 	hs.opened.Add(1)
 	hs.open.Add(1)
 	t := &p.totals[hs.scheme]
 	t.opened.Add(1)
 	t.open.Add(1)
-	return &trackedConn{Conn: c, hs: hs, total: t}
+	tc := &trackedConn{Conn: c, hs: hs, total: t, addr: addr, policy: p.policy}
+	tc.gen.Store(gen)
+	return tc
+}
+
+// policyGen is the destination policy's generation now; 0 without one.
+func (p *Pool) policyGen() uint64 {
+	if p.policy == nil {
+		return 0
+	}
+	return p.policy.generation()
 }
 
 // trackedConn counts its Close, once. Its Read and Write (keepalive.go)
@@ -237,6 +253,12 @@ type trackedConn struct {
 	// prewarmed is set before a prewarmed connection is handed to the
 	// transport (prewarm.go), so never written once shared.
 	prewarmed bool
+	// addr is the address the transport dialed; gen the generation of
+	// the destination policy it was checked under. policy (nil: none)
+	// re-checks it before a write once the policy changed (recheck.go).
+	addr   string
+	gen    atomic.Uint64
+	policy policyChecker
 }
 
 // Prewarmed reports whether c was opened ahead of the request that first

@@ -149,6 +149,7 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 	pool := NewPool()
 	pool.tlsRules = rules
 	pool.honorKeepAlive = cfg.HonorKeepAliveTimeout
+	pool.policy = &recheck{guard: guard, parent: par}
 	pool.instrument(t)
 	// After instrument: the stash sits in front of the dial functions the
 	// transport ends up with, and prewarm dials through them (prewarm.go).

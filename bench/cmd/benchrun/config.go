@@ -61,7 +61,7 @@ func (c *config) register() {
 	flag.StringVar(&c.cmdline, "cmdline", "", "the command that started this run, for the report")
 	flag.BoolVar(&c.profile, "profile", false, "capture warmproxy CPU and alloc profiles during S2 and S4")
 	flag.StringVar(&c.profileDir, "profile-dir", "bench/profiles", "where profile top-lists go")
-	flag.StringVar(&c.pprofFlags, "pprof-flags", "-pprof", "warmproxy flags that enable /debug/pprof (with -profile)")
+	flag.StringVar(&c.pprofFlags, "pprof-flags", "-pprof -admin-listen 127.0.0.1:0", "warmproxy flags that enable /debug/pprof (with -profile); pprof is served only on -admin-listen")
 	flag.DurationVar(&c.rtt, "rtt", 5*time.Millisecond, "simulated RTT between proxy and origin in S1")
 	flag.StringVar(&c.s1Conc, "s1-c", "1,8", "S1 client concurrencies")
 	flag.IntVar(&c.s3C, "s3-c", 32, "S3 client concurrency")
