@@ -208,19 +208,15 @@ func TestDNSServeStale(t *testing.T) {
 }
 
 // Issue 8: concurrent dials of a name not cached share one query, and a
-// caller that gives up does not fail the others.
+// caller that gives up does not fail the others (issue 12: nor cancel the
+// query they wait for).
 func TestDNSCacheCoalesce(t *testing.T) {
 	origin, accepts := listen(t, "127.0.0.1")
 	_, port, _ := net.SplitHostPort(origin.Addr().String())
 	d := startDNS(t, map[string][]string{"c.test": {"127.0.0.1"}})
-	d.configure(func(d *testDNS) { d.delay = 200 * time.Millisecond })
+	d.configure(func(d *testDNS) { d.delay = 500 * time.Millisecond })
 	g, _ := dnsGuard(t, d, nil)
 
-	impatient, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := g.DialContext(impatient, "tcp", "c.test:"+port); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("impatient dial: error %v, want a deadline", err)
-	}
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -232,6 +228,12 @@ func TestDNSCacheCoalesce(t *testing.T) {
 			}
 			errs <- err
 		})
+	}
+	waitUntil(t, "the query to reach the server", func() bool { return d.count("c.test") == 1 })
+	impatient, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := g.DialContext(impatient, "tcp", "c.test:"+port); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("impatient dial: error %v, want a deadline", err)
 	}
 	wg.Wait()
 	close(errs)

@@ -28,6 +28,10 @@ type testDNS struct {
 	delay    time.Duration
 	servfail bool
 	truncate bool
+	// silent drops every query unanswered, with no goroutine kept for
+	// it: a resolver that never answers.
+	silent  bool
+	silentN int // queries dropped so
 	queries  map[string]int // "name type", e.g. "a.test A"
 	tcp      int            // queries over TCP
 }
@@ -159,6 +163,11 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 	}
 	name := strings.TrimSuffix(question.Name.String(), ".")
 	d.mu.Lock()
+	if d.silent {
+		d.silentN++
+		d.mu.Unlock()
+		return nil
+	}
 	d.queries[name+" "+strings.TrimPrefix(question.Type.String(), "Type")]++
 	if !udp {
 		d.tcp++

@@ -87,6 +87,11 @@ type hostStats struct {
 	// closes; nil for an origin not prewarmed (prewarm.go). An origin
 	// with a keeper is never pruned.
 	warm atomic.Pointer[warmOrigin]
+	// dialing holds a token per new connection being dialed, at most
+	// MaxDialsPerHost; dialWaits counts the dials that had to wait
+	// (dialgate.go).
+	dialing   chan struct{}
+	dialWaits atomic.Uint64
 }
 
 type lastError struct {
@@ -128,6 +133,13 @@ func (p *Pool) instrument(t *http.Transport) {
 func (p *Pool) dialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTP, addr)
+		ctx, cancel := dialContext(ctx)
+		defer cancel()
+		release, err := hs.dialSlot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			p.dialFailed(ctx, hs, err)
@@ -143,6 +155,13 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTPS, addr)
+		ctx, cancel := dialContext(ctx)
+		defer cancel()
+		release, err := hs.dialSlot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		raw, err := dial(ctx, network, addr)
 		if err != nil {
 			p.dialFailed(ctx, hs, err)
@@ -282,7 +301,7 @@ func (p *Pool) host(s Scheme, key string) *hostStats {
 	}
 	hs := m.byKey[s][addr]
 	if hs == nil {
-		hs = &hostStats{addr: addr, scheme: s}
+		hs = &hostStats{addr: addr, scheme: s, dialing: make(chan struct{}, MaxDialsPerHost)}
 		m.byKey[s][addr] = hs
 		m.n++
 	}
@@ -306,7 +325,7 @@ func (m *hostMap) clone() *hostMap {
 func (m *hostMap) prune() {
 	for s := range m.byKey {
 		for k, hs := range m.byKey[s] {
-			if hs.open.Load() == 0 && hs.inflight.Load() == 0 && hs.warm.Load() == nil {
+			if hs.open.Load() == 0 && hs.inflight.Load() == 0 && hs.warm.Load() == nil && len(hs.dialing) == 0 {
 				delete(m.byKey[s], k)
 				if k == hs.addr {
 					m.n--
@@ -356,7 +375,9 @@ func (t *trackingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if t.p.honorKeepAlive && hs.keepAlive.Load() > 0 {
 		req = withConnTrace(req)
 	}
+	req, dialsDone := bindDials(req)
 	resp, err := t.next.RoundTrip(req)
+	dialsDone(err == nil)
 	if err == nil && t.p.honorKeepAlive {
 		if v, ok := resp.Header["Keep-Alive"]; ok {
 			hs.learnKeepAlive(v)
