@@ -31,9 +31,9 @@ type testDNS struct {
 	// silent drops every query unanswered, with no goroutine kept for
 	// it: a resolver that never answers.
 	silent  bool
-	silentN int // queries dropped so
-	queries  map[string]int // "name type", e.g. "a.test A"
-	tcp      int            // queries over TCP
+	silentN int            // queries dropped so
+	queries map[string]int // "name type", e.g. "a.test A"
+	tcp     int            // queries over TCP
 }
 
 func startDNS(t testing.TB, hosts map[string][]string) *testDNS {
