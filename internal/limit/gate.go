@@ -51,6 +51,9 @@ func (g *Gate) Enter() error {
 // Leave gives back a place Enter took.
 func (g *Gate) Leave() { g.n.Add(-1) }
 
+// Max is the bound, 0 for none.
+func (g *Gate) Max() int { return int(g.max) }
+
 // InFlight is how many hold a place now.
 func (g *Gate) InFlight() int { return int(g.n.Load()) }
 
