@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 )
 
 // Dials that end with their request. net/http's Transport detaches a
@@ -27,18 +28,34 @@ import (
 // (host:port and scheme; a parent proxy counts as one); more wait.
 const MaxDialsPerHost = 32
 
-// abandonKey is the context key of the request's abandoned signal: a
-// context cancelled when the request ended without a response.
+// abandonKey is the context key of the request's *dialBinding.
 type abandonKey struct{}
 
-// bindDials returns req carrying an abandoned signal for the dials the
+// dialBinding ties the dials the transport starts for a request to it.
+type dialBinding struct {
+	req context.Context
+	// abandoned is cancelled when the request ended without a response;
+	// responded is set when it got one.
+	abandoned context.Context
+	responded atomic.Bool
+}
+
+// gone reports, at once, whether the request was abandoned: the
+// cancellation of abandoned reaches it asynchronously (AfterFunc).
+func (b *dialBinding) gone() bool {
+	return b.abandoned.Err() != nil || !b.responded.Load() && b.req.Err() != nil
+}
+
+// bindDials returns req carrying a *dialBinding for the dials the
 // transport starts for it, and done, to call with RoundTrip's outcome.
 func bindDials(req *http.Request) (_ *http.Request, done func(gotResponse bool)) {
 	abandoned, abandon := context.WithCancel(context.Background())
 	stop := context.AfterFunc(req.Context(), abandon)
-	req = req.WithContext(context.WithValue(req.Context(), abandonKey{}, abandoned))
+	b := &dialBinding{req: req.Context(), abandoned: abandoned}
+	req = req.WithContext(context.WithValue(req.Context(), abandonKey{}, b))
 	return req, func(gotResponse bool) {
 		if gotResponse && stop() {
+			b.responded.Store(true)
 			return // the dial, if any, goes on for the pool
 		}
 		abandon() // an error: nothing awaits the dial
@@ -46,15 +63,16 @@ func bindDials(req *http.Request) (_ *http.Request, done func(gotResponse bool))
 }
 
 // dialContext returns ctx, cancelled also when the request that started
-// the dial is abandoned, and the func that releases it.
-func dialContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	abandoned, _ := ctx.Value(abandonKey{}).(context.Context)
-	if abandoned == nil {
-		return ctx, func() {}
+// the dial is abandoned, the func that releases it, and a check of
+// abandonment that does not wait for the cancellation to arrive.
+func dialContext(ctx context.Context) (_ context.Context, release context.CancelFunc, gone func() bool) {
+	b, _ := ctx.Value(abandonKey{}).(*dialBinding)
+	if b == nil {
+		return ctx, func() {}, func() bool { return false }
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(abandoned, func() { cancel(errAbandoned) })
-	return ctx, func() { stop(); cancel(nil) }
+	stop := context.AfterFunc(b.abandoned, func() { cancel(errAbandoned) })
+	return ctx, func() { stop(); cancel(nil) }, b.gone
 }
 
 // errAbandoned is the cause of a dial cancelled with its request.
@@ -65,18 +83,23 @@ type errAbandonedT struct{}
 func (errAbandonedT) Error() string { return "upstream: dial cancelled: its request ended" }
 
 // dialSlot waits for one of the origin's MaxDialsPerHost dial slots, and
-// returns the func that gives it back.
-func (h *hostStats) dialSlot(ctx context.Context) (func(), error) {
+// returns the func that gives it back; none for a request gone.
+func (h *hostStats) dialSlot(ctx context.Context, gone func() bool) (func(), error) {
+	release := func() { <-h.dialing }
 	select {
 	case h.dialing <- struct{}{}:
-		return func() { <-h.dialing }, nil
 	default:
+		h.dialWaits.Add(1)
+		select {
+		case h.dialing <- struct{}{}:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
 	}
-	h.dialWaits.Add(1)
-	select {
-	case h.dialing <- struct{}{}:
-		return func() { <-h.dialing }, nil
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+	// A slot freed as the request ended: select picks either case.
+	if ctx.Err() != nil || gone() {
+		release()
+		return nil, errAbandoned
 	}
+	return release, nil
 }

@@ -133,9 +133,9 @@ func (p *Pool) instrument(t *http.Transport) {
 func (p *Pool) dialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTP, addr)
-		ctx, cancel := dialContext(ctx)
+		ctx, cancel, gone := dialContext(ctx)
 		defer cancel()
-		release, err := hs.dialSlot(ctx)
+		release, err := hs.dialSlot(ctx, gone)
 		if err != nil {
 			return nil, err
 		}
@@ -155,9 +155,9 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTPS, addr)
-		ctx, cancel := dialContext(ctx)
+		ctx, cancel, gone := dialContext(ctx)
 		defer cancel()
-		release, err := hs.dialSlot(ctx)
+		release, err := hs.dialSlot(ctx, gone)
 		if err != nil {
 			return nil, err
 		}
