@@ -92,6 +92,30 @@ func (h *h2cRaw) read() {
 func (h *h2cRaw) get(authority string, reset bool) (uint32, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.getLocked(authority, reset)
+}
+
+// flood opens n streams for GET http://authority/, waits pause, and
+// resets them all: by then their handlers run.
+func (h *h2cRaw) flood(authority string, n int, pause time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first := h.next
+	for range n {
+		if _, err := h.getLocked(authority, false); err != nil {
+			return err
+		}
+	}
+	time.Sleep(pause)
+	for id := first; id < h.next; id += 2 {
+		if err := h.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *h2cRaw) getLocked(authority string, reset bool) (uint32, error) {
 	id := h.next
 	h.next += 2
 	h.buf.Reset()
@@ -232,12 +256,15 @@ func TestH2CStreamsBounded(t *testing.T) {
 }
 
 // Issue 12: one h2c connection sending 20,000 HEADERS+RST_STREAM pairs
-// made 16,284 origin requests and 2,150 new origin connections. Now a
-// stream reset before its handler starts is not served, and a reset one
-// cancels its dial: the origin sees few requests and connections, and
-// another client is served meanwhile.
+// made 16,284 origin requests and 2,150 new origin connections. Here the
+// pairs go in batches of 100 HEADERS, then their 100 RST_STREAMs 2 ms
+// later, so that each reset meets a request under way to a slow origin.
+// Now a stream reset before its handler starts is not served, a reset one
+// cancels its dial, and the connection is closed once most of its streams
+// were reset: the origin sees few requests and connections, and another
+// client is served meanwhile.
 func TestH2CRapidResetBounded(t *testing.T) {
-	o := startSlowOrigin(t, false)
+	o := startSlowOrigin(t, true)
 	r := start(t, config.Default())
 	authority := o.srv.Listener.Addr().String()
 	h := dialH2C(t, r.addr)
@@ -262,10 +289,10 @@ func TestH2CRapidResetBounded(t *testing.T) {
 			}
 		}
 	})
-	const pairs = 20000
+	const pairs, batch = 20000, 100
 	sent := 0
-	for deadline := time.Now().Add(30 * time.Second); sent < pairs && time.Now().Before(deadline); sent++ {
-		if _, err := h.get(authority, true); err != nil {
+	for deadline := time.Now().Add(30 * time.Second); sent < pairs && time.Now().Before(deadline); sent += batch {
+		if err := h.flood(authority, batch, 2*time.Millisecond); err != nil {
 			break
 		}
 	}
@@ -291,11 +318,13 @@ func TestH2CRapidResetBounded(t *testing.T) {
 	if !closed {
 		t.Errorf("the proxy kept the connection that reset %d streams open", sent)
 	}
-	if requests > 1000 {
-		t.Errorf("%d origin requests for reset streams, want at most 1000", requests)
+	// Closed after some 100 resets: a few dozen requests and, with the
+	// 32 dials at a time, some 100 connections; unbounded, thousands.
+	if requests > 500 {
+		t.Errorf("%d origin requests for reset streams, want at most 500", requests)
 	}
-	if conns > 2*64 {
-		t.Errorf("%d origin connections for reset streams, want at most 128", conns)
+	if conns > 200 {
+		t.Errorf("%d origin connections for reset streams, want at most 200", conns)
 	}
 	if len(lat) == 0 {
 		t.Errorf("the other client got no answer during the flood")

@@ -90,12 +90,14 @@ func (l *limits) handler(next http.Handler) http.Handler {
 			return
 		}
 		defer l.requests.Leave()
-		next.ServeHTTP(w, r)
-		if r.Context().Err() != nil {
-			// Reset before the handler was done (a normal end cancels
-			// the stream's context only after the handler returned).
-			l.reset(cr, r)
+		if cr != nil {
+			// Counted as the reset arrives, while the handler runs; a
+			// normal end cancels the stream's context only after the
+			// handler returned, and stop comes first.
+			stop := context.AfterFunc(r.Context(), func() { l.reset(cr, r) })
+			defer stop()
 		}
+		next.ServeHTTP(w, r)
 	})
 }
 
