@@ -68,10 +68,10 @@ func newLimits(cfg config.Config, log *slog.Logger) (*limits, error) {
 // handler wraps next with the bound on requests in flight: a request past
 // -max-requests-in-flight gets 503 with Retry-After, without reaching
 // next. A CONNECT tunnel or an upgrade holds its place until it closes,
-// since its handler runs as long. A request whose client has already gone
-// (an h2c stream reset before its handler started) is dropped unserved:
-// nothing could read its answer, and 20,000 of them must not become
-// 20,000 upstream requests.
+// since its handler runs as long. An h2c stream reset before its handler
+// started is dropped unserved: nothing could read its answer, and 20,000
+// of them must not become 20,000 upstream requests. (An HTTP/1.1 client
+// gone that early still gets its 499 access-log line from the proxy.)
 func (l *limits) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cr, _ := r.Context().Value(connResetsKey{}).(*connResets)
@@ -79,7 +79,7 @@ func (l *limits) handler(next http.Handler) http.Handler {
 			cr = nil
 		}
 		cr.stream()
-		if r.Context().Err() != nil {
+		if cr != nil && r.Context().Err() != nil {
 			l.reqGone.Add(1)
 			l.reset(cr, r)
 			return
