@@ -31,47 +31,54 @@ const MaxDialsPerHost = 32
 // abandonKey is the context key of the request's *dialBinding.
 type abandonKey struct{}
 
-// dialBinding ties the dials the transport starts for a request to it.
+// dialBinding ties the dials the transport starts for a request to it. It
+// is the request's context, plus itself as the value of abandonKey: one
+// allocation per request (and the request's copy); the AfterFunc is only
+// set up by a dial.
 type dialBinding struct {
-	req context.Context
-	// abandoned is cancelled when the request ended without a response;
-	// responded is set when it got one.
-	abandoned context.Context
+	context.Context
+	// responded is set when the request's RoundTrip got a response.
 	responded atomic.Bool
 }
 
-// gone reports, at once, whether the request was abandoned: the
-// cancellation of abandoned reaches it asynchronously (AfterFunc).
-func (b *dialBinding) gone() bool {
-	return b.abandoned.Err() != nil || !b.responded.Load() && b.req.Err() != nil
+func (b *dialBinding) Value(key any) any {
+	if key == (abandonKey{}) {
+		return b
+	}
+	return b.Context.Value(key)
 }
+
+// gone reports whether the request ended without a response.
+func (b *dialBinding) gone() bool { return b.Err() != nil && !b.responded.Load() }
 
 // bindDials returns req carrying a *dialBinding for the dials the
 // transport starts for it, and done, to call with RoundTrip's outcome.
+// After an error the dial goes on until the request's context ends (the
+// proxy's handler returns), then stops.
 func bindDials(req *http.Request) (_ *http.Request, done func(gotResponse bool)) {
-	abandoned, abandon := context.WithCancel(context.Background())
-	stop := context.AfterFunc(req.Context(), abandon)
-	b := &dialBinding{req: req.Context(), abandoned: abandoned}
-	req = req.WithContext(context.WithValue(req.Context(), abandonKey{}, b))
-	return req, func(gotResponse bool) {
-		if gotResponse && stop() {
-			b.responded.Store(true)
-			return // the dial, if any, goes on for the pool
+	b := &dialBinding{Context: req.Context()}
+	return req.WithContext(b), func(gotResponse bool) {
+		if gotResponse {
+			b.responded.Store(true) // the dial, if any, goes on for the pool
 		}
-		abandon() // an error: nothing awaits the dial
 	}
 }
 
 // dialContext returns ctx, cancelled also when the request that started
-// the dial is abandoned, the func that releases it, and a check of
-// abandonment that does not wait for the cancellation to arrive.
+// the dial ends without a response, the func that releases it, and a check
+// of that which does not wait for the cancellation to arrive (AfterFunc
+// runs on its own goroutine).
 func dialContext(ctx context.Context) (_ context.Context, release context.CancelFunc, gone func() bool) {
 	b, _ := ctx.Value(abandonKey{}).(*dialBinding)
 	if b == nil {
 		return ctx, func() {}, func() bool { return false }
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(b.abandoned, func() { cancel(errAbandoned) })
+	stop := context.AfterFunc(b, func() {
+		if !b.responded.Load() {
+			cancel(errAbandoned)
+		}
+	})
 	return ctx, func() { stop(); cancel(nil) }, b.gone
 }
 

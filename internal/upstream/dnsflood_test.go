@@ -102,7 +102,7 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 			var g1, fd1 int
 			settled := func() bool {
 				g1, fd1 = runtime.NumGoroutine(), openFDs(t)
-				return g1 <= g0+100 && fd1 <= fd0+100
+				return g1 <= g0+30 && fd1 <= fd0+30
 			}
 			// Cancelled lookups end at once; a hang-guard of 5 s, where
 			// a lookup left behind lives 10 s.
@@ -114,8 +114,8 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 				abandoned = c.Stats().Abandoned
 			}
 			t.Logf("after %d impatient requests: goroutines %d -> %d, fds %d -> %d, lookups abandoned %d", n, g0, g1, fd0, fd1, abandoned)
-			if g1 > g0+100 || fd1 > fd0+100 {
-				t.Errorf("goroutines %d -> %d, fds %d -> %d after the clients left, want each within 100 of before", g0, g1, fd0, fd1)
+			if g1 > g0+30 || fd1 > fd0+30 {
+				t.Errorf("goroutines %d -> %d, fds %d -> %d after the clients left, want each within 30 of before", g0, g1, fd0, fd1)
 			}
 		})
 	}
