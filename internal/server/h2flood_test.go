@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,5 +330,53 @@ func TestH2CRapidResetBounded(t *testing.T) {
 	}
 	if len(lat) == 0 {
 		t.Errorf("the other client got no answer during the flood")
+	}
+}
+
+// Issue 12: -max-requests-in-flight counts HTTP/1.1 requests and open
+// CONNECT tunnels too; past it a request gets 503 with Retry-After and a
+// Proxy-Status naming the limit, and the place is free again once the
+// tunnel closes.
+func TestMaxRequestsInFlightHTTP1(t *testing.T) {
+	o := startSlowOrigin(t, false)
+	cfg := config.Default()
+	cfg.MaxRequestsInFlight = 1
+	cfg.ConnectPorts = "*"
+	r := start(t, cfg)
+	tun, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	target := o.srv.Listener.Addr().String()
+	io.WriteString(tun, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	tun.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(tun), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT: %v, %v", resp, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, o.srv.URL+"/", nil)
+	busy, err := freshClient(t, r.addr).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(busy.Body)
+	busy.Body.Close()
+	ps := busy.Header.Get("Proxy-Status")
+	if busy.StatusCode != http.StatusServiceUnavailable || busy.Header.Get("Retry-After") != "1" ||
+		!strings.Contains(ps, "error=connection_limit_reached") || !strings.Contains(string(body), "max-requests-in-flight 1") {
+		t.Errorf("GET with the tunnel open: %d, Retry-After %q, Proxy-Status %q, body %q; want 503 naming max-requests-in-flight",
+			busy.StatusCode, busy.Header.Get("Retry-After"), ps, body)
+	}
+	tun.Close()
+	// The tunnel's place is given back when its handler ends.
+	var code int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if code, _ = get(t, freshClient(t, r.addr), o.srv.URL+"/", ""); code == http.StatusOK {
+			break
+		}
+	}
+	if code != http.StatusOK {
+		t.Errorf("GET after the tunnel closed: %d, want 200", code)
 	}
 }
