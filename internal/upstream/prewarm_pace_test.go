@@ -90,6 +90,32 @@ func TestPrewarmPacesRedials(t *testing.T) {
 	})
 }
 
+// Issue 12: a request that uses a warm connection ends the backoff: the
+// slots re-dial at the floor pace again.
+func TestPrewarmPaceResetByUse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, po := startPipePrewarm(t, 8, time.Second)
+		<-w.Ready()
+		// Dials at 0, 1, 3, 7, 15 and 31 s; the next would be at 61 s.
+		time.Sleep(31*time.Second + 200*time.Millisecond)
+		synctest.Wait()
+		if got := po.dials.Load(); got != 48 {
+			t.Fatalf("%d dials by 31.2 s, want 48", got)
+		}
+		c := w.list[0].take()
+		if c == nil {
+			t.Fatal("no warm connection to take at 31.2 s")
+		}
+		defer c.Close()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		// Reset: the 7 left re-dial at 32, 34 and 38 s.
+		if got := po.dials.Load() - 48; got < 14 {
+			t.Errorf("%d dials in the 10 s after a warm connection was used, want 14 or more (pace back at 1 s)", got)
+		}
+	})
+}
+
 // Issue 12: the same over real sockets: -prewarm *8 to an origin that
 // announces timeout=1, no traffic after the first request. Unpaced, the
 // origin saw 8 connections every 0.5 s (some 56 in 3.5 s).
