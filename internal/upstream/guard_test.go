@@ -261,17 +261,21 @@ func TestGuardHappyEyeballs(t *testing.T) {
 		"refused-first.test": {"127.0.0.3", "127.0.0.1"},
 		"all-refused.test":   {"127.0.0.1", "127.0.0.3"},
 	}
+	// No upper bound on the time a dial takes (issue 12): a dial that
+	// waited for its first, hanging, attempt would fail at the dialer's
+	// 2 s timeout, and with a fallback delay of an hour the next address
+	// is tried after a refusal only because of the refusal.
 	tests := []struct {
 		name      string
 		addr      string
 		fallback  time.Duration
-		min, max  time.Duration
+		min       time.Duration
 		refusedOK bool // the dial fails with ECONNREFUSED
 	}{
-		{"first hangs", "hang-first.test:" + strconv.Itoa(port), 0, fallbackDelay - 50*time.Millisecond, fallbackDelay + 700*time.Millisecond, false},
-		{"first hangs, short delay", "hang-first.test:" + strconv.Itoa(port), 50 * time.Millisecond, 0, 700 * time.Millisecond, false},
-		{"first refused", "refused-first.test:" + strconv.Itoa(port), 0, 0, fallbackDelay - 50*time.Millisecond, false},
-		{"all refused", "all-refused.test:" + strconv.Itoa(refusedPort), 0, 0, fallbackDelay - 50*time.Millisecond, true},
+		{"first hangs", "hang-first.test:" + strconv.Itoa(port), 0, fallbackDelay - 50*time.Millisecond, false},
+		{"first hangs, short delay", "hang-first.test:" + strconv.Itoa(port), 50 * time.Millisecond, 50 * time.Millisecond, false},
+		{"first refused", "refused-first.test:" + strconv.Itoa(port), time.Hour, 0, false},
+		{"all refused", "all-refused.test:" + strconv.Itoa(refusedPort), time.Hour, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,8 +310,8 @@ func TestGuardHappyEyeballs(t *testing.T) {
 					t.Errorf("the working address accepted nothing")
 				}
 			}
-			if took < tt.min || took > tt.max {
-				t.Errorf("DialContext(%s) took %v, want %v to %v", tt.addr, took, tt.min, tt.max)
+			if took < tt.min {
+				t.Errorf("DialContext(%s) took %v, want at least %v (the fallback delay)", tt.addr, took, tt.min)
 			}
 			if n := dials.Load(); n != 2 {
 				t.Errorf("%d connection attempts, want 2", n)
