@@ -476,24 +476,26 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 	}
 }
 
-// paceRedials puts the slots of the unused connections in gone to cool
-// until pace after each was opened, then doubles pace; a request that used
-// a warm connection (used) ends the cooling and resets pace to the floor,
-// max(ka, minRedial), ka being the origin's keep-alive timeout.
+// paceRedials puts the slots of the unused connections in gone that lived
+// less than pace to cool until pace after each was opened, and then
+// doubles pace; a request that used a warm connection (used) ends the
+// cooling and resets pace to the floor, max(ka, minRedial), ka being the
+// origin's keep-alive timeout. Connections that lived longer are replaced
+// at once and leave pace as it is.
 func (o *warmOrigin) paceRedials(now time.Time, gone []*warmConn, used bool, ka time.Duration) {
 	if used {
 		o.cooling, o.pace = o.cooling[:0], 0
 	}
-	if len(gone) == 0 {
-		return
-	}
-	pace := max(o.pace, ka, minRedial)
+	pace, short := max(o.pace, ka, minRedial), false
 	for _, wc := range gone {
 		if at := wc.opened.Add(pace); at.After(now) {
 			o.cooling = append(o.cooling, at)
+			short = true
 		}
 	}
-	o.pace = min(2*pace, maxBackoff)
+	if short {
+		o.pace = min(2*pace, maxBackoff)
+	}
 }
 
 // coolingSlots drops the slots done cooling and returns how many still
