@@ -12,9 +12,9 @@ import (
 // under way (a client gone, an HTTP/2 stream reset) leaves the dial, its
 // DNS lookup and its TLS handshake behind: 20,000 reset h2c streams made
 // 2,150 new origin connections. Here the request's RoundTrip hands its
-// dial an "abandoned" signal through the context values (which the
-// Transport keeps): it fires when the request ends without a response,
-// and cancels the dial, the lookup and the handshake. A dial whose request
+// dial a binding through the context values (which the Transport keeps):
+// when the request's context ends before RoundTrip got a response, the
+// dial, its lookup and its handshake are cancelled. A dial whose request
 // got its response (on another connection) goes on and pools its
 // connection as before.
 //
@@ -104,7 +104,11 @@ func (h *hostStats) dialSlot(ctx context.Context, gone func() bool) (func(), err
 		}
 	}
 	// A slot freed as the request ended: select picks either case.
-	if ctx.Err() != nil || gone() {
+	if ctx.Err() != nil {
+		release()
+		return nil, context.Cause(ctx)
+	}
+	if gone() {
 		release()
 		return nil, errAbandoned
 	}

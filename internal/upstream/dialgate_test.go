@@ -55,6 +55,9 @@ func TestDialsBoundedAndCancelledWithTheirRequests(t *testing.T) {
 	if dialing > MaxDialsPerHost || atOnce > MaxDialsPerHost {
 		t.Errorf("%d connections dialed (%d at once) for %d requests, want at most MaxDialsPerHost (%d)", dialing, atOnce, n, MaxDialsPerHost)
 	}
+	if st := up.Pool.Hosts()[0]; st.DialWaits < n-MaxDialsPerHost {
+		t.Errorf("dial waits %d, want at least %d", st.DialWaits, n-MaxDialsPerHost)
+	}
 	if got := accepted.Load(); got > MaxDialsPerHost {
 		t.Errorf("%d connections in all, want at most %d: a queued dial of a cancelled request must not start", got, MaxDialsPerHost)
 	}

@@ -485,6 +485,9 @@ type Stats struct {
 	KeepAliveTimeout float64 `json:"keepalive_timeout_s,omitempty"`
 	// Warm counts the prewarmed connections waiting for a first request.
 	Warm int `json:"warm,omitempty"`
+	// DialWaits counts the new-connection dials that waited for one of
+	// the origin's MaxDialsPerHost slots.
+	DialWaits uint64 `json:"dial_waits,omitempty"`
 	// LastError is the latest failure to reach the origin (dial, TLS, or a
 	// request that got no response), and LastErrorAt when it happened.
 	LastError   string    `json:"last_error,omitempty"`
@@ -530,6 +533,7 @@ func (p *Pool) Hosts() []Stats {
 			st := hs.stats(Scheme(s))
 			st.Host = hs.addr
 			st.KeepAliveTimeout = hs.keepAliveTimeout().Seconds()
+			st.DialWaits = hs.dialWaits.Load()
 			if w := hs.warm.Load(); w != nil {
 				st.Warm = w.stashed()
 			}
