@@ -14,6 +14,7 @@ import (
 func clientFlags(fs *flag.FlagSet, cfg *config.Config) (endParse func()) {
 	fs.StringVar(&cfg.ListenMode, "listen-mode", cfg.ListenMode, "octal file `mode` of a unix: listener's socket; it decides who may connect")
 	fs.BoolVar(&cfg.ClientH2C, "client-h2c", cfg.ClientH2C, "accept HTTP/2 with prior knowledge (h2c) from clients, next to HTTP/1.1")
+	fs.IntVar(&cfg.ClientH2CMaxStreams, "client-h2c-max-streams", cfg.ClientH2CMaxStreams, "concurrent streams one h2c client connection may open (they count in -max-requests-in-flight too)")
 	r := &routesValue{p: &cfg.Routes, appending: true}
 	fs.Var(r, "route", "base-URL `route` /prefix/=https://host[:port][/basepath/]: GET /prefix/x on the proxy's address goes to https://host/basepath/x; repeat or separate with commas")
 	return func() { r.appending = false }

@@ -15,6 +15,7 @@ func securityFlags(fs *flag.FlagSet, cfg *config.Config) {
 	fs.StringVar(&cfg.Deny, "deny", cfg.Deny, "destination `rules` denied, comma-separated, same forms as -allow; checked on resolved IPs at dial time")
 	fs.BoolVar(&cfg.DenyPrivate, "deny-private", cfg.DenyPrivate, "deny loopback, RFC 1918, CGNAT, link-local and ULA destinations (cloud metadata is always denied)")
 	fs.IntVar(&cfg.MaxClientConns, "max-client-conns", cfg.MaxClientConns, "concurrent client connections, tunnels included; more get 503")
+	fs.IntVar(&cfg.MaxRequestsInFlight, "max-requests-in-flight", cfg.MaxRequestsInFlight, "requests served at once, HTTP/1.1 and h2c streams together, open tunnels included; more get 503 with Retry-After")
 	fs.IntVar(&cfg.MaxConnsPerHostQueue, "max-conns-per-host-queue", cfg.MaxConnsPerHostQueue, "requests that may wait for a connection at -max-conns-per-host; more get 503")
 	fs.StringVar(&cfg.DNSServer, "dns-server", cfg.DNSServer, "DNS server `host:port` to ask instead of the system resolver")
 	fs.IntVar(&cfg.DNSCacheSize, "dns-cache-size", cfg.DNSCacheSize, "names the DNS cache holds, least recently used out first (0: no cache)")

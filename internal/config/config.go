@@ -42,6 +42,12 @@ const (
 	// DefaultMaxClientConns caps concurrent client connections, tunnels
 	// included.
 	DefaultMaxClientConns = 4096
+	// DefaultMaxRequestsInFlight caps the requests being served at once,
+	// HTTP/1.1 requests and HTTP/2 streams together, tunnels included.
+	DefaultMaxRequestsInFlight = 4096
+	// DefaultClientH2CMaxStreams is the most concurrent streams one h2c
+	// client connection may open (SETTINGS_MAX_CONCURRENT_STREAMS).
+	DefaultClientH2CMaxStreams = 100
 	// DefaultUpstreamH2PingInterval is how long an HTTP/2 origin
 	// connection may stay silent before it is pinged.
 	DefaultUpstreamH2PingInterval = 15 * time.Second
@@ -70,6 +76,10 @@ type Config struct {
 	// ClientH2C accepts HTTP/2 with prior knowledge (h2c) from clients
 	// next to HTTP/1.1. Default on.
 	ClientH2C bool
+	// ClientH2CMaxStreams is the most concurrent streams one h2c client
+	// connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS); the
+	// connection's requests count in MaxRequestsInFlight too. Default 100.
+	ClientH2CMaxStreams int
 	// Routes map path prefixes on the proxy's own address to base URLs:
 	// a comma-separated list of "/prefix/=https://host[:port][/basepath/]"
 	// (see ParseRoute and SplitRoutes). Default none.
@@ -169,6 +179,11 @@ type Config struct {
 	// MaxClientConns caps concurrent client connections, tunnels included;
 	// a client over it gets a 503 and is disconnected. Default 4096.
 	MaxClientConns int
+	// MaxRequestsInFlight caps the requests being served at once, over
+	// every client connection: HTTP/1.1 requests and HTTP/2 streams
+	// together, a CONNECT tunnel or an upgrade for as long as it is open.
+	// A request over it gets 503 with Retry-After. Default 4096.
+	MaxRequestsInFlight int
 	// MaxConnsPerHostQueue bounds the requests waiting for a free
 	// connection when an origin has MaxConnsPerHost; over it, or after
 	// DialTimeout waiting, a request gets 503 with Retry-After. Default 256.
@@ -219,6 +234,7 @@ func Default() Config {
 		Listen:                DefaultListen,
 		ListenMode:            DefaultListenMode,
 		ClientH2C:             true,
+		ClientH2CMaxStreams:   DefaultClientH2CMaxStreams,
 		ProtocolHeader:        DefaultProtocolHeader,
 		ViaName:               DefaultViaName,
 		MaxIdlePerHost:        DefaultMaxIdlePerHost,
@@ -237,6 +253,7 @@ func Default() Config {
 		LogFormat:             DefaultLogFormat,
 		ShutdownGrace:         DefaultShutdownGrace,
 		MaxClientConns:        DefaultMaxClientConns,
+		MaxRequestsInFlight:   DefaultMaxRequestsInFlight,
 		MaxConnsPerHostQueue:  DefaultMaxConnsPerHostQueue,
 		DNSCacheSize:          DefaultDNSCacheSize,
 		DNSMinTTL:             DefaultDNSMinTTL,

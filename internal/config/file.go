@@ -26,9 +26,10 @@ type File struct {
 	ProtocolHeader *string `yaml:"protocol-header"`
 	ViaName        *string `yaml:"via-name"`
 
-	ListenMode *string `yaml:"listen-mode"`
-	ClientH2C  *bool   `yaml:"client-h2c"`
-	Routes     *string `yaml:"route"`
+	ListenMode          *string `yaml:"listen-mode"`
+	ClientH2C           *bool   `yaml:"client-h2c"`
+	ClientH2CMaxStreams *int    `yaml:"client-h2c-max-streams"`
+	Routes              *string `yaml:"route"`
 
 	MaxIdlePerHost        *int           `yaml:"max-idle-per-host"`
 	MaxIdle               *int           `yaml:"max-idle"`
@@ -63,6 +64,7 @@ type File struct {
 	Deny                 *string `yaml:"deny"`
 	DenyPrivate          *bool   `yaml:"deny-private"`
 	MaxClientConns       *int    `yaml:"max-client-conns"`
+	MaxRequestsInFlight  *int    `yaml:"max-requests-in-flight"`
 	MaxConnsPerHostQueue *int    `yaml:"max-conns-per-host-queue"`
 	DNSServer            *string `yaml:"dns-server"`
 

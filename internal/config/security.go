@@ -22,6 +22,12 @@ func (c *Config) validateSecurity() []error {
 	if c.MaxClientConns <= 0 {
 		bad("max-client-conns %d: want a number above 0", c.MaxClientConns)
 	}
+	if c.MaxRequestsInFlight <= 0 {
+		bad("max-requests-in-flight %d: want a number above 0", c.MaxRequestsInFlight)
+	}
+	if c.ClientH2CMaxStreams < 1 || c.ClientH2CMaxStreams > 1<<20 {
+		bad("client-h2c-max-streams %d: want 1 to 1048576 (100 is common)", c.ClientH2CMaxStreams)
+	}
 	if c.MaxConnsPerHostQueue < 0 {
 		bad("max-conns-per-host-queue %d: want 0 (no waiting) or more", c.MaxConnsPerHostQueue)
 	}

@@ -26,6 +26,8 @@ func TestValidateSecurity(t *testing.T) {
 		{"bad allow rule", func(c *Config) { c.Allow = "exa mple.com" }, "destination rule"},
 		{"bad deny rule", func(c *Config) { c.Deny = "10.0.0.0/99" }, "destination rule"},
 		{"max client conns", func(c *Config) { c.MaxClientConns = 0 }, "max-client-conns"},
+		{"max requests in flight", func(c *Config) { c.MaxRequestsInFlight = 0 }, "max-requests-in-flight"},
+		{"h2c max streams", func(c *Config) { c.ClientH2CMaxStreams = 0 }, "client-h2c-max-streams"},
 		{"queue", func(c *Config) { c.MaxConnsPerHostQueue = -1 }, "max-conns-per-host-queue"},
 		{"dns server", func(c *Config) { c.DNSServer = "127.0.0.1" }, "dns-server"},
 	}

@@ -49,12 +49,15 @@ func TestHostsQueue(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// Queue full: the fourth fails at once. Queued false says it did not
-	// wait (issue 12: not a wall-clock bound).
+	// Queue full: the fourth fails at once, without queueing (issue 12:
+	// no wall-clock bound; a queued one would fail Queued, after 5 s).
 	_, err = h.Acquire(ctx, "a")
 	var se *SaturatedError
 	if !errors.As(err, &se) || se.Queued || !errors.Is(err, ErrSaturated) {
 		t.Fatalf("Acquire over the queue = %v, want a SaturatedError for a full queue", err)
+	}
+	if n := h.Waiting("a"); n != 1 {
+		t.Errorf("%d waiting after the refused Acquire, want still 1", n)
 	}
 	r1()
 	r1() // a second release is a no-op

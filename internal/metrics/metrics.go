@@ -387,19 +387,21 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 
 // dnsCollector reads the DNS cache's counters at scrape time.
 type dnsCollector struct {
-	cache                     *upstream.DNSCache
-	lookups, queries, entries *prometheus.Desc
+	cache                                *upstream.DNSCache
+	lookups, queries, entries, abandoned *prometheus.Desc
 }
 
 func newDNSCollector(c *upstream.DNSCache) *dnsCollector {
 	return &dnsCollector{
 		cache: c,
 		lookups: prometheus.NewDesc("warmproxy_dns_lookups_total",
-			"Names the dialer resolved through the DNS cache, by result: hit (a fresh entry), miss (waited for the resolver) or stale (an expired answer served because the resolver failed or was slow).", []string{"result"}, nil),
+			"Names the dialer resolved through the DNS cache, by result: hit (a fresh entry), miss (waited for the resolver), stale (an expired answer served because the resolver failed or was slow) or refused (too many lookups in flight).", []string{"result"}, nil),
 		queries: prometheus.NewDesc("warmproxy_dns_queries_total",
 			"Lookups the DNS cache sent to the resolver, background refreshes included.", nil, nil),
 		entries: prometheus.NewDesc("warmproxy_dns_cache_entries",
 			"Names held in the DNS cache now.", nil, nil),
+		abandoned: prometheus.NewDesc("warmproxy_dns_queries_abandoned_total",
+			"Lookups the DNS cache cancelled because every request waiting for them had gone.", nil, nil),
 	}
 }
 
@@ -407,6 +409,7 @@ func (c *dnsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lookups
 	ch <- c.queries
 	ch <- c.entries
+	ch <- c.abandoned
 }
 
 func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -414,6 +417,8 @@ func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Hits), "hit")
 	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Misses), "miss")
 	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Stale), "stale")
+	ch <- prometheus.MustNewConstMetric(c.lookups, prometheus.CounterValue, float64(st.Refused), "refused")
+	ch <- prometheus.MustNewConstMetric(c.abandoned, prometheus.CounterValue, float64(st.Abandoned))
 	ch <- prometheus.MustNewConstMetric(c.queries, prometheus.CounterValue, float64(st.Queries))
 	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
 }

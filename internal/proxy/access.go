@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
@@ -132,11 +133,13 @@ func (c challengeWriter) WriteHeader(code int) {
 
 // accessError maps the policy's and the limits' refusals to the responses
 // the client gets: a denied destination is 403 naming the rule, a loop
-// back into the proxy 508, a saturated origin 503 with Retry-After. It
+// back into the proxy 508, a saturated origin or a full gate (too many
+// DNS lookups or requests in flight) 503 with Retry-After. It
 // returns nil for other errors.
 func accessError(target string, err error) *Error {
 	var de *acl.DeniedError
 	var se *limit.SaturatedError
+	var ie *limit.InFlightError
 	switch {
 	case errors.As(err, &de):
 		typ := PSDestinationIPDenied
@@ -151,6 +154,12 @@ func accessError(target string, err error) *Error {
 	case errors.As(err, &se):
 		return &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
 			Msg: "too many requests waiting for " + target + "; retry later", Err: err}
+	case errors.As(err, &ie) && ie.What == limit.WhatDNS:
+		return &Error{Status: http.StatusServiceUnavailable, Type: PSDNSError, RetryAfter: 1,
+			Msg: "dns lookup of " + target + " not started: " + strconv.Itoa(ie.Max) + " lookups in flight already; retry later", Err: err}
+	case errors.As(err, &ie):
+		return &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+			Msg: "too many " + ie.What + " in flight (" + strconv.Itoa(ie.Max) + "); retry later", Err: err}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 )
 
@@ -40,6 +43,14 @@ type limits struct {
 	// conn each.
 	tracked atomic.Int64
 
+	// requests holds a place per request being served, HTTP/1.1 and
+	// HTTP/2 streams alike (-max-requests-in-flight).
+	requests *limit.Gate
+	// reqBusy counts requests refused by it, reqGone those whose client
+	// had gone (a reset stream) before their handler started; resetClosed
+	// the h2c connections closed for resetting too many streams.
+	reqBusy, reqGone, resetClosed atomic.Int64
+
 	refused, busy atomic.Int64
 	lastLog       atomic.Int64
 }
@@ -51,8 +62,110 @@ func newLimits(cfg config.Config, clients func() *acl.Clients, log *slog.Logger)
 		log.Warn("OPEN PROXY: listening on a non-loopback address with neither -allow-clients nor -proxy-auth-file; "+
 			"anyone who can reach it can send traffic through it (-open-proxy-i-know)", "addr", cfg.Listen)
 	}
-	return &limits{clients: clients, max: int64(cfg.MaxClientConns), via: cfg.ViaName, log: log}
+	return &limits{clients: clients, max: int64(cfg.MaxClientConns), via: cfg.ViaName, log: log,
+		requests: limit.NewGate(cfg.MaxRequestsInFlight, limit.WhatRequests)}
 }
+
+// handler wraps next with the bound on requests in flight: a request past
+// -max-requests-in-flight gets 503 with Retry-After, without reaching
+// next. A CONNECT tunnel or an upgrade holds its place until it closes,
+// since its handler runs as long. An h2c stream reset before its handler
+// started is dropped unserved: nothing could read its answer, and 20,000
+// of them must not become 20,000 upstream requests. (An HTTP/1.1 client
+// gone that early still gets its 499 access-log line from the proxy.)
+func (l *limits) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cr, _ := r.Context().Value(connResetsKey{}).(*connResets)
+		if r.ProtoMajor != 2 {
+			cr = nil
+		}
+		cr.stream()
+		if cr != nil && r.Context().Err() != nil {
+			l.reqGone.Add(1)
+			l.reset(cr, r)
+			return
+		}
+		if err := l.requests.Enter(); err != nil {
+			l.rejectRequest(w, err)
+			l.note(&l.reqBusy, "request refused: -max-requests-in-flight reached", remoteAddr(r.RemoteAddr))
+			return
+		}
+		defer l.requests.Leave()
+		if cr != nil {
+			// Counted as the reset arrives, while the handler runs; a
+			// normal end cancels the stream's context only after the
+			// handler returned, and stop comes first.
+			stop := context.AfterFunc(r.Context(), func() { l.reset(cr, r) })
+			defer stop()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Premature resets (the HTTP/2 "rapid reset" attack, CVE-2023-44487): a
+// client that opens streams and resets them at once makes the proxy start
+// request after request for nothing. An h2c connection on which at least
+// minResets streams, and more than half of all its streams, were reset
+// before their answer is closed, as Envoy does; a client that resets now
+// and then is never near it.
+const minResets = 100
+
+// connResets counts an h2c connection's streams and premature resets.
+type connResets struct {
+	c              net.Conn
+	streams, reset atomic.Int64
+	closed         atomic.Bool
+}
+
+type connResetsKey struct{}
+
+// stream counts a stream; a nil *connResets (HTTP/1.1) counts nothing.
+func (cr *connResets) stream() {
+	if cr != nil {
+		cr.streams.Add(1)
+	}
+}
+
+// reset counts a stream of cr reset early, and closes the connection past
+// the bound.
+func (l *limits) reset(cr *connResets, r *http.Request) {
+	if cr == nil {
+		return
+	}
+	n := cr.reset.Add(1)
+	if n < minResets || 2*n <= cr.streams.Load() || cr.closed.Swap(true) {
+		return
+	}
+	cr.c.Close()
+	l.note(&l.resetClosed, "client connection closed: too many streams reset before their answer", remoteAddr(r.RemoteAddr))
+}
+
+// connContext wraps the http.Server's ConnContext next with the
+// connection's reset counts.
+func (l *limits) connContext(next func(context.Context, net.Conn) context.Context) func(context.Context, net.Conn) context.Context {
+	return func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(next(ctx, c), connResetsKey{}, &connResets{c: c})
+	}
+}
+
+// rejectRequest answers a request over -max-requests-in-flight.
+func (l *limits) rejectRequest(w http.ResponseWriter, err error) {
+	body := "warmproxy: too many requests in flight (max-requests-in-flight " + strconv.Itoa(l.requests.Max()) + "); retry later\n"
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Proxy-Status", l.via+"; error="+proxy.PSConnectionLimit+"; details="+strconv.Quote(err.Error()))
+	h.Set("Retry-After", "1")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, body)
+}
+
+// remoteAddr is a request's RemoteAddr as a net.Addr, for note.
+type remoteAddr string
+
+func (a remoteAddr) Network() string { return "tcp" }
+func (a remoteAddr) String() string  { return string(a) }
 
 // listener wraps ln with the client checks.
 func (l *limits) listener(ln net.Listener) net.Listener { return &limitListener{Listener: ln, l: l} }
@@ -135,7 +248,8 @@ func (l *limits) note(counter *atomic.Int64, msg string, addr net.Addr) {
 	if now-last < int64(rejectLogEvery) || !l.lastLog.CompareAndSwap(last, now) {
 		return
 	}
-	l.log.Warn(msg, "client", addr.String(), "refused_total", l.refused.Load(), "busy_total", l.busy.Load(), "this_kind_total", n)
+	l.log.Warn(msg, "client", addr.String(), "refused_total", l.refused.Load(), "busy_total", l.busy.Load(),
+		"requests_busy_total", l.reqBusy.Load(), "reset_closed_total", l.resetClosed.Load(), "this_kind_total", n)
 }
 
 // countingTracker counts the conns it tracks.

@@ -118,14 +118,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
-		Handler:           running.handler(handler),
+		Handler:           lim.handler(running.handler(handler)),
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnContext:       framingContext,
+		ConnContext:       lim.connContext(framingContext),
 		ConnState:         lim.connState,
 		Protocols:         protocols(cfg),
+		// A bounded number of streams per h2c connection; a stream reset
+		// frees its place at once, but its handler still counts in
+		// -max-requests-in-flight until it returns.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: cfg.ClientH2CMaxStreams},
 	}
 
 	errc := make(chan error, 1)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/warmproxy/warmproxy/internal/limit"
 )
 
 // staleAnswerWait is how long a lookup whose cached answer has expired
@@ -28,6 +30,13 @@ const prefetchDivisor = 10
 // gives none.
 const defaultLookupTimeout = 10 * time.Second
 
+// MaxDNSLookups bounds the DNS lookups in flight, cached or not: past it a
+// lookup fails at once (the client gets 503 dns_error with Retry-After),
+// or takes a stale answer when the cache has one. A resolver that never
+// answers so costs at most this many goroutines and sockets, whatever the
+// clients do.
+const MaxDNSLookups = 256
+
 // DNSOptions sets up a DNSCache; config.Config's DNS* fields fill it.
 type DNSOptions struct {
 	// Size is the most names (per address family asked) kept; the least
@@ -41,6 +50,9 @@ type DNSOptions struct {
 	Stale time.Duration
 	// Timeout bounds one lookup; 0 means 10s.
 	Timeout time.Duration
+	// MaxInFlight bounds the lookups in flight (see MaxDNSLookups); 0: no
+	// bound.
+	MaxInFlight int
 }
 
 // DNSStats counts what the cache did, since it started.
@@ -52,6 +64,10 @@ type DNSStats struct {
 	Hits, Misses, Stale, Queries uint64
 	// Entries is the number of names held now.
 	Entries int
+	// Abandoned counts the lookups cancelled because every caller waiting
+	// for them had gone, Refused those not started because MaxInFlight
+	// were in flight.
+	Abandoned, Refused uint64
 }
 
 // DNSCache sits in front of a resolver and keeps its answers for the
@@ -61,7 +77,10 @@ type DNSStats struct {
 // up to Stale more when the resolver fails (SERVFAIL, timeout, no server)
 // or takes longer than staleAnswerWait. A not-found answer (NXDOMAIN, no
 // address) is authoritative: it replaces a stale answer and is itself
-// kept for MinTTL only.
+// kept for MinTTL only. At most MaxInFlight lookups run at once; a
+// lookup whose every waiter has gone (clients that left) is cancelled,
+// unless the cache itself wants its answer (a prefetch, a refresh behind a
+// stale answer).
 //
 // The TTLs come from the DNS messages themselves: the resolver built by
 // ttlResolver wraps its connections and reads the TTLs of the answers
@@ -78,8 +97,9 @@ type DNSCache struct {
 	lru     dnsEntry // sentinel of the ring: lru.next is the most recent
 	flights map[dnsKey]*dnsFlight
 	wg      sync.WaitGroup // one per flight
+	gate    *limit.Gate    // lookups in flight
 
-	hits, misses, stale, queries atomic.Uint64
+	hits, misses, stale, queries, abandoned atomic.Uint64
 }
 
 type dnsKey struct{ host, network string }
@@ -101,6 +121,13 @@ type dnsFlight struct {
 	done chan struct{}
 	ips  []netip.Addr
 	err  error
+	// Under the cache's mu: waiters counts the callers waiting for the
+	// answer; kept is set when the cache wants the answer whoever waits
+	// (a prefetch, a refresh behind a stale answer); cancel ends the
+	// lookup once neither holds.
+	waiters int
+	kept    bool
+	cancel  context.CancelFunc
 }
 
 // NewDNSCache wraps lookup in a cache. For the records' TTLs to be
@@ -120,6 +147,7 @@ func NewDNSCache(lookup LookupFunc, o DNSOptions) *DNSCache {
 		stWait:  staleAnswerWait,
 		entries: make(map[dnsKey]*dnsEntry),
 		flights: make(map[dnsKey]*dnsFlight),
+		gate:    limit.NewGate(o.MaxInFlight, limit.WhatDNS),
 	}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
@@ -135,7 +163,7 @@ func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Ad
 	if e != nil && now.Before(e.expires) {
 		c.touchLocked(e)
 		if e.err == nil && e.expires.Sub(now) < e.ttl/prefetchDivisor {
-			c.flightLocked(key)
+			c.flightLocked(key, false) // past the bound: no prefetch
 		}
 		ips, err := e.ips, e.err
 		c.mu.Unlock()
@@ -150,8 +178,15 @@ func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Ad
 			c.removeLocked(e)
 		}
 	}
-	f := c.flightLocked(key)
+	f, err := c.flightLocked(key, true)
 	c.mu.Unlock()
+	if err != nil {
+		if stale != nil {
+			c.stale.Add(1)
+			return stale, nil
+		}
+		return nil, &net.DNSError{Err: err.Error(), Name: host, IsTemporary: true, UnwrapErr: err}
+	}
 
 	if stale == nil {
 		c.misses.Add(1)
@@ -159,6 +194,7 @@ func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Ad
 		case <-f.done:
 			return f.ips, f.err
 		case <-ctx.Done():
+			c.leave(key, f, false)
 			return nil, ctxDNSError(ctx, host)
 		}
 	}
@@ -171,11 +207,39 @@ func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Ad
 			return f.ips, f.err
 		}
 	case <-timer.C:
+		// The refresh goes on for the cache.
+		c.leave(key, f, true)
 	case <-ctx.Done():
+		c.leave(key, f, false)
 		return nil, ctxDNSError(ctx, host)
 	}
 	c.stale.Add(1)
 	return stale, nil
+}
+
+// leave ends a caller's wait for f; keep says the cache still wants the
+// answer. The last waiter to leave a flight nobody else wants cancels it,
+// and the next caller for key starts a new one.
+func (c *DNSCache) leave(key dnsKey, f *dnsFlight, keep bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f.waiters--
+	if keep {
+		f.kept = true
+	}
+	if f.waiters > 0 || f.kept {
+		return
+	}
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	if c.flights[key] == f {
+		delete(c.flights, key)
+	}
+	c.abandoned.Add(1)
+	f.cancel()
 }
 
 // Stats returns the cache's counters.
@@ -183,34 +247,47 @@ func (c *DNSCache) Stats() DNSStats {
 	c.mu.Lock()
 	n := len(c.entries)
 	c.mu.Unlock()
-	return DNSStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), Queries: c.queries.Load(), Entries: n}
+	return DNSStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), Queries: c.queries.Load(), Entries: n,
+		Abandoned: c.abandoned.Load(), Refused: c.gate.Refused()}
 }
 
 // Wait returns once no lookup started by the cache is in flight; each
 // one ends within the lookup timeout.
 func (c *DNSCache) Wait() { c.wg.Wait() }
 
-// flightLocked returns the lookup in flight for key, starting one if none
-// is. The lookup runs on its own goroutine with its own timeout, so a
-// caller that gives up does not cancel it for the others waiting, and its
-// answer still reaches the cache.
-func (c *DNSCache) flightLocked(key dnsKey) *dnsFlight {
-	if f := c.flights[key]; f != nil {
-		return f
+// flightLocked returns the lookup in flight for key, joining it as a
+// waiter (or, with waiter false, as the cache wanting the answer), and
+// starts one if none is. The lookup runs on its own goroutine with its own
+// timeout, so a caller that gives up does not cancel it for the others
+// waiting, and its answer still reaches the cache; the last waiter to give
+// up cancels it (leave). Past MaxInFlight lookups it starts none and
+// returns the gate's *limit.InFlightError.
+func (c *DNSCache) flightLocked(key dnsKey, waiter bool) (*dnsFlight, error) {
+	f := c.flights[key]
+	if f == nil {
+		if err := c.gate.Enter(); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+		f = &dnsFlight{done: make(chan struct{}), cancel: cancel}
+		c.flights[key] = f
+		c.wg.Add(1)
+		go c.resolve(ctx, key, f)
 	}
-	f := &dnsFlight{done: make(chan struct{})}
-	c.flights[key] = f
-	c.wg.Add(1)
-	go c.resolve(key, f)
-	return f
+	if waiter {
+		f.waiters++
+	} else {
+		f.kept = true
+	}
+	return f, nil
 }
 
 // resolve runs one lookup for key and files its answer.
-func (c *DNSCache) resolve(key dnsKey, f *dnsFlight) {
+func (c *DNSCache) resolve(ctx context.Context, key dnsKey, f *dnsFlight) {
 	defer c.wg.Done()
+	defer c.gate.Leave()
+	defer f.cancel()
 	c.queries.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-	defer cancel()
 	rec := &ttlRecorder{}
 	ips, err := c.lookup(context.WithValue(ctx, ttlKey{}, rec), key.network, key.host)
 	if err == nil && len(ips) == 0 {
@@ -223,7 +300,9 @@ func (c *DNSCache) resolve(key dnsKey, f *dnsFlight) {
 	}
 	now := c.now()
 	c.mu.Lock()
-	delete(c.flights, key)
+	if c.flights[key] == f {
+		delete(c.flights, key)
+	}
 	switch {
 	case err == nil:
 		ttl, ok := rec.get()

@@ -29,8 +29,12 @@ type testDNS struct {
 	gate     chan struct{} // when set, answers wait until it is closed
 	servfail bool
 	truncate bool
-	queries  map[string]int // "name type", e.g. "a.test A"
-	tcp      int            // queries over TCP
+	// silent drops every query unanswered, with no goroutine kept for
+	// it: a resolver that never answers.
+	silent  bool
+	silentN int            // queries dropped so
+	queries map[string]int // "name type", e.g. "a.test A"
+	tcp     int            // queries over TCP
 }
 
 func startDNS(t testing.TB, hosts map[string][]string) *testDNS {
@@ -160,6 +164,11 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 	}
 	name := strings.TrimSuffix(question.Name.String(), ".")
 	d.mu.Lock()
+	if d.silent {
+		d.silentN++
+		d.mu.Unlock()
+		return nil
+	}
 	d.queries[name+" "+strings.TrimPrefix(question.Type.String(), "Type")]++
 	if !udp {
 		d.tcp++

@@ -11,6 +11,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
 )
 
 // LookupFunc resolves a host name to IPs, as net.Resolver.LookupNetIP does.
@@ -30,8 +31,11 @@ type Guard struct {
 	dialer *net.Dialer
 	lookup LookupFunc
 	// dns caches lookup's answers (dns.go); nil with cfg.DNSCacheSize 0.
-	dns  *DNSCache
-	self atomic.Pointer[selfAddrs]
+	dns *DNSCache
+	// lookups bounds the uncached lookups in flight (MaxDNSLookups); the
+	// cache has its own.
+	lookups *limit.Gate
+	self    atomic.Pointer[selfAddrs]
 }
 
 // NewGuard builds the policy from cfg and wraps dialer. With
@@ -56,14 +60,15 @@ func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 			},
 		}
 	}
-	g := &Guard{dialer: dialer, lookup: resolver.LookupNetIP}
+	g := &Guard{dialer: dialer, lookup: resolver.LookupNetIP, lookups: limit.NewGate(MaxDNSLookups, limit.WhatDNS)}
 	if cfg.DNSCacheSize > 0 {
 		g.dns = NewDNSCache(ttlResolver(resolver).LookupNetIP, DNSOptions{
-			Size:    cfg.DNSCacheSize,
-			MinTTL:  cfg.DNSMinTTL,
-			MaxTTL:  cfg.DNSMaxTTL,
-			Stale:   cfg.DNSStale,
-			Timeout: dialer.Timeout,
+			Size:        cfg.DNSCacheSize,
+			MinTTL:      cfg.DNSMinTTL,
+			MaxTTL:      cfg.DNSMaxTTL,
+			Stale:       cfg.DNSStale,
+			Timeout:     dialer.Timeout,
+			MaxInFlight: MaxDNSLookups,
 		})
 	}
 	g.policy.Store(policy)
@@ -163,6 +168,8 @@ func (g *Guard) isSelf(ip netip.Addr, port int) bool {
 // "ip6") through the DNS cache when there is one, with no policy check;
 // an IP literal is returned as it is. The slice may be shared with other
 // callers: do not change it. A parent proxy's name is resolved with it.
+// Past MaxDNSLookups in flight it fails at once with a *net.DNSError
+// wrapping a *limit.InFlightError.
 func (g *Guard) Resolve(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
@@ -174,12 +181,22 @@ func (g *Guard) Resolve(ctx context.Context, network, host string) ([]netip.Addr
 	if g.dns != nil {
 		ips, err = g.dns.Lookup(ctx, network, host)
 	} else {
-		ips, err = g.lookup(ctx, network, host)
+		ips, err = g.lookupUncached(ctx, network, host)
 	}
 	if err == nil && len(ips) == 0 {
 		err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
 	return ips, err
+}
+
+// lookupUncached asks the resolver, within the gate. Go's resolver ends
+// the lookup when ctx is done and no other caller shares it.
+func (g *Guard) lookupUncached(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if err := g.lookups.Enter(); err != nil {
+		return nil, &net.DNSError{Err: err.Error(), Name: host, IsTemporary: true, UnwrapErr: err}
+	}
+	defer g.lookups.Leave()
+	return g.lookup(ctx, network, host)
 }
 
 // DialContext resolves addr's host, checks every IP against the policy

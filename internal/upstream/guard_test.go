@@ -261,30 +261,27 @@ func TestGuardHappyEyeballs(t *testing.T) {
 		"refused-first.test": {"127.0.0.3", "127.0.0.1"},
 		"all-refused.test":   {"127.0.0.1", "127.0.0.3"},
 	}
-	// Issue 12: no wall-clock upper bound but a hang guard. A dial that
-	// waited for the hanging attempt would take the dialer's timeout, set
-	// to a minute; one that waited for the fallback delay where an
-	// attempt failed would take that delay, a minute in those rows. The
-	// lower bounds show the delay (default or configured) was kept.
-	const hangGuard = 30 * time.Second
+	// No upper bound on the time a dial takes (issue 12): a dial that
+	// waited for its first, hanging, attempt would fail at the dialer's
+	// 2 s timeout, and with a fallback delay of an hour the next address
+	// is tried after a refusal only because of the refusal.
 	tests := []struct {
 		name      string
 		addr      string
 		fallback  time.Duration
-		min, max  time.Duration
+		min       time.Duration
 		refusedOK bool // the dial fails with ECONNREFUSED
 	}{
-		{"first hangs", "hang-first.test:" + strconv.Itoa(port), 0, fallbackDelay - 50*time.Millisecond, hangGuard, false},
-		{"first hangs, configured delay", "hang-first.test:" + strconv.Itoa(port), time.Second, time.Second - 50*time.Millisecond, hangGuard, false},
-		{"first refused", "refused-first.test:" + strconv.Itoa(port), time.Minute, 0, hangGuard, false},
-		{"all refused", "all-refused.test:" + strconv.Itoa(refusedPort), time.Minute, 0, hangGuard, true},
+		{"first hangs", "hang-first.test:" + strconv.Itoa(port), 0, fallbackDelay - 50*time.Millisecond, false},
+		{"first hangs, short delay", "hang-first.test:" + strconv.Itoa(port), 50 * time.Millisecond, 50 * time.Millisecond, false},
+		{"first refused", "refused-first.test:" + strconv.Itoa(port), time.Hour, 0, false},
+		{"all refused", "all-refused.test:" + strconv.Itoa(refusedPort), time.Hour, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var dials atomic.Int32
 			g := newTestGuard(t, config.Config{}, names, &dials)
 			g.dialer.FallbackDelay = tt.fallback
-			g.dialer.Timeout = time.Minute
 			before := accepts.Load()
 			start := time.Now()
 			c, err := g.DialContext(context.Background(), "tcp", tt.addr)
@@ -305,7 +302,7 @@ func TestGuardHappyEyeballs(t *testing.T) {
 				if ap := netip.MustParseAddrPort(c.RemoteAddr().String()); ap.Addr().String() != "127.0.0.1" {
 					t.Errorf("connected to %s, want 127.0.0.1", ap)
 				}
-				deadline := time.Now().Add(hangGuard)
+				deadline := time.Now().Add(2 * time.Second)
 				for accepts.Load() == before && time.Now().Before(deadline) {
 					time.Sleep(5 * time.Millisecond)
 				}
@@ -313,8 +310,8 @@ func TestGuardHappyEyeballs(t *testing.T) {
 					t.Errorf("the working address accepted nothing")
 				}
 			}
-			if took < tt.min || took > tt.max {
-				t.Errorf("DialContext(%s) took %v, want %v to %v", tt.addr, took, tt.min, tt.max)
+			if took < tt.min {
+				t.Errorf("DialContext(%s) took %v, want at least %v (the fallback delay)", tt.addr, took, tt.min)
 			}
 			if n := dials.Load(); n != 2 {
 				t.Errorf("%d connection attempts, want 2", n)

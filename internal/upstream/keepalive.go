@@ -64,8 +64,10 @@ func parseKeepAliveTimeout(values []string) (time.Duration, bool) {
 			if !ok || !strings.EqualFold(strings.TrimSpace(name), "timeout") {
 				continue
 			}
-			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
-			if err != nil || n < 1 || time.Duration(n)*time.Second > maxKeepAliveTimeout {
+			// Compare in seconds: n*time.Second overflows int64 above
+			// about 292 years (timeout=18446744075 wrapped to 1.29 s).
+			n, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(val), `"`), 10, 64)
+			if err != nil || n < 1 || n > int64(maxKeepAliveTimeout/time.Second) {
 				return 0, false
 			}
 			return time.Duration(n) * time.Second, true

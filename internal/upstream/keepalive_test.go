@@ -32,6 +32,13 @@ func TestParseKeepAliveTimeout(t *testing.T) {
 		{[]string{"timeout=-1"}, 0, false},
 		{[]string{"timeout=abc"}, 0, false},
 		{[]string{"timeout=999999999"}, 0, false},
+		{[]string{"timeout=86400"}, 24 * time.Hour, true},
+		{[]string{"timeout=86401"}, 0, false},
+		// Issue 12: n*time.Second overflowed before the 24 h check, and
+		// these wrapped around to a short, positive timeout.
+		{[]string{"timeout=18446744075"}, 0, false},
+		{[]string{"timeout=9223372037"}, 0, false},
+		{[]string{"timeout=99999999999999999999999"}, 0, false},
 		{[]string{"max=5"}, 0, false},
 		{[]string{""}, 0, false},
 		{nil, 0, false},
@@ -293,5 +300,30 @@ func TestRetiredConnRetries(t *testing.T) {
 	}
 	if got := o.accepts.Load(); got != 2 {
 		t.Errorf("origin accepted %d connections, want 2", got)
+	}
+}
+
+// Issue 12: an origin announcing "Keep-Alive: timeout=18446744075" (past
+// the 24 h bound) is not believed: no keep-alive timeout is learned, and
+// its idle connection stays pooled instead of being retired after the
+// 1.29 s the overflowed product came to.
+func TestKeepAliveTimeoutOverflowIgnored(t *testing.T) {
+	o := startCountingOrigin(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Keep-Alive", "timeout=18446744075, max=100")
+		io.WriteString(w, "body")
+	})
+	up := newTestUpstream(t, config.Default())
+	rt := up.Pool.Wrap(up.Transport)
+	url := o.srv.URL + "/"
+	getCounting(t, rt, url)
+	st := up.Pool.Hosts()[0]
+	if st.KeepAliveTimeout != 0 {
+		t.Fatalf("learned keep-alive timeout %vs from timeout=18446744075, want none", st.KeepAliveTimeout)
+	}
+	if n, reused := getCounting(t, rt, url); n != 1 || !reused {
+		t.Errorf("second request took %d connections (reused %v), want 1 reused", n, reused)
+	}
+	if st := up.Pool.Hosts()[0]; st.Retired != 0 || o.accepts.Load() != 1 {
+		t.Errorf("retired %d, origin accepted %d, want 0 and 1", st.Retired, o.accepts.Load())
 	}
 }

@@ -41,6 +41,17 @@ import (
 // every request on one connection, so N means one there. Failures back
 // off exponentially up to maxBackoff, and are logged once when an origin
 // starts failing and once when it recovers.
+//
+// Re-dials are paced. A stashed connection that ends unused (the origin
+// closed it, or it was retired before the origin's keep-alive timeout)
+// frees its slot no sooner than pace after it was opened; pace starts at
+// max(the origin's keep-alive timeout, minRedial) and doubles, up to
+// maxBackoff, each round of such endings, until a request uses a warm
+// connection again. So an origin announcing timeout=1 to a proxy with no
+// traffic costs a re-dial per slot per second at first, then one per 30 s,
+// instead of one per slot every 0.5 s forever; a slot may sit empty
+// meanwhile, and a request then dials as it would without prewarm.
+// Retired stash connections count in the origin's retired metric.
 
 const (
 	// minBackoff and maxBackoff bound the wait after a failed attempt.
@@ -52,6 +63,9 @@ const (
 	minLife = time.Second
 	// maxPending bounds what a watcher keeps for the transport.
 	maxPending = 64 << 10
+	// minRedial is the least time between two dials of one slot whose
+	// connection ended unused.
+	minRedial = time.Second
 )
 
 // Log attribute keys.
@@ -94,6 +108,13 @@ type warmOrigin struct {
 	closed bool
 	h2     bool
 	used   int // conns handed to the transport since the keeper last looked
+
+	// The keeper's pacing state, only its goroutine touches it: cooling
+	// holds when each slot whose connection ended unused may dial again;
+	// pace is the wait, from a connection's opening, applied to the next
+	// such slot (0: the floor).
+	cooling []time.Time
+	pace    time.Duration
 }
 
 // warmConn is a stashed connection and its watcher.
@@ -103,6 +124,9 @@ type warmConn struct {
 	opened time.Time
 	done   chan struct{}
 	err    error // why the watch ended; read after done
+	// retired is set by sweep when it closed the connection for its age
+	// rather than because the origin did.
+	retired bool
 }
 
 // newPrewarm parses cfg.Prewarm and puts the stash in front of t's dial
@@ -384,14 +408,20 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 			}
 		}
 		// Drop what the origin closed and retire what it would close soon.
-		for _, wc := range o.sweep(now, limit) {
-			if now.Sub(wc.opened) < minLife && !errors.Is(wc.err, os.ErrDeadlineExceeded) {
+		gone := o.sweep(now, limit)
+		for _, wc := range gone {
+			if !wc.retired && now.Sub(wc.opened) < minLife {
 				fail(fmt.Errorf("origin closed the connection after %v: %v", now.Sub(wc.opened).Round(time.Millisecond), wc.err))
 			}
 		}
 		// A failing origin has recovered once a new connection was used,
 		// or lived minLife.
 		used, survivor, youngest, oldest := o.look(now)
+		o.paceRedials(now, gone, used, hs.keepAliveTimeout())
+		cooling, coolUntil := o.coolingSlots(now)
+		if cooling > 0 {
+			soon(coolUntil)
+		}
 		if failing && (used || survivor) {
 			log.Info("prewarm recovered", keyOrigin, o.name(), keyFailed, failures)
 			failing, failures, backoff, nextTry = false, 0, 0, time.Time{}
@@ -399,7 +429,7 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 		if failing && !youngest.IsZero() {
 			soon(youngest.Add(minLife))
 		}
-		if need := o.target() - int(hs.open.Load()); need > 0 {
+		if need := o.target() - int(hs.open.Load()) - cooling; need > 0 {
 			if now.Before(nextTry) {
 				soon(nextTry)
 			} else {
@@ -446,6 +476,44 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 	}
 }
 
+// paceRedials puts the slots of the unused connections in gone that lived
+// less than pace to cool until pace after each was opened, and then
+// doubles pace; a request that used a warm connection (used) ends the
+// cooling and resets pace to the floor, max(ka, minRedial), ka being the
+// origin's keep-alive timeout. Connections that lived longer are replaced
+// at once and leave pace as it is.
+func (o *warmOrigin) paceRedials(now time.Time, gone []*warmConn, used bool, ka time.Duration) {
+	if used {
+		o.cooling, o.pace = o.cooling[:0], 0
+	}
+	pace, short := max(o.pace, ka, minRedial), false
+	for _, wc := range gone {
+		if at := wc.opened.Add(pace); at.After(now) {
+			o.cooling = append(o.cooling, at)
+			short = true
+		}
+	}
+	if short {
+		o.pace = min(2*pace, maxBackoff)
+	}
+}
+
+// coolingSlots drops the slots done cooling and returns how many still
+// are and when the first of them is done.
+func (o *warmOrigin) coolingSlots(now time.Time) (n int, first time.Time) {
+	keep := o.cooling[:0]
+	for _, at := range o.cooling {
+		if at.After(now) {
+			keep = append(keep, at)
+			if first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+	}
+	o.cooling = keep
+	return len(keep), first
+}
+
 // look reports whether a stashed connection was handed to the transport
 // since the last look, whether one has lived minLife, and the open times
 // of the youngest and the oldest in the stash.
@@ -478,8 +546,8 @@ func (o *warmOrigin) target() int {
 }
 
 // sweep removes from the stash the connections whose watcher ended (the
-// origin closed them) and those older than limit, closes them and returns
-// them.
+// origin closed them) and those older than limit (retired: counted so),
+// closes them and returns them.
 func (o *warmOrigin) sweep(now time.Time, limit time.Duration) []*warmConn {
 	var gone []*warmConn
 	o.mu.Lock()
@@ -492,6 +560,7 @@ func (o *warmOrigin) sweep(now time.Time, limit time.Duration) []*warmConn {
 		default:
 		}
 		if limit > 0 && now.Sub(wc.opened) >= limit {
+			wc.retired = true
 			gone = append(gone, wc)
 			continue
 		}
@@ -502,6 +571,10 @@ func (o *warmOrigin) sweep(now time.Time, limit time.Duration) []*warmConn {
 	o.mu.Unlock()
 	for _, wc := range gone {
 		wc.stopWatch()
+		if wc.retired {
+			wc.tc.hs.retired.Add(1)
+			wc.tc.total.retired.Add(1)
+		}
 		wc.conn.Close()
 	}
 	return gone

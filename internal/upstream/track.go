@@ -93,6 +93,11 @@ type hostStats struct {
 	// closes; nil for an origin not prewarmed (prewarm.go). An origin
 	// with a keeper is never pruned.
 	warm atomic.Pointer[warmOrigin]
+	// dialing holds a token per new connection being dialed, at most
+	// MaxDialsPerHost; dialWaits counts the dials that had to wait
+	// (dialgate.go).
+	dialing   chan struct{}
+	dialWaits atomic.Uint64
 }
 
 // What a connection to an origin speaks, for Stats.Protocol.
@@ -144,6 +149,13 @@ func (p *Pool) dialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTP, addr)
 		gen := p.policyGen()
+		ctx, cancel, gone := dialContext(ctx)
+		defer cancel()
+		release, err := hs.dialSlot(ctx, gone)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			p.dialFailed(ctx, hs, err)
@@ -161,6 +173,13 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTPS, addr)
 		gen := p.policyGen()
+		ctx, cancel, gone := dialContext(ctx)
+		defer cancel()
+		release, err := hs.dialSlot(ctx, gone)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		raw, err := dial(ctx, network, addr)
 		if err != nil {
 			p.dialFailed(ctx, hs, err)
@@ -314,7 +333,7 @@ func (p *Pool) host(s Scheme, key string) *hostStats {
 	}
 	hs := m.byKey[s][addr]
 	if hs == nil {
-		hs = &hostStats{addr: addr, scheme: s}
+		hs = &hostStats{addr: addr, scheme: s, dialing: make(chan struct{}, MaxDialsPerHost)}
 		m.byKey[s][addr] = hs
 		m.n++
 	}
@@ -338,7 +357,7 @@ func (m *hostMap) clone() *hostMap {
 func (m *hostMap) prune() {
 	for s := range m.byKey {
 		for k, hs := range m.byKey[s] {
-			if hs.open.Load() == 0 && hs.inflight.Load() == 0 && hs.warm.Load() == nil {
+			if hs.open.Load() == 0 && hs.inflight.Load() == 0 && hs.warm.Load() == nil && len(hs.dialing) == 0 {
 				delete(m.byKey[s], k)
 				if k == hs.addr {
 					m.n--
@@ -388,7 +407,9 @@ func (t *trackingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if t.p.honorKeepAlive && hs.keepAlive.Load() > 0 {
 		req = withConnTrace(req)
 	}
+	req, dialsDone := bindDials(req)
 	resp, err := t.next.RoundTrip(req)
+	dialsDone(err == nil)
 	if err == nil && t.p.honorKeepAlive {
 		if v, ok := resp.Header["Keep-Alive"]; ok {
 			hs.learnKeepAlive(v)
@@ -505,6 +526,9 @@ type Stats struct {
 	KeepAliveTimeout float64 `json:"keepalive_timeout_s,omitempty"`
 	// Warm counts the prewarmed connections waiting for a first request.
 	Warm int `json:"warm,omitempty"`
+	// DialWaits counts the new-connection dials that waited for one of
+	// the origin's MaxDialsPerHost slots.
+	DialWaits uint64 `json:"dial_waits,omitempty"`
 	// LastError is the latest failure to reach the origin (dial, TLS, or a
 	// request that got no response), and LastErrorAt when it happened.
 	LastError   string    `json:"last_error,omitempty"`
@@ -562,6 +586,7 @@ func (p *Pool) Hosts() []Stats {
 			st.Host = hs.addr
 			st.Protocol = protoNames[hs.proto.Load()]
 			st.KeepAliveTimeout = hs.keepAliveTimeout().Seconds()
+			st.DialWaits = hs.dialWaits.Load()
 			if w := hs.warm.Load(); w != nil {
 				st.Warm = w.stashed()
 			}

@@ -1,0 +1,172 @@
+package upstream
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/proxy"
+)
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
+
+// silentDNSProxy serves the proxy handler on loopback over an upstream
+// whose resolver is a DNS server that never answers; cache says whether
+// the DNS cache is on.
+func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream) {
+	t.Helper()
+	d := startDNS(t, nil)
+	d.configure(func(d *testDNS) { d.silent = true })
+	cfg := config.Default()
+	cfg.DNSServer = d.addr
+	if !cache {
+		cfg.DNSCacheSize = 0
+	}
+	up, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := proxy.New(proxy.Options{
+		Transport: up.Pool.Wrap(up.RoundTripper()),
+		Dial:      proxy.DialFunc(up.Dial),
+		DialTLS:   up.DialTLS,
+		Config:    cfg,
+	})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		up.Transport.CloseIdleConnections()
+		if g := up.Guard.DNS(); g != nil {
+			g.Wait()
+		}
+	})
+	return srv.Listener.Addr().String(), up
+}
+
+// impatientGet sends a proxy request for name and hangs up after wait.
+func impatientGet(addr, name string, wait time.Duration) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", name, name)
+	c.SetReadDeadline(time.Now().Add(wait))
+	io.Copy(io.Discard, c)
+}
+
+// Issue 12: against a DNS server that never answers, requests for
+// distinct names from clients that leave after 20 ms left a lookup each
+// behind (the transport detaches its dials from the request), with
+// their goroutines and sockets, for the resolver's whole timeout. Now a
+// lookup whose every waiter has gone is cancelled: after 2000 such
+// requests the goroutines and fds are back near where they were.
+func TestDNSLookupsEndWithTheirClients(t *testing.T) {
+	for _, cache := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cache", false: "no-cache"}[cache], func(t *testing.T) {
+			addr, up := silentDNSProxy(t, cache)
+			impatientGet(addr, "warmup.test", 20*time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
+			g0, fd0 := runtime.NumGoroutine(), openFDs(t)
+			const n, workers = 2000, 50
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					for i := range n / workers {
+						impatientGet(addr, fmt.Sprintf("n%d-%d.flood.test", w, i), 20*time.Millisecond)
+					}
+				})
+			}
+			wg.Wait()
+			var g1, fd1 int
+			settled := func() bool {
+				g1, fd1 = runtime.NumGoroutine(), openFDs(t)
+				return g1 <= g0+30 && fd1 <= fd0+30
+			}
+			// Cancelled lookups end at once; a hang-guard of 5 s, where
+			// a lookup left behind lives 10 s.
+			for deadline := time.Now().Add(5 * time.Second); !settled() && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
+			var abandoned uint64
+			if c := up.Guard.DNS(); c != nil {
+				abandoned = c.Stats().Abandoned
+			}
+			t.Logf("after %d impatient requests: goroutines %d -> %d, fds %d -> %d, lookups abandoned %d", n, g0, g1, fd0, fd1, abandoned)
+			if g1 > g0+30 || fd1 > fd0+30 {
+				t.Errorf("goroutines %d -> %d, fds %d -> %d after the clients left, want each within 30 of before", g0, g1, fd0, fd1)
+			}
+		})
+	}
+}
+
+// Issue 12: at most MaxDNSLookups lookups are in flight; past them a
+// request gets 503 dns_error with Retry-After at once, and the proxy
+// keeps serving.
+func TestDNSLookupsBounded(t *testing.T) {
+	for _, cache := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cache", false: "no-cache"}[cache], func(t *testing.T) {
+			addr, up := silentDNSProxy(t, cache)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer close(stop)
+			for i := range MaxDNSLookups {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(c, "GET http://p%d.flood.test/ HTTP/1.1\r\nHost: p%d.flood.test\r\n\r\n", i, i)
+				wg.Go(func() { <-stop; c.Close() })
+			}
+			inFlight := func() int {
+				if c := up.Guard.DNS(); c != nil {
+					return c.gate.InFlight()
+				}
+				return up.Guard.lookups.InFlight()
+			}
+			waitUntil(t, "every patient lookup in flight", func() bool { return inFlight() == MaxDNSLookups })
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET http://one-more.flood.test/ HTTP/1.1\r\nHost: one-more.flood.test\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("the request past the bound: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ps := resp.Header.Get("Proxy-Status")
+			t.Logf("past the bound: %d %q, Proxy-Status %q", resp.StatusCode, body, ps)
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+				!strings.Contains(ps, "error=dns_error") || !strings.Contains(string(body), "lookups in flight") {
+				t.Errorf("past the bound: %d, Retry-After %q, Proxy-Status %q, body %q; want 503 dns_error with Retry-After and the reason",
+					resp.StatusCode, resp.Header.Get("Retry-After"), ps, body)
+			}
+		})
+	}
+}
