@@ -44,6 +44,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
+	icpt, err := newInterceptor(cfg, log)
+	if err != nil {
+		return err
+	}
 	ln, err := listen(cfg)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -107,6 +111,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		Log:       log,
 		DialTLS:   up.DialTLS,
 		Access:    acc,
+		Intercept: icpt,
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
