@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the programs the test suite drives: curl, php with its curl
-# extension, nginx, node and python, systemd-analyze, and the e2e Node
+# extension, nginx, node and python (with requests), openssl, php-fpm and
+# cgi-fcgi, systemd-analyze, and the e2e Node
 # client's npm packages. Idempotent; needs root for apt-get.
 set -euo pipefail
 need=()
@@ -13,6 +14,12 @@ command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v git >/dev/null || need+=(git)
+# Issue 13: interception e2e: Debian's python3 with requests, openssl for
+# the name-constraint check, PHP-FPM driven by cgi-fcgi.
+/usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
+command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/sbin/php-fpm8.2 ] || command -v php-fpm >/dev/null || need+=(php-fpm)
+command -v cgi-fcgi >/dev/null || need+=(libfcgi-bin)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2
