@@ -494,3 +494,37 @@ func TestInterceptWebSocket(t *testing.T) {
 		t.Errorf("access record kind %q status %d url %q, want upgrade 101 https://localhost:…", e.Kind, e.Status, e.URL)
 	}
 }
+
+// Issue 13: a host whose -upstream-tls rule turns verification off is
+// never intercepted, even when -intercept lists it: the client would take
+// an unverified origin for a verified one. It stays an end-to-end tunnel,
+// and the client sees (and checks) the origin's own certificate.
+func TestInterceptNeverUnverified(t *testing.T) {
+	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
+	dir := filepath.Join(t.TempDir(), "ca")
+	ps, _ := intercept.ParsePatterns("localhost")
+	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.ConnectPorts = "*"
+	cfg.Intercept, cfg.InterceptCA = "localhost", dir
+	cfg.UpstreamTLS = "localhost,insecure"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	addr, access := runServer(t, cfg)
+	roots := x509.NewCertPool()
+	roots.AddCert(origin.leaf)
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr}), TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: testTimeout}).Get("https://localhost:" + origin.port() + "/")
+	if err != nil {
+		t.Fatalf("GET through a host with an insecure -upstream-tls rule: %v (want an end-to-end tunnel)", err)
+	}
+	resp.Body.Close()
+	if got := resp.TLS.PeerCertificates[0]; !got.Equal(origin.leaf) {
+		t.Errorf("client saw %v, want the origin's own certificate", got.Subject)
+	}
+	waitFor(t, "the tunnel's access record", func() bool { return strings.Contains(access.String(), "\tconnect\t") })
+}
