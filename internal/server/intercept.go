@@ -64,7 +64,9 @@ func (v *verifiedOnly) Match(host string, port int) bool {
 	return true
 }
 
-func (v *verifiedOnly) Server(c net.Conn, host string) *tls.Conn { return v.Interceptor.Server(c, host) }
+func (v *verifiedOnly) Server(c net.Conn, host string) *tls.Conn {
+	return v.Interceptor.Server(c, host)
+}
 
 func insecureRules(text config.TLSRules) ([]tlsRuleHosts, error) {
 	rules, err := text.Parse()
