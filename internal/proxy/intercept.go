@@ -89,16 +89,79 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 // serveInner runs an http.Server on the one connection c until it is
 // closed: by the client, the idle timeout, an upgrade's end or shutdown.
 func (h *Handler) serveInner(c *tls.Conn, done <-chan struct{}, target string) {
-	srv := &http.Server{
+	srv := h.newInner(target)
+	if !h.innerServers.add(srv) {
+		c.Close() // shutting down
+		return
+	}
+	defer h.innerServers.remove(srv)
+	// Serve returns once the listener's second Accept does, which waits
+	// for the connection to close, or for Shutdown to close the listener;
+	// the connection is then still served until it closes.
+	srv.Serve(&oneConnListener{c: c, done: done, closed: make(chan struct{})})
+	<-done
+}
+
+// newInner is the server inside a tunnel to target.
+func (h *Handler) newInner(target string) *http.Server {
+	return &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serveIntercepted(w, r, target) }),
 		ReadHeaderTimeout: h.inner.readHeaderTimeout,
 		IdleTimeout:       h.inner.idleTimeout,
 		MaxHeaderBytes:    h.inner.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}
-	// Serve returns once the listener's second Accept does, which waits
-	// for the connection to close.
-	srv.Serve(&oneConnListener{c: c, done: done})
+}
+
+// ShutdownIntercepted shuts down the servers inside intercepted tunnels
+// as http.Server.Shutdown does the proxy's: an idle connection is closed
+// at once, a busy one after its response; tunnels opened later are closed
+// at once. It returns when all are closed or ctx is done.
+func (h *Handler) ShutdownIntercepted(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, srv := range h.innerServers.stop() {
+		wg.Go(func() { srv.Shutdown(ctx) })
+	}
+	wg.Wait()
+}
+
+// innerSet is the servers running inside intercepted tunnels.
+type innerSet struct {
+	mu      sync.Mutex
+	servers map[*http.Server]struct{}
+	stopped bool
+}
+
+// add registers srv; it reports false once stop was called.
+func (s *innerSet) add(srv *http.Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	if s.servers == nil {
+		s.servers = map[*http.Server]struct{}{}
+	}
+	s.servers[srv] = struct{}{}
+	return true
+}
+
+func (s *innerSet) remove(srv *http.Server) {
+	s.mu.Lock()
+	delete(s.servers, srv)
+	s.mu.Unlock()
+}
+
+// stop marks the set stopped and returns the servers running now.
+func (s *innerSet) stop() []*http.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	out := make([]*http.Server, 0, len(s.servers))
+	for srv := range s.servers {
+		out = append(out, srv)
+	}
+	return out
 }
 
 // serveIntercepted serves one request from inside the tunnel to target
@@ -171,11 +234,14 @@ func (c *closeConn) Close() error {
 	return err
 }
 
-// oneConnListener hands out one connection, then blocks until done.
+// oneConnListener hands out one connection, then blocks until done or
+// until it is closed.
 type oneConnListener struct {
-	c    net.Conn
-	mu   sync.Mutex
-	done <-chan struct{}
+	c      net.Conn
+	mu     sync.Mutex
+	done   <-chan struct{}
+	once   sync.Once
+	closed chan struct{}
 }
 
 func (l *oneConnListener) Accept() (net.Conn, error) {
@@ -186,11 +252,18 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 	if c != nil {
 		return c, nil
 	}
-	<-l.done
+	select {
+	case <-l.done:
+	case <-l.closed:
+	}
 	return nil, net.ErrClosed
 }
 
-func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
 func (l *oneConnListener) Addr() net.Addr { return tunnelAddr{} }
 
 type tunnelAddr struct{}

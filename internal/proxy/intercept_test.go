@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/intercept"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/server"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -527,4 +529,52 @@ func TestInterceptNeverUnverified(t *testing.T) {
 		t.Errorf("client saw %v, want the origin's own certificate", got.Subject)
 	}
 	waitFor(t, "the tunnel's access record", func() bool { return strings.Contains(access.String(), "\tconnect\t") })
+}
+
+// Issue 13: at shutdown, an idle keep-alive connection inside an
+// intercepted tunnel is closed at once, as http.Server.Shutdown closes the
+// proxy's own idle ones; it does not hold the drain for -shutdown-grace.
+func TestInterceptShutdownClosesIdle(t *testing.T) {
+	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
+	dir := filepath.Join(t.TempDir(), "ca")
+	ps, _ := intercept.ParsePatterns("localhost")
+	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.ConnectPorts = "*"
+	cfg.CAFile = origin.caFile
+	cfg.Intercept, cfg.InterceptCA = "localhost", dir
+	cfg.ShutdownGrace = 10 * time.Minute
+	addrc := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- server.Run(ctx, cfg, slog.New(&addrHandler{addr: addrc}), io.Discard) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("server.Run: %v", err)
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(dir, intercept.CertFile))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr}), TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: testTimeout}).Get("https://localhost:" + origin.port() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close() // the connection stays open, idle, in the pool
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("server.Run: %v", err)
+		}
+	case <-time.After(30 * time.Second): // a hang guard, far below the 10m grace
+		t.Fatal("server.Run still draining 30s after cancel: the idle intercepted connection was not closed")
+	}
 }

@@ -54,8 +54,9 @@ type Handler struct {
 	// intercept, when not nil, picks the CONNECT targets whose TLS is
 	// terminated here (intercept.go); inner are the limits of the server
 	// inside such a tunnel.
-	intercept Interceptor
-	inner     innerSettings
+	intercept    Interceptor
+	inner        innerSettings
+	innerServers innerSet
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns

@@ -176,6 +176,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	// answers in-flight requests with "Connection: close". Hijacked
 	// tunnels are not its business: they get the grace period too.
 	shutdownErr := srv.Shutdown(drainCtx)
+	// Intercepted tunnels carry keep-alive requests: their idle
+	// connections close now, busy ones after the response.
+	handler.ShutdownIntercepted(drainCtx)
 	tunnels.waitOrClose(drainCtx)
 	if shutdownErr != nil {
 		srv.Close()
