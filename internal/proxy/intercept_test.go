@@ -119,6 +119,12 @@ type icptRig struct {
 // them, trusting caFile for origins.
 func icptStart(t *testing.T, patterns, caFile string) *icptRig {
 	t.Helper()
+	return icptStartWith(t, patterns, caFile, nil)
+}
+
+// icptStartWith is icptStart with edit applied to the config.
+func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Config)) *icptRig {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
 	ps, err := intercept.ParsePatterns(patterns)
 	if err != nil {
@@ -132,6 +138,9 @@ func icptStart(t *testing.T, patterns, caFile string) *icptRig {
 	cfg.ConnectPorts = "*"
 	cfg.CAFile = caFile
 	cfg.Intercept, cfg.InterceptCA = patterns, dir
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -576,5 +585,27 @@ func TestInterceptShutdownClosesIdle(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second): // a hang guard, far below the 10m grace
 		t.Fatal("server.Run still draining 30s after cancel: the idle intercepted connection was not closed")
+	}
+}
+
+// Issue 13: the requests inside an intercepted tunnel meet the same
+// dial-time policy as absolute-form ones: with -deny-private, a listed
+// host that resolves to loopback gets 403 destination_ip_prohibited, and
+// the origin is never reached.
+func TestInterceptDialPolicy(t *testing.T) {
+	var hits atomic.Int64
+	origin := newICPTOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }), false)
+	rig := icptStartWith(t, "localhost", origin.caFile, func(c *config.Config) { c.DenyPrivate = true })
+	c, _ := rig.client(t, rig.roots, false)
+	resp, err := c.Get("https://localhost:" + origin.port() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusForbidden || !strings.Contains(ps, "error="+proxy.PSDestinationIPDenied) {
+		t.Errorf("intercepted request to a private address with -deny-private: %d %q, want 403 %s", resp.StatusCode, ps, proxy.PSDestinationIPDenied)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("origin reached %d times, want 0", n)
 	}
 }
