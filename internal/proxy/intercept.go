@@ -98,7 +98,13 @@ func (h *Handler) serveInner(c *tls.Conn, done <-chan struct{}, target string) {
 	// Serve returns once the listener's second Accept does, which waits
 	// for the connection to close, or for Shutdown to close the listener;
 	// the connection is then still served until it closes.
-	srv.Serve(&oneConnListener{c: c, done: done, closed: make(chan struct{})})
+	l := &oneConnListener{c: c, done: done, closed: make(chan struct{})}
+	srv.Serve(l)
+	if l.untaken() {
+		// Shut down before Serve began: the connection was never served.
+		c.Close()
+		return
+	}
 	<-done
 }
 
@@ -257,6 +263,13 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 	case <-l.closed:
 	}
 	return nil, net.ErrClosed
+}
+
+// untaken reports whether the connection was never accepted.
+func (l *oneConnListener) untaken() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.c != nil
 }
 
 func (l *oneConnListener) Close() error {
