@@ -40,7 +40,7 @@ func runCA(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		fmt.Fprint(stdout, caUsage)
 		return 0
 	default:
-		err = fmt.Errorf("unknown command %q", args[0])
+		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
 	var usage usageError
 	switch {
