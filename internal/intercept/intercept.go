@@ -93,14 +93,16 @@ type tunnelConn struct {
 	host string
 }
 
-// newConfig is the one tls.Config every intercepted tunnel shares, so
-// that session tickets issued on one tunnel resume on another.
+// newConfig is the tls.Config every intercepted tunnel starts from. For
+// each ClientHello it checks the SNI and returns the tunnel's own config,
+// whose session tickets are sealed with this one's keys, so that a client
+// resumes on its next tunnel to the same host.
 func (i *Interceptor) newConfig() *tls.Config {
-	c := &tls.Config{
+	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
 	}
-	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		tc, ok := hello.Conn.(*tunnelConn)
 		if !ok {
 			return nil, errors.New("intercept: handshake on a conn that is no tunnel")
@@ -108,39 +110,42 @@ func (i *Interceptor) newConfig() *tls.Config {
 		if !sniMatches(hello.ServerName, tc.host) {
 			return nil, fmt.Errorf("intercept: client's TLS server name %q is not the CONNECT host %q", hello.ServerName, tc.host)
 		}
-		return nil, nil
+		return i.tunnelConfig(base, tc.host), nil
 	}
-	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		tc, ok := hello.Conn.(*tunnelConn)
-		if !ok {
-			return nil, errors.New("intercept: handshake on a conn that is no tunnel")
-		}
-		return i.minter.Certificate(tc.host)
-	}
-	// A ticket carries the server name it was issued under, and resumes
-	// only under the same one: a session of one host's tunnel never
-	// resumes in another host's.
-	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		ss.Extra = append(ss.Extra, append([]byte(ticketTag), normalHost(cs.ServerName)...))
-		return c.EncryptTicket(cs, ss)
-	}
-	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-		ss, err := c.DecryptTicket(identity, cs)
-		if err != nil || ss == nil {
-			return ss, err
-		}
-		want := append([]byte(ticketTag), normalHost(cs.ServerName)...)
-		for _, e := range ss.Extra {
-			if bytes.Equal(e, want) {
-				return ss, nil
-			}
-		}
-		return nil, nil
-	}
-	return c
+	return base
 }
 
-// ticketTag prefixes the server name kept in a session ticket.
+// tunnelConfig is the server config of one tunnel to host: the leaf for
+// host, and tickets that carry host and resume in a tunnel to host only
+// (a client of IP literals sends no SNI to tell them apart).
+func (i *Interceptor) tunnelConfig(base *tls.Config, host string) *tls.Config {
+	tag := append([]byte(ticketTag), host...)
+	return &tls.Config{
+		MinVersion: base.MinVersion,
+		NextProtos: base.NextProtos,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return i.minter.Certificate(host)
+		},
+		WrapSession: func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			ss.Extra = append(ss.Extra, tag)
+			return base.EncryptTicket(cs, ss)
+		},
+		UnwrapSession: func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			ss, err := base.DecryptTicket(identity, cs)
+			if err != nil || ss == nil {
+				return ss, err
+			}
+			for _, e := range ss.Extra {
+				if bytes.Equal(e, tag) {
+					return ss, nil
+				}
+			}
+			return nil, nil // another host's: a full handshake
+		},
+	}
+}
+
+// ticketTag prefixes the tunnel host kept in a session ticket.
 const ticketTag = "warmproxy-sni:"
 
 // sniMatches reports whether a ClientHello's server name fits host. A

@@ -609,3 +609,40 @@ func TestInterceptDialPolicy(t *testing.T) {
 		t.Errorf("origin reached %d times, want 0", n)
 	}
 }
+
+// Issue 13: a session ticket resumes only in a tunnel to the host it was
+// issued for. A client that keys its session cache by the proxy's address
+// (no SNI: IP literals) offers one host's ticket in another host's tunnel;
+// that gets a full handshake, with the other host's leaf.
+func TestInterceptTicketPerHost(t *testing.T) {
+	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
+	rig := icptStart(t, "127.0.0.1,127.0.0.2", origin.caFile)
+	cache := tls.NewLRUClientSessionCache(4)
+	tunnel := func(host string) (resumed bool, leaf *x509.Certificate) {
+		t.Helper()
+		target := net.JoinHostPort(host, origin.port())
+		c := rig.connect(t, target)
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache, NextProtos: []string{"http/1.1"}})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("tunnel to %s: %v", host, err)
+		}
+		// A response, so the client has read the session ticket.
+		fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target)
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		tc.Close()
+		cs := tc.ConnectionState()
+		return cs.DidResume, cs.PeerCertificates[0]
+	}
+	tunnel("127.0.0.1")
+	if resumed, _ := tunnel("127.0.0.1"); !resumed {
+		t.Errorf("second tunnel to the same host did not resume")
+	}
+	resumed, leaf := tunnel("127.0.0.2")
+	if resumed || len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 2)) {
+		t.Errorf("tunnel to 127.0.0.2 with 127.0.0.1's ticket: resumed %v, leaf for %v; want a full handshake with 127.0.0.2's leaf", resumed, leaf.IPAddresses)
+	}
+}
