@@ -501,8 +501,17 @@ func TestInterceptWebSocket(t *testing.T) {
 		}
 	}
 	ws.Close(websocket.StatusNormalClosure, "done")
-	if e := rig.record(t); e.Kind != accesslog.KindUpgrade || e.Status != 101 || !strings.HasPrefix(e.URL, "https://localhost:") {
+	// The upgrade's record and its tunnel's, in either order: both end
+	// when the connection closes.
+	recs := rig.drain(t, 2)
+	if recs[0].Kind != accesslog.KindUpgrade {
+		recs[0], recs[1] = recs[1], recs[0]
+	}
+	if e := recs[0]; e.Kind != accesslog.KindUpgrade || e.Status != 101 || !strings.HasPrefix(e.URL, "https://localhost:") {
 		t.Errorf("access record kind %q status %d url %q, want upgrade 101 https://localhost:…", e.Kind, e.Status, e.URL)
+	}
+	if e := recs[1]; e.Kind != accesslog.KindIntercepted || e.Method != http.MethodConnect {
+		t.Errorf("tunnel record kind %q method %q, want intercepted CONNECT", e.Kind, e.Method)
 	}
 }
 
