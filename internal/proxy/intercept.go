@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
@@ -52,7 +53,11 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	defer h.track(client)()
 	defer client.Close()
 	entry.Status = http.StatusOK
+	var cc *closeConn
 	finish := func(psType, detail string) {
+		if cc != nil {
+			entry.BytesIn, entry.BytesOut = cc.in.Load(), cc.out.Load()
+		}
 		entry.Error, entry.Detail = psType, detail
 		entry.Duration = time.Since(entry.Start)
 		h.record(entry)
@@ -69,7 +74,8 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	// Below the TLS layer, so that http.Server sees a *tls.Conn (for
 	// HTTP/2 by ALPN) and closing it from anywhere ends serveInner.
 	done := make(chan struct{})
-	conn = &closeConn{Conn: conn, done: done}
+	cc = &closeConn{Conn: conn, done: done}
+	conn = cc
 	host, _, _ := net.SplitHostPort(target)
 	tc := h.intercept.Server(conn, host)
 	if err := tc.HandshakeContext(r.Context()); err != nil {
@@ -227,11 +233,25 @@ type prefixConn struct {
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// closeConn closes done when it is closed.
+// closeConn closes done when it is closed, and counts the bytes of the
+// client's TLS connection for the tunnel's record.
 type closeConn struct {
 	net.Conn
-	once sync.Once
-	done chan struct{}
+	once    sync.Once
+	done    chan struct{}
+	in, out atomic.Int64
+}
+
+func (c *closeConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c *closeConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
 }
 
 func (c *closeConn) Close() error {

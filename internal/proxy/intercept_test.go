@@ -277,6 +277,9 @@ func TestInterceptPoolsTLS(t *testing.T) {
 				if e.Kind != accesslog.KindIntercepted {
 					t.Errorf("access record %s %s kind %q, want intercepted", e.Method, e.URL, e.Kind)
 				}
+				if e.Method == http.MethodConnect && (e.BytesIn < 100 || e.BytesOut < 100) {
+					t.Errorf("tunnel record bytes in %d out %d, want the TLS bytes both ways", e.BytesIn, e.BytesOut)
+				}
 				if e.Method == http.MethodGet {
 					if e.URL != target || e.Status != 200 {
 						t.Errorf("access record %s %d, want %s 200", e.URL, e.Status, target)
