@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Installs the programs the test suite drives: curl, php with its curl
-# extension, nginx, node and python (with requests), openssl, php-fpm and
-# cgi-fcgi, systemd-analyze, and the e2e Node
+# extension, nginx, node and python, systemd-analyze, and the e2e Node
 # client's npm packages. Idempotent; needs root for apt-get.
 set -euo pipefail
 need=()
@@ -12,14 +11,14 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
-command -v systemd-analyze >/dev/null || need+=(systemd)
-command -v git >/dev/null || need+=(git)
-# Issue 13: interception e2e: Debian's python3 with requests, openssl for
-# the name-constraint check, PHP-FPM driven by cgi-fcgi.
+# Issue 13, TLS interception: Debian's python3 with requests, openssl (the
+# name-constraint check, s_client), PHP-FPM and cgi-fcgi to drive it.
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
 command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/sbin/php-fpm8.2 ] || command -v php-fpm >/dev/null || need+=(php-fpm)
 command -v cgi-fcgi >/dev/null || need+=(libfcgi-bin)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v git >/dev/null || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2
