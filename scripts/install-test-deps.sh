@@ -12,6 +12,12 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
+# Issue 13, TLS interception: Debian's python3 with requests, openssl (the
+# name-constraint check, s_client), PHP-FPM and cgi-fcgi to drive it.
+/usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
+command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/sbin/php-fpm8.2 ] || command -v php-fpm >/dev/null || need+=(php-fpm)
+command -v cgi-fcgi >/dev/null || need+=(libfcgi-bin)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v git >/dev/null || need+=(git)
 command -v chromium >/dev/null || need+=(chromium)

@@ -93,6 +93,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	upstreamFlags(fs, &cfg)
 	endRouteParse := clientFlags(fs, &cfg)
 	prewarm := prewarmFlags(fs, &cfg)
+	interceptFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
 	checkConfig := fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not")

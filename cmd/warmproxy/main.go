@@ -25,6 +25,9 @@ func main() {
 
 // run is main with its inputs and outputs explicit, and an exit code out.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ca" {
+		return runCA(args[1:], getenv, stdout, stderr)
+	}
 	cfg, act, err := parseArgs(args, getenv, stderr)
 	var settingsErr *settingsError
 	if err != nil && !errors.As(err, &settingsErr) {

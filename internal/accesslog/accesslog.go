@@ -36,6 +36,8 @@ const (
 	KeyError        = "error"
 	KeyDetail       = "detail"
 	KeyEnd          = "end"
+	// KeyALPN is the protocol a client picked by ALPN (intercepted tunnels).
+	KeyALPN = "alpn"
 )
 
 // Kinds of record.
@@ -43,6 +45,9 @@ const (
 	KindRequest = "request"
 	KindConnect = "connect"
 	KindUpgrade = "upgrade"
+	// KindIntercepted is a request served inside an intercepted CONNECT
+	// tunnel (-intercept), and that tunnel's own record.
+	KindIntercepted = "intercepted"
 )
 
 // EndShutdown is the end of a request or tunnel cut because the shutdown
@@ -72,7 +77,7 @@ type Entry struct {
 	TLSResumed bool
 	// Retries counts extra upstream attempts (a stale pooled connection).
 	Retries int
-	// Kind is KindRequest, KindConnect or KindUpgrade.
+	// Kind is KindRequest, KindConnect, KindUpgrade or KindIntercepted.
 	Kind string
 	// Error is the RFC 9209 Proxy-Status error type, if any; Detail says
 	// more.

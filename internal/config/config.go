@@ -226,6 +226,19 @@ type Config struct {
 	// idle limit its origin announces with "Keep-Alive: timeout=N", so no
 	// request is sent on a connection the origin is closing. Default true.
 	HonorKeepAliveTimeout bool
+
+	// Intercept lists host patterns, comma-separated (as -allow), whose
+	// CONNECT tunnels are intercepted: the client's TLS ends at warmproxy
+	// with a certificate minted by the CA in InterceptCA, and the requests
+	// inside go through the pool like absolute-form https:// requests.
+	// Default none: every tunnel is end to end.
+	Intercept string
+	// InterceptCA is the directory of the interception CA (ca.pem and
+	// ca-key.pem, made by warmproxy ca init). Default none.
+	InterceptCA string
+	// InterceptAnyHostIKnow allows a catch-all Intercept pattern. Default
+	// false.
+	InterceptAnyHostIKnow bool
 }
 
 // Default returns a Config holding every default.
@@ -344,6 +357,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateDNS()...)
 	errs = append(errs, c.validateUpstream()...)
 	errs = append(errs, c.validatePrewarm()...)
+	errs = append(errs, c.validateIntercept()...)
 	return errors.Join(errs...)
 }
 

@@ -80,6 +80,10 @@ type File struct {
 
 	Prewarm               *string `yaml:"prewarm"`
 	HonorKeepAliveTimeout *bool   `yaml:"honor-keepalive-timeout"`
+
+	Intercept             *string `yaml:"intercept"`
+	InterceptCA           *string `yaml:"intercept-ca"`
+	InterceptAnyHostIKnow *bool   `yaml:"intercept-any-host-i-know"`
 }
 
 // LoadFile reads and parses the YAML file at path. An unknown or repeated

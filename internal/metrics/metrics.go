@@ -284,7 +284,7 @@ func (m *Metrics) Observe(e *accesslog.Entry) {
 	if conn != connNone {
 		m.upstream[conn].Inc()
 	}
-	if e.Kind == accesslog.KindRequest {
+	if e.Kind == accesslog.KindRequest || e.Kind == accesslog.KindIntercepted && e.Method != http.MethodConnect {
 		m.duration[conn].Observe(e.Duration.Seconds())
 	}
 }

@@ -38,6 +38,10 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 			Msg: "CONNECT to " + target + " is not allowed: port not in -connect-ports (now " + h.connectPorts.String() + "); add it there, or * for any"})
 		return
 	}
+	if h.intercept != nil && h.intercept.Match(connectHost(target), port) {
+		h.serveIntercept(w, r, entry, target)
+		return
+	}
 	origin, err := h.dial(r.Context(), "tcp", target)
 	entry.Connect = time.Since(entry.Start)
 	if err != nil {
@@ -97,4 +101,11 @@ func connectPort(target string) (int, bool) {
 		port = port*10 + int(c-'0')
 	}
 	return port, port >= 1 && port <= 65535
+}
+
+// connectHost is the host of a checked CONNECT target, without the
+// brackets of an IPv6 literal.
+func connectHost(target string) string {
+	host, _, _ := net.SplitHostPort(target)
+	return host
 }

@@ -123,7 +123,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		Method:       r.Method,
 		URL:          r.RequestURI,
 		RequestedURL: requested,
-		Kind:         accesslog.KindRequest,
+		Kind:         entryKind(r),
 	}
 	outreq, perr := h.outboundRequest(r, entry)
 	if perr != nil {

@@ -51,6 +51,12 @@ type Handler struct {
 	access atomic.Pointer[Access]
 	// routes are the base-URL routes (route.go), longest prefix first.
 	routes routes
+	// intercept, when not nil, picks the CONNECT targets whose TLS is
+	// terminated here (intercept.go); inner are the limits of the server
+	// inside such a tunnel.
+	intercept    Interceptor
+	inner        innerSettings
+	innerServers innerSet
 }
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
@@ -74,6 +80,9 @@ type Options struct {
 	DialTLS DialFunc
 	// Access, when not nil, checks clients and credentials first.
 	Access *Access
+	// Intercept, when not nil, intercepts the CONNECT targets it matches
+	// (-intercept).
+	Intercept Interceptor
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -94,6 +103,14 @@ func New(o Options) *Handler {
 		log:            o.Log,
 	}
 	h.access.Store(o.Access)
+	h.intercept = o.Intercept
+	h.inner = innerSettings{
+		handshakeTimeout:  o.Config.ClientHeaderTimeout,
+		readHeaderTimeout: o.Config.ClientHeaderTimeout,
+		idleTimeout:       o.Config.ClientIdleTimeout,
+		maxHeaderBytes:    o.Config.MaxHeaderBytes,
+		maxStreams:        o.Config.ClientH2CMaxStreams,
+	}
 	h.routes = newRoutes(o.Config.Routes)
 	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
 	if h.record == nil {

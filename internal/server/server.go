@@ -46,6 +46,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
+	icpt, err := newInterceptor(cfg, log)
+	if err != nil {
+		return err
+	}
 	ln, err := listen(cfg)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -115,6 +119,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		Log:       log,
 		DialTLS:   up.DialTLS,
 		Access:    acc,
+		Intercept: icpt,
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
@@ -184,6 +189,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	// answers in-flight requests with "Connection: close". Hijacked
 	// tunnels are not its business: they get the grace period too.
 	shutdownErr := srv.Shutdown(drainCtx)
+	// Intercepted tunnels carry keep-alive requests: their idle
+	// connections close now, busy ones after the response.
+	handler.ShutdownIntercepted(drainCtx)
 	tunnels.waitEmpty(drainCtx)
 	if shutdownErr != nil || tunnels.len() > 0 {
 		cutLeft(log, srv, tunnels, &running)

@@ -454,6 +454,10 @@ type endpoint struct {
 	target string
 	header []string
 	tls    bool // client speaks TLS (direct to an HTTPS upstream)
+	// connect, host and ca are for an https:// client through a proxy
+	// (S1's interception row): a CONNECT to connect, TLS inside trusting
+	// ca (default the origin's), Host host.
+	connect, host, ca string
 }
 
 func (in *instance) endpoint(upstream, path string, tlsUp bool) endpoint {
@@ -476,7 +480,17 @@ func (b *bench) loadgenArgs(e endpoint) []string {
 		a = append(a, "-H", h)
 	}
 	if e.tls {
-		a = append(a, "-tls", "-ca", b.oi.CAFile, "-server-name", "127.0.0.1")
+		ca := b.oi.CAFile
+		if e.ca != "" {
+			ca = e.ca
+		}
+		a = append(a, "-tls", "-ca", ca, "-server-name", "127.0.0.1")
+	}
+	if e.connect != "" {
+		a = append(a, "-connect", e.connect)
+	}
+	if e.host != "" {
+		a = append(a, "-host", e.host)
 	}
 	return a
 }

@@ -197,20 +197,20 @@ func (b *bench) report() string {
 
 func (b *bench) reportS1(sb *strings.Builder) {
 	w := func(format string, args ...any) { fmt.Fprintf(sb, format, args...) }
-	w("## S1 PHP pattern\n\nA fresh client connection per request (write one request, read all, close), 1 KiB responses, HTTPS origin behind the %v RTT relay; proxies talk TLS to the origin through the relay (warmproxy via `X-Real-Protocol: https`). `direct-fresh` is the same client doing its own TCP+TLS per request; `direct-ka` keeps one TLS connection per worker: the physical limit. Target: warmproxy p50 within 0.3 ms of direct-ka. Upstream counts are per 1000 client requests, from the origin's counters.\n\n", b.c.rtt)
+	w("## S1 PHP pattern\n\nA fresh client connection per request (write one request, read all, close), 1 KiB responses, HTTPS origin behind the %v RTT relay; proxies talk TLS to the origin through the relay (warmproxy via `X-Real-Protocol: https`; `warmproxy-intercept` is the unchanged https:// client: CONNECT plus its own TLS handshake to warmproxy per request, which intercepts the origin's address with `-intercept`). `direct-fresh` is the same client doing its own TCP+TLS per request; `direct-ka` keeps one TLS connection per worker: the physical limit. Target: warmproxy p50 within 0.3 ms of direct-ka. Upstream counts are per 1000 client requests, from the origin's counters.\n\n", b.c.rtt)
 	t := table{sb}
-	t.head("C", "target", "p50 ms", "p99 ms", "req/s", "p50 − direct-ka ms", "p50 × direct-fresh", "upstream TCP conns /1k", "full TLS /1k", "resumed TLS /1k")
+	t.head("C", "target", "p50 ms", "p99 ms", "req/s", "p50 − direct-ka ms", "p50 × direct-fresh", "upstream TCP conns /1k", "full TLS /1k", "resumed TLS /1k", "client CPU µs/req")
 	for _, c := range b.c.s1C {
 		v := fmt.Sprintf("C=%d", c)
 		ka, fresh := b.find("S1", v, "direct-ka"), b.find("S1", v, "direct-fresh")
-		for _, tg := range []string{"direct-fresh", "direct-ka", "warmproxy", "nginx", "haproxy"} {
+		for _, tg := range []string{"direct-fresh", "direct-ka", "warmproxy", s1InterceptTarget, "nginx", "haproxy"} {
 			r := b.find("S1", v, tg)
 			if r == nil {
 				continue
 			}
 			t.line(fmt.Sprint(c), tg, f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), f(med(r, "rps"), 0),
 				f(diff(r, ka, "p50_ms"), 2), fx(ratio(r, fresh, "p50_ms")),
-				f(med(r, "conns_per_1k"), 1), f(med(r, "tls_full_per_1k"), 1), f(med(r, "tls_resumed_per_1k"), 1))
+				f(med(r, "conns_per_1k"), 1), f(med(r, "tls_full_per_1k"), 1), f(med(r, "tls_resumed_per_1k"), 1), f(med(r, "client_cpu_us"), 0))
 		}
 	}
 	w("\n")

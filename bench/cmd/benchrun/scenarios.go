@@ -24,6 +24,8 @@ type lgReport struct {
 	Bytes      int64   `json:"bytes"`
 	MBps       float64 `json:"mb_per_s"`
 	ElapsedS   float64 `json:"elapsed_s"`
+	// CPUUsPerReq is the client process's CPU per request.
+	CPUUsPerReq float64 `json:"cpu_us_per_req"`
 }
 
 const mib = 1024.0 // KiB per MiB
@@ -73,17 +75,30 @@ func per1k(x int64, requests int) float64 { return float64(x) * 1000 / float64(r
 // HTTPS origin behind the RTT relay.
 func (b *bench) s1(ctx context.Context, rep int) {
 	const path, size = "/bytes/1024", "1024"
-	for _, t := range []string{"direct-fresh", "direct-ka", "warmproxy", "nginx", "haproxy"} {
+	for _, t := range []string{"direct-fresh", "direct-ka", "warmproxy", s1InterceptTarget, "nginx", "haproxy"} {
 		base, _, _ := strings.Cut(t, "-")
 		if !b.usable(base) {
 			continue
 		}
-		in, err := b.start(ctx, base, b.relayAddr, true, 1000)
+		var (
+			in  *instance
+			e   endpoint
+			err error
+			ca  string
+		)
+		if t == s1InterceptTarget {
+			in, ca, err = b.startIntercept(ctx)
+		} else {
+			in, err = b.start(ctx, base, b.relayAddr, true, 1000)
+		}
 		if err != nil {
 			b.problem("S1 %s: %v", t, err)
 			continue
 		}
-		e := in.endpoint(b.relayAddr, path, true)
+		e = in.endpoint(b.relayAddr, path, true)
+		if t == s1InterceptTarget {
+			e = b.interceptEndpoint(in, path, ca)
+		}
 		for _, c := range b.c.s1C {
 			what := fmt.Sprintf("S1 C=%d %s", c, t)
 			mode, warm := "fresh", "0"
@@ -122,6 +137,7 @@ func (b *bench) s1(ctx context.Context, rep int) {
 				"conns_per_1k":       per1k(up.Accepted, r.Requests),
 				"tls_full_per_1k":    per1k(up.TLSFull, r.Requests),
 				"tls_resumed_per_1k": per1k(up.TLSResumed, r.Requests),
+				"client_cpu_us":      r.CPUUsPerReq,
 			})
 		}
 		b.stop(in)

@@ -61,6 +61,10 @@ type Report struct {
 	MeanMs      float64 `json:"mean_ms"`
 	Bytes       int64   `json:"bytes"`
 	MBps        float64 `json:"mb_per_s"`
+	// CPUUsPerReq is this process's CPU time (user and system) over the
+	// measured phase per request: the client's share, TLS handshakes
+	// included.
+	CPUUsPerReq float64 `json:"cpu_us_per_req"`
 }
 
 func main() {
@@ -75,6 +79,7 @@ func main() {
 	ca := flag.String("ca", "", "CA file for -tls")
 	serverName := flag.String("server-name", "127.0.0.1", "TLS server name for -tls")
 	resume := flag.Bool("resume", false, "with -tls, share a session cache so handshakes resume")
+	connectTo := flag.String("connect", "", "open each connection as a CONNECT tunnel to this `host:port` through -addr, then -tls inside (an https:// client through a proxy)")
 	flag.IntVar(&o.c, "c", 1, "concurrent workers")
 	flag.IntVar(&o.n, "n", 1000, "stop after this many measured requests")
 	flag.DurationVar(&o.d, "d", 10*time.Second, "stop after this long (measured phase)")
@@ -88,6 +93,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
+	o.dialer.Connect = *connectTo
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep := run(ctx, o)
@@ -163,12 +169,14 @@ func run(ctx context.Context, o options) Report {
 		}()
 	}
 	warm.Wait()
+	cpu0 := cpuTime()
 	t0 := time.Now()
 	end := t0.Add(o.d)
 	deadline.Store(&end)
 	close(start)
 	wg.Wait()
 	elapsed := time.Since(t0)
+	cpu := cpuTime() - cpu0
 
 	var all []time.Duration
 	for _, ss := range samples {
@@ -191,7 +199,19 @@ func run(ctx context.Context, o options) Report {
 		Bytes:       s.bytes.Load(),
 	}
 	rep.MBps = float64(rep.Bytes) / 1e6 / elapsed.Seconds()
+	if sum.Count > 0 {
+		rep.CPUUsPerReq = float64(cpu) / 1e3 / float64(sum.Count)
+	}
 	return rep
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // worker does its warmup, waits for start, then measures until the shared

@@ -85,7 +85,11 @@ func Do(conn net.Conn, br *bufio.Reader, req []byte) (Result, error) {
 type Dialer struct {
 	Addr string
 	// TLS, if set, makes Dial do a TLS handshake with this config.
-	TLS     *tls.Config
+	TLS *tls.Config
+	// Connect, if set, is an authority host:port: Dial first opens a
+	// CONNECT tunnel to it through Addr (a forward proxy), then does the
+	// TLS handshake inside, as curl does for https:// through a proxy.
+	Connect string
 	Timeout time.Duration
 }
 
@@ -98,6 +102,12 @@ func (d Dialer) Dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Connect != "" {
+		if err := connect(c, d.Connect, d.Timeout); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if d.TLS == nil {
 		return c, nil
 	}
@@ -107,6 +117,29 @@ func (d Dialer) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("tls handshake: %v", err)
 	}
 	return tc, nil
+}
+
+// connect sends CONNECT authority on c and reads the proxy's answer,
+// which must be a 200 with nothing behind it (the proxy speaks first
+// only in the tunnel's TLS).
+func connect(c net.Conn, authority string, timeout time.Duration) error {
+	c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, "CONNECT "+authority+" HTTP/1.1\r\nHost: "+authority+"\r\n\r\n"); err != nil {
+		return fmt.Errorf("connect: %v", err)
+	}
+	br := bufio.NewReaderSize(c, 512)
+	res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return fmt.Errorf("connect: %v", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("connect %s: status %d", authority, res.StatusCode)
+	}
+	if br.Buffered() > 0 {
+		return fmt.Errorf("connect %s: bytes behind the 200", authority)
+	}
+	return nil
 }
 
 // ClientTLS builds a TLS 1.3 client config trusting caFile. With resume

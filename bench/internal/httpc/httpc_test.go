@@ -79,3 +79,36 @@ func TestDoKeepAlive(t *testing.T) {
 		t.Errorf("origin saw %q, want the absolute target first", targets)
 	}
 }
+
+// Issue 13: with Connect set, Dial opens a CONNECT tunnel through the
+// proxy at Addr first (loadgen -connect, S1's interception row).
+func TestDialConnect(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.RequestURI
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		c.Write([]byte("echo " + line))
+	}))
+	defer srv.Close()
+	d := Dialer{Addr: srv.Listener.Addr().String(), Connect: "origin.test:443", Timeout: 10 * time.Second}
+	c, err := d.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if m := <-got; m != "CONNECT origin.test:443" {
+		t.Errorf("proxy got %q, want CONNECT origin.test:443", m)
+	}
+	c.Write([]byte("hi\n"))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if line != "echo hi\n" {
+		t.Errorf("through the tunnel: %q, want %q", line, "echo hi\n")
+	}
+}
