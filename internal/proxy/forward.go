@@ -29,7 +29,9 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 // RoundTrip returned (a conn dialed for this request may be handed to
 // another), so the fields they touch are atomic.
 type upstreamTrace struct {
-	w http.ResponseWriter
+	// client is the client's response, which Got1xxResponse writes to
+	// from the transport's read goroutine.
+	client clientGuard
 	// relay1xx says whether interim responses may be passed on; n1xx
 	// counts those passed.
 	relay1xx  bool
@@ -44,7 +46,7 @@ type upstreamTrace struct {
 }
 
 func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
-	t := &upstreamTrace{w: w, relay1xx: relay1xx(r)}
+	t := &upstreamTrace{client: clientGuard{w: w}, relay1xx: relay1xx(r)}
 	t.trace = httptrace.ClientTrace{
 		GetConn: func(string) { t.getConn = time.Now() },
 		GotConn: func(info httptrace.GotConnInfo) {
@@ -63,6 +65,40 @@ func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
 		Got1xxResponse: t.got1xx,
 	}
 	return t
+}
+
+// clientGuard lets a goroutine other than the handler's write an interim
+// response to the client only until the handler takes the response back
+// (close): before it writes the final head, and before it returns. The
+// transport runs Got1xxResponse on its read goroutine, which outlives a
+// RoundTrip that returned early (the client went away, the response
+// header timeout fired) and goes on parsing the 1xx responses it had
+// buffered; a late one written then would race the handler's own writes
+// to the header map, or reach a response net/http already finished.
+type clientGuard struct {
+	mu     sync.Mutex
+	w      http.ResponseWriter
+	closed bool
+}
+
+// interim runs write with the client's response unless the guard is
+// closed, and reports whether it ran.
+func (g *clientGuard) interim(write func(http.ResponseWriter)) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	write(g.w)
+	return true
+}
+
+// close hands the response back to the handler for good: it waits for an
+// interim write in progress, and drops every later one.
+func (g *clientGuard) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // prewarmed reports whether c, new to the transport, was opened ahead of
@@ -95,7 +131,8 @@ func relay1xx(r *http.Request) bool {
 
 // got1xx relays an interim response (102, 103) to the client. 100 Continue
 // is left to net/http's server, which sends it when the transport starts
-// reading the request body, that is after the origin's own 100.
+// reading the request body, that is after the origin's own 100. One that
+// comes after the handler took the response back is dropped.
 func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 	if code == http.StatusContinue || !t.relay1xx {
 		return nil
@@ -103,14 +140,30 @@ func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 	if t.n1xx++; t.n1xx > max1xx {
 		return errors.New("origin sent more than 16 interim (1xx) responses")
 	}
-	h := t.w.Header()
+	t.client.interim(func(w http.ResponseWriter) { writeInterim(w, code, header) })
+	return nil
+}
+
+// writeInterim writes one interim response with the origin's fields, less
+// the hop-by-hop ones. net/http sends the whole header map with a 1xx, so
+// the fields the handler set before (a "Connection: close") are set aside
+// meanwhile and put back after.
+func writeInterim(w http.ResponseWriter, code int, header textproto.MIMEHeader) {
+	h := w.Header()
+	var kept http.Header
+	if len(h) > 0 {
+		kept = h.Clone()
+		clear(h)
+	}
 	for k, vv := range header {
 		h[k] = vv
 	}
 	removeHopByHop(h)
-	t.w.WriteHeader(code)
+	w.WriteHeader(code)
 	clear(h)
-	return nil
+	for k, vv := range kept {
+		h[k] = vv
+	}
 }
 
 // forward proxies an absolute-form request through the pool. requested
@@ -147,8 +200,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		return
 	}
 	tr := newUpstreamTrace(w, r)
+	// Whatever way this handler leaves, no interim response is written
+	// after it.
+	defer tr.client.close()
 	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
 	resp, err := h.transport.RoundTrip(outreq)
+	// From here on, only this goroutine writes to the client.
+	tr.client.close()
 	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
 	if tr.conns > 1 {
 		entry.Retries = tr.conns - 1
