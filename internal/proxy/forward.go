@@ -400,6 +400,12 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	for k, vv := range resp.Header {
 		dst[k] = vv
 	}
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		// net/http's server would sniff one from the body; an
+		// intermediary adds none (RFC 9110 section 8.3). A nil value
+		// is the documented way to stop it, and writes no field.
+		dst["Content-Type"] = nil
+	}
 	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
 	announced := len(resp.Trailer)
 	if announced > 0 {

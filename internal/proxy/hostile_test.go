@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -127,6 +129,163 @@ func TestLateInterimResponses(t *testing.T) {
 				tt.timeout > 0 && resp.StatusCode == http.StatusGatewayTimeout
 			if !ok {
 				t.Errorf("after the flood: %d %q, want 200 final", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// headerSet reads the header fields of a response head in raw, by name,
+// values in order.
+func headerSet(t *testing.T, raw string) (status string, h map[string][]string) {
+	t.Helper()
+	head, _, _ := strings.Cut(raw, "\r\n\r\n")
+	lines := strings.Split(head, "\r\n")
+	h = map[string][]string{}
+	for _, l := range lines[1:] {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			t.Fatalf("bad header line %q in %q", l, head)
+		}
+		k = http.CanonicalHeaderKey(k)
+		h[k] = append(h[k], strings.TrimSpace(v))
+	}
+	return lines[0], h
+}
+
+// Issue 12: the proxy adds no field the origin did not send, beyond Via,
+// the framing of the client's hop (Content-Length, Transfer-Encoding,
+// Connection) and a Date where the origin sent none (RFC 9110 section
+// 6.6.1 asks a forwarding recipient to add one). Before the fix a
+// response without Content-Type reached the client as
+// "text/html; charset=utf-8": net/http's server sniffed the body.
+func TestNoInventedResponseFields(t *testing.T) {
+	const html = "<!DOCTYPE html><html><body>hi</body></html>"
+	date := "Date: Mon, 01 Dec 2025 10:00:00 GMT\r\n"
+	cl := fmt.Sprintf("Content-Length: %d\r\n", len(html))
+	responses := map[string]string{
+		"/length": "HTTP/1.1 200 OK\r\n" + date + "X-Content-Type-Options: nosniff\r\n" + cl + "\r\n" + html,
+		"/chunked": "HTTP/1.1 200 OK\r\n" + date + "X-Custom: 1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			fmt.Sprintf("%x\r\n", len(html)) + html + "\r\n0\r\n\r\n",
+		"/close":   "HTTP/1.1 200 OK\r\n" + date + "Connection: close\r\n\r\n" + html,
+		"/empty":   "HTTP/1.1 200 OK\r\n" + date + "Content-Length: 0\r\n\r\n",
+		"/nodate":  "HTTP/1.1 200 OK\r\n" + cl + "\r\n" + html,
+		"/typed":   "HTTP/1.1 200 OK\r\n" + date + "Content-Type: application/x-thing\r\n" + cl + "\r\n" + html,
+		"/404":     "HTTP/1.1 404 Not Found\r\n" + date + cl + "\r\n" + html,
+		"/encoded": "HTTP/1.1 200 OK\r\n" + date + "Content-Encoding: identity\r\n" + cl + "\r\n" + html,
+	}
+	addr := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, responses[req.URL.Path])
+	})
+	p := startProxy(t, testConfig())
+	framing := map[string]bool{"Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+	for path, sent := range responses {
+		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
+			c, _ := rawConn(t, p.addr)
+			fmt.Fprintf(c, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr, path, addr)
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, want := headerSet(t, sent)
+			status, have := headerSet(t, string(got))
+			if !strings.HasPrefix(sent, status) {
+				t.Errorf("status line %q, origin sent %q", status, sent)
+			}
+			for k, vv := range have {
+				switch {
+				case k == "Via", framing[k]:
+				case k == "Date" && want["Date"] == nil:
+					// Added, as RFC 9110 section 6.6.1 asks.
+				case want[k] == nil:
+					t.Errorf("client got %s: %q, which the origin did not send", k, vv)
+				case strings.Join(vv, ",") != strings.Join(want[k], ","):
+					t.Errorf("client got %s: %q, origin sent %q", k, vv, want[k])
+				}
+			}
+			for k, vv := range want {
+				if !framing[k] && have[k] == nil {
+					t.Errorf("origin's %s: %q did not reach the client", k, vv)
+				}
+			}
+			if have["Date"] == nil {
+				t.Errorf("no Date reached the client")
+			}
+		})
+	}
+	t.Run("h2c client", func(t *testing.T) {
+		// net/http's HTTP/2 server sniffs the same way.
+		srvAddr, _ := runServer(t, testConfig())
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		tr := &http.Transport{Protocols: &protos, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", srvAddr)
+		}}
+		t.Cleanup(tr.CloseIdleConnections)
+		c := &http.Client{Transport: tr, Timeout: testTimeout}
+		for _, path := range []string{"/length", "/chunked", "/close"} {
+			resp, err := c.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || string(body) != html {
+				t.Fatalf("%s: %s %q, want HTTP/2 and the page", path, resp.Proto, body)
+			}
+			if v, ok := resp.Header["Content-Type"]; ok {
+				t.Errorf("%s over h2c: Content-Type %q, which the origin did not send", path, v)
+			}
+		}
+	})
+}
+
+// Issue 12: the request the origin gets carries the client's fields, less
+// the hop-by-hop ones, plus Via and the framing of the origin's hop: the
+// transport adds no User-Agent, Accept-Encoding or other field of its own.
+func TestNoInventedRequestFields(t *testing.T) {
+	heads := make(chan string, 1)
+	addr := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		var head strings.Builder
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(l)
+			if l == "\r\n" {
+				break
+			}
+		}
+		heads <- head.String()
+		io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+	})
+	p := startProxy(t, testConfig())
+	for _, tt := range []struct{ name, fields string }{
+		{"minimal", ""},
+		{"some", "Accept: */*\r\nX-Custom: a\r\nX-Custom: b\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := "GET http://" + addr + "/ HTTP/1.1\r\nHost: " + addr + "\r\n" + tt.fields + "\r\n"
+			resp, _ := rawRoundTrip(t, p.addr, "GET", raw)
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			_, want := headerSet(t, raw)
+			_, got := headerSet(t, <-heads)
+			for k, vv := range got {
+				if k != "Via" && strings.Join(vv, ",") != strings.Join(want[k], ",") {
+					t.Errorf("origin got %s: %q, client sent %q", k, vv, want[k])
+				}
+			}
+			for k, vv := range want {
+				if got[k] == nil {
+					t.Errorf("client's %s: %q did not reach the origin", k, vv)
+				}
 			}
 		})
 	}
