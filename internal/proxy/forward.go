@@ -285,9 +285,11 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 		// body ends, so the transport sends them on.
 		r.Trailer = make(http.Header)
 	}
+	// Declared: the transport would announce them to the origin.
+	dropBadTrailers(r.Trailer)
 	outreq.Trailer = r.Trailer
 	if outreq.Body != nil && outreq.Body != http.NoBody {
-		outreq.Body = &countingBody{rc: outreq.Body}
+		outreq.Body = &countingBody{rc: outreq.Body, trailer: r.Trailer, dropped: h.trailersDropped}
 	}
 	return outreq, nil
 }
@@ -407,6 +409,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		dst["Content-Type"] = nil
 	}
 	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
+	dropBadTrailers(resp.Trailer)
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
@@ -443,6 +446,9 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	// server sends whether or not they were announced in the head. The
 	// announced ones would also be sent by plain name; deleting that form
 	// keeps a field from going out twice.
+	if n := dropBadTrailers(resp.Trailer); n > 0 {
+		h.trailersDropped(TrailerResponse, n)
+	}
 	for k, vv := range resp.Trailer {
 		if len(vv) == 0 {
 			continue
@@ -501,11 +507,22 @@ type countingBody struct {
 	n  atomic.Int64
 	// failed is set when reading the client's body failed (not at EOF).
 	failed atomic.Bool
+	// trailer is the request's trailer map, which net/http's server fills
+	// in before the body's EOF and the transport sends after it; the
+	// fields not allowed in trailers are dropped in between, and counted
+	// with dropped.
+	trailer http.Header
+	dropped func(direction string, n int)
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	if err == io.EOF && len(b.trailer) > 0 {
+		if d := dropBadTrailers(b.trailer); d > 0 {
+			b.dropped(TrailerRequest, d)
+		}
+	}
 	if err != nil && err != io.EOF {
 		b.failed.Store(true)
 	}

@@ -290,3 +290,103 @@ func TestNoInventedRequestFields(t *testing.T) {
 		})
 	}
 }
+
+// trailerSection returns the trailer lines of a chunked message in raw:
+// what follows the last chunk, up to the blank line.
+func trailerSection(t *testing.T, raw string) []string {
+	t.Helper()
+	_, rest, ok := strings.Cut(raw, "\r\n0\r\n")
+	if !ok {
+		t.Fatalf("no last chunk in %q", raw)
+	}
+	section, _, ok := strings.Cut(rest, "\r\n\r\n")
+	if !ok && rest != "\r\n" {
+		t.Fatalf("trailer section not ended in %q", rest)
+	}
+	if section == "" || !ok {
+		return nil
+	}
+	return strings.Split(section, "\r\n")
+}
+
+// metricValue scrapes the proxy's /metrics and returns the value of the
+// sample whose line starts with series.
+func metricValue(t *testing.T, proxyAddr, series string) string {
+	t.Helper()
+	resp, body := rawRoundTrip(t, proxyAddr, "GET", "GET /metrics HTTP/1.1\r\nHost: "+proxyAddr+"\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Issue 12: trailer fields that RFC 9110 section 6.5.1 keeps out of
+// trailers (framing, routing, credentials, cookies, conditionals,
+// response controls, content format) are dropped both ways, declared or
+// not, and counted; other trailers pass. Before the fix the request
+// trailers Content-Length: 99 and Host: evil reached the origin, and the
+// response trailers Content-Length: 99 and Set-Cookie the client.
+func TestTrailerFieldsDropped(t *testing.T) {
+	// The origin's request trailer map holds the fields the proxy
+	// announced (Trailer) and those it sent.
+	got := make(chan http.Header, 1)
+	const respTrailers = "X-Good: g\r\nContent-Length: 99\r\nSet-Cookie: s=1\r\nDate: Mon, 01 Dec 2025 10:00:00 GMT\r\n" +
+		"Location: /elsewhere\r\nContent-Type: text/evil\r\nX-Late: l\r\n"
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		if req.Method == http.MethodPost {
+			got <- req.Trailer
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Good, Set-Cookie, Location\r\n\r\n"+
+			"4\r\nbody\r\n0\r\n"+respTrailers+"\r\n")
+	})
+	addr, _ := runServer(t, testConfig())
+
+	t.Run("request", func(t *testing.T) {
+		raw := "POST http://" + origin + "/ HTTP/1.1\r\nHost: " + origin + "\r\nTransfer-Encoding: chunked\r\n" +
+			"Trailer: X-Good, Host, Set-Cookie\r\n\r\n" +
+			"4\r\nbody\r\n0\r\nX-Good: g\r\nContent-Length: 99\r\nHost: evil\r\nSet-Cookie: a=b\r\n" +
+			"Authorization: Basic eDp5\r\nCookie: c=d\r\nIf-Match: *\r\nX-Late: l\r\n\r\n"
+		resp, _ := rawRoundTrip(t, addr, "POST", raw)
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("status %d, want the origin's 204", resp.StatusCode)
+		}
+		want := http.Header{"X-Good": {"g"}, "X-Late": {"l"}}
+		if tr := <-got; fmt.Sprint(tr) != fmt.Sprint(want) {
+			t.Errorf("origin got trailers %v, want %v", tr, want)
+		}
+		if v := metricValue(t, addr, `warmproxy_trailer_fields_dropped_total{direction="request"}`); v != "6" {
+			t.Errorf("request trailer fields dropped = %q, want 6", v)
+		}
+	})
+	t.Run("response", func(t *testing.T) {
+		c, _ := rawConn(t, addr)
+		fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nTE: trailers\r\nConnection: close\r\n\r\n", origin, origin)
+		all, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, head := headerSet(t, string(all))
+		if d := strings.Join(head["Trailer"], ","); d != "X-Good" {
+			t.Errorf("client got Trailer: %q, want X-Good only", d)
+		}
+		if lines := trailerSection(t, string(all)); strings.Join(lines, "|") != "X-Good: g|X-Late: l" &&
+			strings.Join(lines, "|") != "X-Late: l|X-Good: g" {
+			t.Errorf("client got trailers %q, want X-Good and X-Late only", lines)
+		}
+		if v := metricValue(t, addr, `warmproxy_trailer_fields_dropped_total{direction="response"}`); v != "5" {
+			t.Errorf("response trailer fields dropped = %q, want 5", v)
+		}
+	})
+}

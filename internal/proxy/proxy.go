@@ -51,7 +51,15 @@ type Handler struct {
 	access atomic.Pointer[Access]
 	// routes are the base-URL routes (route.go), longest prefix first.
 	routes routes
+	// trailersDropped counts trailer fields not allowed in trailers.
+	trailersDropped func(direction string, n int)
 }
+
+// Directions of a trailer, as Options.TrailersDropped gets them.
+const (
+	TrailerRequest  = "request"
+	TrailerResponse = "response"
+)
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
 // a function that removes c again.
@@ -74,6 +82,11 @@ type Options struct {
 	DialTLS DialFunc
 	// Access, when not nil, checks clients and credentials first.
 	Access *Access
+	// TrailersDropped, when not nil, is told of the trailer fields
+	// dropped because RFC 9110 section 6.5.1 keeps them out of trailers:
+	// n fields of one message, going in direction (TrailerRequest or
+	// TrailerResponse). It may run on a transport goroutine.
+	TrailersDropped func(direction string, n int)
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -96,6 +109,10 @@ func New(o Options) *Handler {
 	h.access.Store(o.Access)
 	h.routes = newRoutes(o.Config.Routes)
 	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
+	h.trailersDropped = o.TrailersDropped
+	if h.trailersDropped == nil {
+		h.trailersDropped = func(string, int) {}
+	}
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
 	}

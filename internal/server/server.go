@@ -107,6 +107,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 		Log:       log,
 		DialTLS:   up.DialTLS,
 		Access:    acc,
+
+		TrailersDropped: m.TrailersDropped,
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
