@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -189,14 +188,20 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		}
 		return
 	}
-	ctx := r.Context()
-	if perr := h.bufferRetryBody(ctx, r, outreq); perr != nil {
+	ctx, watch := h.watchBody(r.Context(), w, r)
+	// Whatever way this handler leaves, the watch's timer touches nothing
+	// after it.
+	defer watch.close()
+	if cb, ok := outreq.Body.(*countingBody); ok {
+		cb.rc = watch.wrap(cb.rc)
+	}
+	if perr := h.bufferRetryBody(r, outreq, watch); perr != nil {
 		h.fail(w, entry, perr)
 		return
 	}
 
 	if _, ok := outreq.Header["Upgrade"]; ok {
-		h.serveUpgrade(w, r, outreq, entry)
+		h.serveUpgrade(w, r, outreq, entry, watch)
 		return
 	}
 	tr := newUpstreamTrace(w, r)
@@ -212,6 +217,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		entry.Retries = tr.conns - 1
 	}
 	if err != nil {
+		if watch.hasStalled() {
+			closeAfter(w, r)
+			h.fail(w, entry, watch.stallError(outreq.URL.Host))
+			return
+		}
 		if ctx.Err() != nil {
 			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
 			return
@@ -229,7 +239,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		h.refuseSwitch(w, r, resp, entry)
 		return
 	}
-	h.writeResponse(w, r, resp, entry)
+	h.writeResponse(w, r, resp, entry, watch)
 }
 
 // outboundRequest checks r and turns it into the request sent upstream:
@@ -372,13 +382,16 @@ func traceEcho(r *http.Request) []byte {
 // transport may resend it on a fresh connection when a pooled one turns out
 // to be closed before any byte of the request reached the origin. A body
 // with "Expect: 100-continue" is never read early: the origin decides.
-func (h *Handler) bufferRetryBody(ctx context.Context, r, outreq *http.Request) *Error {
+func (h *Handler) bufferRetryBody(r, outreq *http.Request, watch *bodyWatch) *Error {
 	if r.ContentLength <= 0 || r.ContentLength > h.retryBodyBytes || hasToken(r.Header, "Expect", "100-continue") {
 		return nil
 	}
 	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, buf); err != nil {
-		if ctx.Err() != nil {
+	if _, err := io.ReadFull(watch.wrap(r.Body), buf); err != nil {
+		if watch.hasStalled() {
+			return watch.stallError(outreq.URL.Host)
+		}
+		if r.Context().Err() != nil {
 			return &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err}
 		}
 		return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
@@ -389,8 +402,9 @@ func (h *Handler) bufferRetryBody(ctx context.Context, r, outreq *http.Request) 
 }
 
 // writeResponse relays resp: head, body (flushed as it arrives when its
-// length is unknown), then trailers.
-func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry) {
+// length is unknown), then trailers. watch, if not nil, is the watch on
+// the request body, which may still be on its way.
+func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch) {
 	defer resp.Body.Close()
 	entry.Status = resp.StatusCode
 	if resp.StatusCode < 100 || resp.StatusCode > 999 {
@@ -428,6 +442,12 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	}
 	if err != nil {
 		entry.Duration = time.Since(entry.Start)
+		if watch.hasStalled() {
+			entry.Error, entry.Detail = PSHTTPRequestError, watch.abortDetail()
+			h.record(entry)
+			resp.Body.Close()
+			panic(http.ErrAbortHandler)
+		}
 		var we writeError_
 		if errors.As(err, &we) || r.Context().Err() != nil {
 			entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -219,14 +220,7 @@ func TestNoInventedResponseFields(t *testing.T) {
 	t.Run("h2c client", func(t *testing.T) {
 		// net/http's HTTP/2 server sniffs the same way.
 		srvAddr, _ := runServer(t, testConfig())
-		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true)
-		tr := &http.Transport{Protocols: &protos, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", srvAddr)
-		}}
-		t.Cleanup(tr.CloseIdleConnections)
-		c := &http.Client{Transport: tr, Timeout: testTimeout}
+		c := h2cClient(t, srvAddr)
 		for _, path := range []string{"/length", "/chunked", "/close"} {
 			resp, err := c.Get("http://" + addr + path)
 			if err != nil {
@@ -389,4 +383,179 @@ func TestTrailerFieldsDropped(t *testing.T) {
 			t.Errorf("response trailer fields dropped = %q, want 5", v)
 		}
 	})
+}
+
+// accessRecord waits for a JSON access record of the server whose url
+// ends with suffix, and returns it.
+func accessRecord(t *testing.T, access *syncBuffer, suffix string) map[string]any {
+	t.Helper()
+	var rec map[string]any
+	waitFor(t, "the access record of "+suffix, func() bool {
+		for _, l := range strings.Split(access.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil {
+				if u, _ := m["url"].(string); strings.HasSuffix(u, suffix) {
+					rec = m
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return rec
+}
+
+// trickle writes pieces to c, one every gap, until the test ends or a
+// write fails: a client sending its body at a crawl.
+func trickle(t *testing.T, c net.Conn, gap time.Duration, pieces ...string) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	go func() {
+		defer close(stopped)
+		for _, p := range pieces {
+			if _, err := io.WriteString(c, p); err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(gap):
+			}
+		}
+	}()
+}
+
+// Issue 12: a request body that stalls longer than -client-body-timeout
+// ends the request: 408 (with Connection: close) while nothing was
+// answered yet, an aborted connection once the response started; the
+// access log records both. The client here sends a byte every 2.5 s
+// against a timeout of 300 ms. Before the fix the request held its
+// client slot and upstream connection for as long as the client liked.
+func TestClientBodyTimeout(t *testing.T) {
+	bodies := make(chan error, 8)
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.URL.Path == "/early" {
+			// Answer before reading the body, as an origin streaming
+			// its response to an upload does.
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nstart\r\n")
+		}
+		_, err = io.Copy(io.Discard, req.Body)
+		bodies <- err
+		if err == nil {
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		}
+	})
+	cfg := testConfig()
+	cfg.ClientBodyTimeout = 300 * time.Millisecond
+	cfg.LogFormat = "json"
+	addr, access := runServer(t, cfg)
+	const crawl = 2500 * time.Millisecond
+
+	for _, tt := range []struct {
+		name, path, framing string
+		pieces              []string
+	}{
+		{"chunked", "/chunked", "Transfer-Encoding: chunked", []string{"1\r\na\r\n", "1\r\nb\r\n", "1\r\nc\r\n"}},
+		// A small body with a Content-Length is read up front (for a
+		// replay), by the handler itself.
+		{"content-length", "/length", "Content-Length: 10", []string{"a", "b", "c"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, br := rawConn(t, addr)
+			fmt.Fprintf(c, "POST http://%s%s HTTP/1.1\r\nHost: %s\r\n%s\r\n\r\n", origin, tt.path, origin, tt.framing)
+			trickle(t, c, crawl, tt.pieces...)
+			resp, body := readResponse(t, br, "POST")
+			if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+				t.Errorf("status %d, close %v, want 408 and Connection: close", resp.StatusCode, resp.Close)
+			}
+			if ps := resp.Header.Get("Proxy-Status"); !strings.Contains(ps, "error=http_request_error") {
+				t.Errorf("Proxy-Status %q, want error=http_request_error", ps)
+			}
+			if !strings.Contains(body, "client-body-timeout") {
+				t.Errorf("body %q does not name -client-body-timeout", body)
+			}
+			rec := accessRecord(t, access, tt.path)
+			if rec["status"] != 408.0 || rec["error"] != "http_request_error" || !strings.Contains(rec["detail"].(string), "stalled") {
+				t.Errorf("access record %v, want status 408, error http_request_error, a detail saying the body stalled", rec)
+			}
+		})
+	}
+	t.Run("after the response started", func(t *testing.T) {
+		c, br := rawConn(t, addr)
+		fmt.Fprintf(c, "POST http://%s/early HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n", origin, origin)
+		trickle(t, c, crawl, "1\r\na\r\n", "1\r\nb\r\n", "1\r\nc\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "start" || err != io.ErrUnexpectedEOF {
+			t.Errorf("got %d %q, %v; want 200, the origin's first chunk, then the connection cut (unexpected EOF)", resp.StatusCode, body, err)
+		}
+		rec := accessRecord(t, access, "/early")
+		if rec["status"] != 200.0 || rec["error"] != "http_request_error" || !strings.Contains(rec["detail"].(string), "aborted") {
+			t.Errorf("access record %v, want status 200, error http_request_error, a detail saying the connection was aborted", rec)
+		}
+	})
+	t.Run("h2c", func(t *testing.T) {
+		c := h2cClient(t, addr)
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		go io.WriteString(pw, "a")
+		req, _ := http.NewRequest(http.MethodPost, "http://"+origin+"/h2c", pr)
+		resp, body := do(t, c, req)
+		if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body, "client-body-timeout") {
+			t.Errorf("got %s %d %q, want HTTP/2 408 naming -client-body-timeout", resp.Proto, resp.StatusCode, body)
+		}
+		// The stream ended, not the connection: the next request on it
+		// works.
+		resp, _ = do(t, c, mustRequest(t, http.MethodPost, "http://"+origin+"/h2c-next", strings.NewReader("whole")))
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("next request on the h2c connection: %d, want 204", resp.StatusCode)
+		}
+		if rec := accessRecord(t, access, "/h2c"); rec["status"] != 408.0 {
+			t.Errorf("access record %v, want status 408", rec)
+		}
+		<-bodies // the whole one
+	})
+	// The origin saw each body it got (the chunked ones; the small one
+	// never left) end in an error, not at its end.
+	for range 2 {
+		select {
+		case err := <-bodies:
+			if err == nil {
+				t.Error("origin read a whole body, want it cut")
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("origin still reading a body")
+		}
+	}
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge to the proxy at addr,
+// whatever the request URL names, over one connection.
+func h2cClient(t *testing.T, addr string) *http.Client {
+	t.Helper()
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: testTimeout}
+}
+
+func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -32,6 +32,8 @@ type Handler struct {
 	retryBodyBytes int64
 	connectPorts   config.Ports
 	tunnelIdle     time.Duration
+	// clientBodyTimeout ends a request whose body stalls (body.go).
+	clientBodyTimeout time.Duration
 
 	// dialTLS opens TLS connections for upgrades to https origins, which
 	// go out on a connection of their own (upgrade.go).
@@ -101,10 +103,12 @@ func New(o Options) *Handler {
 		retryBodyBytes: o.Config.RetryBodyBytes,
 		connectPorts:   ports,
 		tunnelIdle:     o.Config.TunnelIdleTimeout,
-		admin:          o.Admin,
-		record:         o.Record,
-		tunnels:        o.Tunnels,
-		log:            o.Log,
+
+		clientBodyTimeout: o.Config.ClientBodyTimeout,
+		admin:             o.Admin,
+		record:            o.Record,
+		tunnels:           o.Tunnels,
+		log:               o.Log,
 	}
 	h.access.Store(o.Access)
 	h.routes = newRoutes(o.Config.Routes)
