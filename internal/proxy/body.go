@@ -32,23 +32,27 @@ type bodyWatch struct {
 	cancel  context.CancelCauseFunc
 	timer   *time.Timer
 	stalled atomic.Bool
+	// eof is set once the body was read to its end.
+	eof atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
 }
 
-// watchBody returns the context the upstream request of r goes out with
-// and the watch on r's body; both as given, and a nil watch, where r has
-// no body or there is no timeout.
-func (h *Handler) watchBody(ctx context.Context, w http.ResponseWriter, r *http.Request) (context.Context, *bodyWatch) {
+// watchBody returns the context the upstream request of r goes out with,
+// the watch on r's body, and the writer the handler answers through (see
+// bodyWriter); as given, with a nil watch, where r has no body or there
+// is no timeout.
+func (h *Handler) watchBody(ctx context.Context, w http.ResponseWriter, r *http.Request) (context.Context, *bodyWatch, http.ResponseWriter) {
 	if h.clientBodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return ctx, nil
+		return ctx, nil, w
 	}
+	rc := http.NewResponseController(w)
 	ctx, cancel := context.WithCancelCause(ctx)
-	b := &bodyWatch{timeout: h.clientBodyTimeout, rc: http.NewResponseController(w), cancel: cancel}
+	b := &bodyWatch{timeout: h.clientBodyTimeout, rc: rc, cancel: cancel}
 	b.timer = time.AfterFunc(b.timeout, b.fire)
 	b.timer.Stop()
-	return ctx, b
+	return ctx, b, &bodyWriter{ResponseWriter: w, watch: b, http1: r.ProtoMajor < 2}
 }
 
 // wrap returns rc read under the watch (rc itself for a nil watch).
@@ -76,17 +80,22 @@ func (b *bodyWatch) fire() {
 // hasStalled reports whether the body stalled and the watch fired.
 func (b *bodyWatch) hasStalled() bool { return b != nil && b.stalled.Load() }
 
-// close stops the watch for good; the handler calls it before it returns.
-// It waits for a fire in progress.
-func (b *bodyWatch) close() {
-	if b == nil {
-		return
-	}
+// stop ends the watch for good, waiting for a fire in progress. Before a
+// hijack the upgrade path calls it: from then on the connection is the
+// tunnel's.
+func (b *bodyWatch) stop() {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
 	b.timer.Stop()
 	b.cancel(context.Canceled)
+}
+
+// close stops the watch; the handler calls it before it returns.
+func (b *bodyWatch) close() {
+	if b != nil {
+		b.stop()
+	}
 }
 
 // stallError is the 408 for a body that stalled on its way to target.
@@ -114,7 +123,10 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 	w.watch.timer.Reset(w.watch.timeout)
 	n, err := w.rc.Read(p)
 	w.watch.timer.Stop()
-	if err != nil && err != io.EOF && w.watch.stalled.Load() {
+	switch {
+	case err == io.EOF:
+		w.watch.eof.Store(true)
+	case err != nil && w.watch.stalled.Load():
 		err = errBodyStalled
 	}
 	return n, err
@@ -131,3 +143,47 @@ func closeAfter(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Connection"] = []string{"close"}
 	}
 }
+
+// bodyWriter is the client's ResponseWriter while its request body may
+// still be on its way upstream (an origin that answers an upload before
+// the upload ends, or an error). When the final head goes out before the
+// body was read to its end, it makes the exchange full duplex: otherwise
+// net/http's HTTP/1 server would read and discard the rest of the body
+// itself, there and then, taking those bytes from the transport (the
+// origin got a short body that looked whole) or holding the head back
+// until the client sent them. And it closes the connection after the
+// response, as the rest of the body is not read to its end for sure.
+type bodyWriter struct {
+	http.ResponseWriter
+	watch *bodyWatch
+	http1 bool
+	wrote bool
+}
+
+func (w *bodyWriter) WriteHeader(code int) {
+	if code >= 200 && !w.wrote {
+		w.wrote = true
+		if w.http1 && !w.watch.eof.Load() {
+			w.watch.rc.EnableFullDuplex()
+			w.Header()["Connection"] = []string{"close"}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *bodyWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the server's writer
+// (Hijack for upgrades).
+func (w *bodyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -188,7 +188,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		}
 		return
 	}
-	ctx, watch := h.watchBody(r.Context(), w, r)
+	ctx, watch, w := h.watchBody(r.Context(), w, r)
 	// Whatever way this handler leaves, the watch's timer touches nothing
 	// after it.
 	defer watch.close()
@@ -196,6 +196,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		cb.rc = watch.wrap(cb.rc)
 	}
 	if perr := h.bufferRetryBody(r, outreq, watch); perr != nil {
+		if watch.hasStalled() {
+			closeAfter(w, r)
+		}
 		h.fail(w, entry, perr)
 		return
 	}

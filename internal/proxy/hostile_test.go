@@ -559,3 +559,88 @@ func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request
 	}
 	return req
 }
+
+// Issue 12: while the transport still sends a request body upstream, the
+// origin's response may already come back (an origin streaming its answer
+// to an upload); the whole body still reaches the origin, and the
+// response reaches a client that waits for it before sending the rest.
+// Before the fix net/http's server read and discarded the rest of the
+// body itself when the response head went out: the origin got 52224 of
+// 103424 bytes, ending as if whole, and a client that waited for the
+// head before sending more waited forever.
+func TestUploadWhileResponding(t *testing.T) {
+	got := make(chan string, 1)
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nstart\r\n")
+			b, err := io.ReadAll(req.Body)
+			got <- fmt.Sprintf("%d bytes, %v", len(b), err)
+			io.WriteString(c, "3\r\nend\r\n0\r\n\r\n")
+		}
+	})
+	p := startProxy(t, testConfig())
+	chunk := "400\r\n" + strings.Repeat("b", 1024) + "\r\n"
+	const chunks = 101
+	want := fmt.Sprintf("%d bytes, <nil>", chunks*1024)
+
+	for _, waitForHead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("client waits for the head: %v", waitForHead), func(t *testing.T) {
+			c, br := rawConn(t, p.addr)
+			fmt.Fprintf(c, "POST http://%s/ HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n%s", origin, origin, chunk)
+			var resp *http.Response
+			read := func() {
+				var err error
+				if resp, err = http.ReadResponse(br, &http.Request{Method: "POST"}); err != nil {
+					t.Fatalf("reading the response head: %v", err)
+				}
+			}
+			if waitForHead {
+				read()
+			}
+			for range chunks - 1 {
+				io.WriteString(c, chunk)
+			}
+			io.WriteString(c, "0\r\n\r\n")
+			if !waitForHead {
+				read()
+			}
+			body, err := io.ReadAll(resp.Body)
+			if string(body) != "startend" || err != nil {
+				t.Errorf("client got %q, %v; want startend", body, err)
+			}
+			if g := <-got; g != want {
+				t.Errorf("origin got %s, want %s", g, want)
+			}
+		})
+	}
+}
+
+// Issue 12: an origin that answers (413) before the body ended: the client
+// gets the answer at once with Connection: close, and the connection is
+// closed after it, though the client's body stalls. Before the fix
+// net/http's server held the answer back to read and discard the rest of
+// the body first, for as long as the client stalled.
+func TestClientBodyTimeoutAfterAnswer(t *testing.T) {
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		}
+	})
+	cfg := testConfig()
+	cfg.ClientBodyTimeout = 300 * time.Millisecond
+	p := startProxy(t, cfg)
+	c, br := rawConn(t, p.addr)
+	fmt.Fprintf(c, "POST http://%s/ HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n", origin, origin)
+	trickle(t, c, 2500*time.Millisecond, "1\r\nb\r\n", "1\r\nc\r\n")
+	resp, _ := readResponse(t, br, "POST")
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want the origin's 413", resp.StatusCode)
+	}
+	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
+		t.Errorf("after the 413: read %q, %v; want the proxy to close the connection (EOF)", rest, err)
+	}
+}

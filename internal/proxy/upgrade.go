@@ -81,7 +81,9 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 
 	// The tunnel reads the client's connection from now on: the body
 	// watch must never set a deadline on it.
-	watch.close()
+	if watch != nil {
+		watch.stop()
+	}
 	removeHopByHop(resp.Header)
 	resp.Header["Connection"] = []string{"Upgrade"}
 	resp.Header["Upgrade"] = []string{respUp}
