@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -207,35 +208,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		h.serveUpgrade(w, r, outreq, entry, watch)
 		return
 	}
-	tr := newUpstreamTrace(w, r)
-	// Whatever way this handler leaves, no interim response is written
-	// after it.
-	defer tr.client.close()
-	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
-	resp, err := h.transport.RoundTrip(outreq)
-	// From here on, only this goroutine writes to the client.
-	tr.client.close()
-	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
-	if tr.conns > 1 {
-		entry.Retries = tr.conns - 1
-	}
-	if err != nil {
-		if watch.hasStalled() {
-			closeAfter(w, r)
-			h.fail(w, entry, watch.stallError(outreq.URL.Host))
-			return
-		}
-		if ctx.Err() != nil {
-			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
-			return
-		}
-		if cb, ok := outreq.Body.(*countingBody); ok && cb.failed.Load() {
-			// The client's body, not the origin, broke the request: a bad
-			// chunk size, or fewer bytes than its Content-Length.
-			h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
-			return
-		}
-		h.fail(w, entry, errorFor(outreq.URL.Host, err))
+	resp := h.roundTrip(ctx, w, r, outreq, entry, watch)
+	if resp == nil {
 		return
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -243,6 +217,42 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		return
 	}
 	h.writeResponse(w, r, resp, entry, watch)
+}
+
+// roundTrip sends outreq upstream with ctx, relaying interim responses to
+// w meanwhile. When it fails, it answers the client itself and returns
+// nil.
+func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) *http.Response {
+	tr := newUpstreamTrace(w, r)
+	// Whatever way this handler leaves, no interim response is written
+	// after it.
+	defer tr.client.close()
+	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
+	resp, err := h.transport.RoundTrip(outreq)
+	// From here on, only the handler's goroutine writes to the client.
+	tr.client.close()
+	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
+	if tr.conns > 1 {
+		entry.Retries = tr.conns - 1
+	}
+	if err == nil {
+		return resp
+	}
+	cb, _ := outreq.Body.(*countingBody)
+	switch {
+	case watch.hasStalled():
+		closeAfter(w, r)
+		h.fail(w, entry, watch.stallError(outreq.URL.Host))
+	case ctx.Err() != nil:
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
+	case cb != nil && cb.failed.Load():
+		// The client's body, not the origin, broke the request: a bad
+		// chunk size, or fewer bytes than its Content-Length.
+		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
+	default:
+		h.fail(w, entry, errorFor(outreq.URL.Host, err))
+	}
+	return nil
 }
 
 // outboundRequest checks r and turns it into the request sent upstream:
@@ -414,8 +424,29 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
 		return
 	}
+	announced := h.responseHead(w.Header(), resp)
+	w.WriteHeader(resp.StatusCode)
+
+	flushAll := resp.ContentLength < 0 || strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream")
+	n, err := copyBody(w, resp.Body, flushAll, resp.ContentLength)
+	entry.BytesOut = n
+	if cb, ok := outreqBody(resp).(*countingBody); ok {
+		entry.BytesIn = cb.n.Load()
+	}
+	if err != nil {
+		h.failMidBody(r, resp, entry, watch, err)
+		return
+	}
+	h.responseTrailers(w.Header(), resp.Trailer, announced)
+	entry.Duration = time.Since(entry.Start)
+	h.record(entry)
+}
+
+// responseHead copies resp's header to dst, the client's: less the
+// hop-by-hop fields and the trailers not allowed, plus Via and the
+// announcement of the trailers left, whose number it returns.
+func (h *Handler) responseHead(dst http.Header, resp *http.Response) (announced int) {
 	removeHopByHop(resp.Header)
-	dst := w.Header()
 	for k, vv := range resp.Header {
 		dst[k] = vv
 	}
@@ -427,52 +458,50 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	}
 	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
 	dropBadTrailers(resp.Trailer)
-	announced := len(resp.Trailer)
-	if announced > 0 {
+	if announced = len(resp.Trailer); announced > 0 {
 		keys := make([]string, 0, announced)
 		for k := range resp.Trailer {
 			keys = append(keys, k)
 		}
 		dst["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
-	w.WriteHeader(resp.StatusCode)
+	return announced
+}
 
-	flushAll := resp.ContentLength < 0 || strings.HasPrefix(dst.Get("Content-Type"), "text/event-stream")
-	n, err := copyBody(w, resp.Body, flushAll, resp.ContentLength)
-	entry.BytesOut = n
-	if cb, ok := outreqBody(resp).(*countingBody); ok {
-		entry.BytesIn = cb.n.Load()
-	}
-	if err != nil {
-		entry.Duration = time.Since(entry.Start)
-		if watch.hasStalled() {
-			entry.Error, entry.Detail = PSHTTPRequestError, watch.abortDetail()
-			h.record(entry)
-			resp.Body.Close()
-			panic(http.ErrAbortHandler)
-		}
-		var we writeError_
-		if errors.As(err, &we) || r.Context().Err() != nil {
-			entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
-			h.record(entry)
-			return
-		}
-		// The head is out: the only honest signal left is to abort the
-		// client connection, so it sees a truncated message, never a
-		// complete short one.
-		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+// failMidBody ends a response whose body failed after its head went out,
+// and records the entry: a client that went away is only logged; for a
+// request body that stalled, or an origin that failed, the client
+// connection is aborted, so it sees a truncated message, never a complete
+// short one.
+func (h *Handler) failMidBody(r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch, err error) {
+	entry.Duration = time.Since(entry.Start)
+	var we writeError_
+	switch {
+	case watch.hasStalled():
+		entry.Error, entry.Detail = PSHTTPRequestError, watch.abortDetail()
+	case errors.As(err, &we) || r.Context().Err() != nil:
+		entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
 		h.record(entry)
-		resp.Body.Close()
-		panic(http.ErrAbortHandler)
+		return
+	default:
+		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
 	}
-	// Trailers go out under the TrailerPrefix form, which net/http's
-	// server sends whether or not they were announced in the head. The
-	// announced ones would also be sent by plain name; deleting that form
-	// keeps a field from going out twice.
-	if n := dropBadTrailers(resp.Trailer); n > 0 {
+	h.record(entry)
+	resp.Body.Close()
+	panic(http.ErrAbortHandler)
+}
+
+// responseTrailers sets the origin's trailers, less those not allowed
+// (counted), in dst, the client's header, after the body. They go out
+// under the TrailerPrefix form, which net/http's server sends whether or
+// not they were announced in the head. The announced ones would also be
+// sent by plain name; deleting that form keeps a field from going out
+// twice.
+func (h *Handler) responseTrailers(dst, trailer http.Header, announced int) {
+	if n := dropBadTrailers(trailer); n > 0 {
 		h.trailersDropped(TrailerResponse, n)
 	}
-	for k, vv := range resp.Trailer {
+	for k, vv := range trailer {
 		if len(vv) == 0 {
 			continue
 		}
@@ -481,8 +510,6 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		}
 		dst[http.TrailerPrefix+k] = vv
 	}
-	entry.Duration = time.Since(entry.Start)
-	h.record(entry)
 }
 
 // writeError_ marks a failure to write to the client, as opposed to a
