@@ -46,18 +46,24 @@ func hintsOrigin(t *testing.T, bursts, perBurst int, gap time.Duration) string {
 	})
 }
 
-// abortingClients sends n requests for target through proxyAddr, conc at
+// getHead is the raw head of a GET for target through a proxy, with extra
+// header lines.
+func getHead(target, extra string) string {
+	host, _, _ := strings.Cut(strings.TrimPrefix(target, "http://"), "/")
+	return "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n"
+}
+
+// abortingClients sends n requests (raw heads) through proxyAddr, conc at
 // a time, each on a fresh connection. With abort, each client closes its
 // connection after a random 0-60 ms; otherwise it closes it as soon as
 // it has read the final response head.
 // It returns how many connections could not be opened.
-func abortingClients(proxyAddr, target string, n, conc int, abort bool) (dialFails int64) {
+func abortingClients(proxyAddr, raw string, n, conc int, abort bool) (dialFails int64) {
 	var (
 		wg    sync.WaitGroup
 		next  atomic.Int64
 		fails atomic.Int64
 	)
-	raw := "GET " + target + " HTTP/1.1\r\nHost: " + strings.TrimPrefix(target, "http://") + "\r\n\r\n"
 	for range conc {
 		wg.Add(1)
 		go func() {
@@ -119,7 +125,7 @@ func TestLateInterimResponses(t *testing.T) {
 				cfg.ResponseHeaderTimeout = tt.timeout
 			}
 			p := startProxy(t, cfg)
-			if fails := abortingClients(p.addr, target, tt.n, 50, tt.abort); fails > 0 {
+			if fails := abortingClients(p.addr, getHead(target, ""), tt.n, 50, tt.abort); fails > 0 {
 				t.Errorf("%d of %d client connections could not be opened", fails, tt.n)
 			}
 			// The proxy survived and still serves: a client that waits
@@ -133,6 +139,31 @@ func TestLateInterimResponses(t *testing.T) {
 			}
 		})
 	}
+	t.Run("http2 origin", func(t *testing.T) {
+		// The HTTP/2 transport hands on interim responses from its
+		// connection's read loop, which a canceled stream outlives too.
+		o := newTLSOriginWith(t, func(w http.ResponseWriter, r *http.Request) {
+			for range 3 {
+				for range 5 {
+					w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+					w.WriteHeader(http.StatusEarlyHints)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			io.WriteString(w, "final")
+		}, true)
+		cfg := testConfig()
+		cfg.CAFile = o.caFile
+		p := startProxy(t, cfg)
+		raw := getHead(o.httpURL("/hints"), "X-Real-Protocol: https\r\n")
+		if fails := abortingClients(p.addr, raw, 1000, 50, true); fails > 0 {
+			t.Errorf("%d of 1000 client connections could not be opened", fails)
+		}
+		resp, body := p.get(t, o.httpURL("/hints"), http.Header{"X-Real-Protocol": {"https"}})
+		if resp.StatusCode != 200 || body != "final" {
+			t.Errorf("after the flood: %d %q, want 200 final", resp.StatusCode, body)
+		}
+	})
 }
 
 // headerSet reads the header fields of a response head in raw, by name,
