@@ -633,6 +633,9 @@ func TestUploadWhileResponding(t *testing.T) {
 				read()
 			}
 			for range chunks - 1 {
+				// A little apart, as a client's writes are, so the
+				// response head goes out while the body still arrives.
+				time.Sleep(time.Millisecond)
 				io.WriteString(c, chunk)
 			}
 			io.WriteString(c, "0\r\n\r\n")
