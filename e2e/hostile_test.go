@@ -67,3 +67,30 @@ func TestHostileOriginCurl(t *testing.T) {
 		}
 	})
 }
+
+// Issue 12: -client-body-timeout on the built proxy: a chunked body that
+// sends one byte and then nothing gets 408 and an access line saying so.
+func TestClientBodyTimeoutFlag(t *testing.T) {
+	origin := hostileOrigin(t, "HTTP/1.1 204 No Content\r\n\r\n")
+	p := startProxy(t, "-client-body-timeout", "300ms")
+	c, err := net.DialTimeout("tcp", p.Addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(c, "POST http://"+origin+"/upload HTTP/1.1\r\nHost: "+origin+"\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", resp.StatusCode)
+	}
+	line := p.accessLines(t, 1)[0]
+	f := strings.Split(line, "\t")
+	if len(f) < 5 || f[4] != "408" || !strings.Contains(line, "http_request_error") {
+		t.Errorf("access line %q, want status 408 and error http_request_error", line)
+	}
+}
