@@ -148,6 +148,14 @@ func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 // the hop-by-hop ones. net/http sends the whole header map with a 1xx, so
 // the fields the handler set before (a "Connection: close") are set aside
 // meanwhile and put back after.
+//
+// net/http's HTTP/2 server encodes a 1xx from the map itself, on its frame
+// writer goroutine, and WriteHeader returns without waiting for it when
+// the client reset the stream meanwhile: a map changed after that races
+// the encoder (concurrent map read and write kill the process). It works
+// on a copy when the map holds a Content-Length or Transfer-Encoding key,
+// which no 1xx carries (HTTP/1 leaves both out of a 1xx too); an empty
+// Content-Length makes it copy, and writes no field.
 func writeInterim(w http.ResponseWriter, code int, header textproto.MIMEHeader) {
 	h := w.Header()
 	var kept http.Header
@@ -159,6 +167,7 @@ func writeInterim(w http.ResponseWriter, code int, header textproto.MIMEHeader) 
 		h[k] = vv
 	}
 	removeHopByHop(h)
+	h["Content-Length"] = nil
 	w.WriteHeader(code)
 	clear(h)
 	for k, vv := range kept {

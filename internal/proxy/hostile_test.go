@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,9 +145,11 @@ func TestLateInterimResponses(t *testing.T) {
 		// The HTTP/2 transport hands on interim responses from its
 		// connection's read loop, which a canceled stream outlives too.
 		o := newTLSOriginWith(t, func(w http.ResponseWriter, r *http.Request) {
+			// Set once: net/http's HTTP/2 server may still encode this
+			// map for a reset stream after WriteHeader returned.
+			w.Header().Set("Link", "</style.css>; rel=preload; as=style")
 			for range 3 {
 				for range 5 {
-					w.Header().Set("Link", "</style.css>; rel=preload; as=style")
 					w.WriteHeader(http.StatusEarlyHints)
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -162,6 +166,45 @@ func TestLateInterimResponses(t *testing.T) {
 		resp, body := p.get(t, o.httpURL("/hints"), http.Header{"X-Real-Protocol": {"https"}})
 		if resp.StatusCode != 200 || body != "final" {
 			t.Errorf("after the flood: %d %q, want 200 final", resp.StatusCode, body)
+		}
+	})
+	t.Run("h2c clients abort", func(t *testing.T) {
+		// An HTTP/2 client resets its stream; net/http's HTTP/2 server
+		// then returns from WriteHeader(103) while it may still encode
+		// the header map it was given.
+		target := "http://" + hintsOrigin(t, 3, 5, 5*time.Millisecond) + "/hints"
+		addr, _ := runServer(t, testConfig())
+		c := h2cClient(t, addr)
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= 1000 {
+					ctx, cancel := context.WithTimeout(context.Background(), rand.N(60*time.Millisecond))
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+					if resp, err := c.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+					cancel()
+				}
+			}()
+		}
+		wg.Wait()
+		var hints atomic.Int64
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if code == http.StatusEarlyHints && h.Get("Link") != "" && h["Content-Length"] == nil {
+				hints.Add(1)
+			}
+			return nil
+		}}
+		req := mustRequest(t, http.MethodGet, target, nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+		resp, body := do(t, c, req)
+		if resp.StatusCode != 200 || body != "final" || hints.Load() != 15 {
+			t.Errorf("after the flood: %d %q after %d hints, want 200 final after 15 (each with its Link)", resp.StatusCode, body, hints.Load())
 		}
 	})
 }
