@@ -29,6 +29,7 @@ const (
 	DefaultIdleTimeout           = 50 * time.Second
 	DefaultClientIdleTimeout     = 120 * time.Second
 	DefaultClientHeaderTimeout   = 10 * time.Second
+	DefaultClientBodyTimeout     = 30 * time.Second
 	DefaultMaxHeaderBytes        = 64 << 10
 	DefaultShutdownGrace         = 10 * time.Second
 	DefaultTunnelIdleTimeout     = 5 * time.Minute
@@ -129,6 +130,12 @@ type Config struct {
 	ClientIdleTimeout time.Duration
 	// ClientHeaderTimeout bounds reading a request head. Default 10s.
 	ClientHeaderTimeout time.Duration
+	// ClientBodyTimeout is the longest a read of a request body may wait
+	// for the client to send more: an idle timeout on the body, not a
+	// bound on its whole transfer. A body that stalls longer ends the
+	// request: 408 if no response has started, an aborted connection
+	// otherwise. Default 30s.
+	ClientBodyTimeout time.Duration
 	// MaxHeaderBytes caps a request head. Default 64 KiB.
 	MaxHeaderBytes int
 
@@ -260,6 +267,7 @@ func Default() Config {
 		RetryBodyBytes:        DefaultRetryBodyBytes,
 		ClientIdleTimeout:     DefaultClientIdleTimeout,
 		ClientHeaderTimeout:   DefaultClientHeaderTimeout,
+		ClientBodyTimeout:     DefaultClientBodyTimeout,
 		MaxHeaderBytes:        DefaultMaxHeaderBytes,
 		TunnelIdleTimeout:     DefaultTunnelIdleTimeout,
 		ConnectPorts:          DefaultConnectPorts,
@@ -320,6 +328,7 @@ func (c *Config) Validate() error {
 		{"idle-timeout", c.IdleTimeout},
 		{"client-idle-timeout", c.ClientIdleTimeout},
 		{"client-header-timeout", c.ClientHeaderTimeout},
+		{"client-body-timeout", c.ClientBodyTimeout},
 		{"tunnel-idle-timeout", c.TunnelIdleTimeout},
 		{"shutdown-grace", c.ShutdownGrace},
 	}

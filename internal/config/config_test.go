@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{"max conns", func(c *Config) { c.MaxConnsPerHost = -1 }, []string{"max-conns-per-host -1"}},
 		{"retry body", func(c *Config) { c.RetryBodyBytes = -1 }, []string{"retry-body-bytes -1"}},
 		{"durations", func(c *Config) { c.DialTimeout, c.ShutdownGrace = 0, -time.Second }, []string{"dial-timeout 0s", "shutdown-grace -1s"}},
+		// Issue 12: the request body stall timeout is always on.
+		{"client body timeout", func(c *Config) { c.ClientBodyTimeout = 0 }, []string{"client-body-timeout 0s: want a duration above 0"}},
 		{"ca file", func(c *Config) { c.CAFile = "/nonexistent/ca.pem" }, []string{"ca-file"}},
 		{"ports", func(c *Config) { c.ConnectPorts = "443,x" }, []string{`connect-ports "443,x"`}},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, []string{`log-format "xml": want tsv, json or off`}},

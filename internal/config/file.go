@@ -46,6 +46,7 @@ type File struct {
 
 	ClientIdleTimeout   *time.Duration `yaml:"client-idle-timeout"`
 	ClientHeaderTimeout *time.Duration `yaml:"client-header-timeout"`
+	ClientBodyTimeout   *time.Duration `yaml:"client-body-timeout"`
 	MaxHeaderBytes      *int           `yaml:"max-header-bytes"`
 
 	TunnelIdleTimeout *time.Duration `yaml:"tunnel-idle-timeout"`

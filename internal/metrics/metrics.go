@@ -123,6 +123,7 @@ type Metrics struct {
 	bytesUp    prometheus.Counter
 	bytesDown  prometheus.Counter
 	handshake  [2]prometheus.Observer // full, resumed
+	trailers   [2]prometheus.Counter  // request, response
 }
 
 // New registers warmproxy's collectors, the Go runtime's and the
@@ -200,8 +201,14 @@ func New(o Options) *Metrics {
 	}, []string{"kind"})
 	m.handshake[0] = handshake.WithLabelValues("full")
 	m.handshake[1] = handshake.WithLabelValues("resumed")
+	trailers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_trailer_fields_dropped_total",
+		Help: "Trailer fields dropped because RFC 9110 section 6.5.1 keeps them out of trailers (framing, routing, credentials, cookies, response controls, content format), by direction (request: client to origin).",
+	}, []string{"direction"})
+	m.trailers[0] = trailers.WithLabelValues(proxy.TrailerRequest)
+	m.trailers[1] = trailers.WithLabelValues(proxy.TrailerResponse)
 
-	reg.MustRegister(requests, duration, upstreamReqs, connect, avoided, retries, errs, tunnels, bytes, handshake,
+	reg.MustRegister(requests, duration, upstreamReqs, connect, avoided, retries, errs, tunnels, bytes, handshake, trailers,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Tunnels != nil {
@@ -229,6 +236,17 @@ func (m *Metrics) observeHandshake(resumed bool, d time.Duration) {
 		i = 1
 	}
 	m.handshake[i].Observe(d.Seconds())
+}
+
+// TrailersDropped counts n trailer fields dropped going in direction
+// (proxy.TrailerRequest or proxy.TrailerResponse); it is the proxy's
+// Options.TrailersDropped.
+func (m *Metrics) TrailersDropped(direction string, n int) {
+	i := 0
+	if direction == proxy.TrailerResponse {
+		i = 1
+	}
+	m.trailers[i].Add(float64(n))
 }
 
 // Record returns a record function that observes each entry, then hands

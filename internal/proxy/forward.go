@@ -29,7 +29,9 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 // RoundTrip returned (a conn dialed for this request may be handed to
 // another), so the fields they touch are atomic.
 type upstreamTrace struct {
-	w http.ResponseWriter
+	// client is the client's response, which Got1xxResponse writes to
+	// from the transport's read goroutine.
+	client clientGuard
 	// relay1xx says whether interim responses may be passed on; n1xx
 	// counts those passed.
 	relay1xx  bool
@@ -44,7 +46,7 @@ type upstreamTrace struct {
 }
 
 func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
-	t := &upstreamTrace{w: w, relay1xx: relay1xx(r)}
+	t := &upstreamTrace{client: clientGuard{w: w}, relay1xx: relay1xx(r)}
 	t.trace = httptrace.ClientTrace{
 		GetConn: func(string) { t.getConn = time.Now() },
 		GotConn: func(info httptrace.GotConnInfo) {
@@ -63,6 +65,40 @@ func newUpstreamTrace(w http.ResponseWriter, r *http.Request) *upstreamTrace {
 		Got1xxResponse: t.got1xx,
 	}
 	return t
+}
+
+// clientGuard lets a goroutine other than the handler's write an interim
+// response to the client only until the handler takes the response back
+// (close): before it writes the final head, and before it returns. The
+// transport runs Got1xxResponse on its read goroutine, which outlives a
+// RoundTrip that returned early (the client went away, the response
+// header timeout fired) and goes on parsing the 1xx responses it had
+// buffered; a late one written then would race the handler's own writes
+// to the header map, or reach a response net/http already finished.
+type clientGuard struct {
+	mu     sync.Mutex
+	w      http.ResponseWriter
+	closed bool
+}
+
+// interim runs write with the client's response unless the guard is
+// closed, and reports whether it ran.
+func (g *clientGuard) interim(write func(http.ResponseWriter)) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	write(g.w)
+	return true
+}
+
+// close hands the response back to the handler for good: it waits for an
+// interim write in progress, and drops every later one.
+func (g *clientGuard) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // prewarmed reports whether c, new to the transport, was opened ahead of
@@ -95,7 +131,8 @@ func relay1xx(r *http.Request) bool {
 
 // got1xx relays an interim response (102, 103) to the client. 100 Continue
 // is left to net/http's server, which sends it when the transport starts
-// reading the request body, that is after the origin's own 100.
+// reading the request body, that is after the origin's own 100. One that
+// comes after the handler took the response back is dropped.
 func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 	if code == http.StatusContinue || !t.relay1xx {
 		return nil
@@ -103,14 +140,39 @@ func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 	if t.n1xx++; t.n1xx > max1xx {
 		return errors.New("origin sent more than 16 interim (1xx) responses")
 	}
-	h := t.w.Header()
+	t.client.interim(func(w http.ResponseWriter) { writeInterim(w, code, header) })
+	return nil
+}
+
+// writeInterim writes one interim response with the origin's fields, less
+// the hop-by-hop ones. net/http sends the whole header map with a 1xx, so
+// the fields the handler set before (a "Connection: close") are set aside
+// meanwhile and put back after.
+//
+// net/http's HTTP/2 server encodes a 1xx from the map itself, on its frame
+// writer goroutine, and WriteHeader returns without waiting for it when
+// the client reset the stream meanwhile: a map changed after that races
+// the encoder (concurrent map read and write kill the process). It works
+// on a copy when the map holds a Content-Length or Transfer-Encoding key,
+// which no 1xx carries (HTTP/1 leaves both out of a 1xx too); an empty
+// Content-Length makes it copy, and writes no field.
+func writeInterim(w http.ResponseWriter, code int, header textproto.MIMEHeader) {
+	h := w.Header()
+	var kept http.Header
+	if len(h) > 0 {
+		kept = h.Clone()
+		clear(h)
+	}
 	for k, vv := range header {
 		h[k] = vv
 	}
 	removeHopByHop(h)
-	t.w.WriteHeader(code)
+	h["Content-Length"] = nil
+	w.WriteHeader(code)
 	clear(h)
-	return nil
+	for k, vv := range kept {
+		h[k] = vv
+	}
 }
 
 // forward proxies an absolute-form request through the pool. requested
@@ -136,42 +198,70 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		}
 		return
 	}
-	ctx := r.Context()
-	if perr := h.bufferRetryBody(ctx, r, outreq); perr != nil {
+	ctx, watch, w := h.watchBody(r.Context(), w, r)
+	// Whatever way this handler leaves, the watch's timer touches nothing
+	// after it.
+	defer watch.close()
+	if cb, ok := outreq.Body.(*countingBody); ok {
+		cb.rc = watch.wrap(cb.rc)
+	}
+	if perr := h.bufferRetryBody(r, outreq, watch); perr != nil {
+		if watch.hasStalled() {
+			closeAfter(w, r)
+		}
 		h.fail(w, entry, perr)
 		return
 	}
 
 	if _, ok := outreq.Header["Upgrade"]; ok {
-		h.serveUpgrade(w, r, outreq, entry)
+		h.serveUpgrade(w, r, outreq, entry, watch)
 		return
 	}
-	tr := newUpstreamTrace(w, r)
-	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
-	resp, err := h.transport.RoundTrip(outreq)
-	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
-	if tr.conns > 1 {
-		entry.Retries = tr.conns - 1
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
-			return
-		}
-		if cb, ok := outreq.Body.(*countingBody); ok && cb.failed.Load() {
-			// The client's body, not the origin, broke the request: a bad
-			// chunk size, or fewer bytes than its Content-Length.
-			h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
-			return
-		}
-		h.fail(w, entry, errorFor(outreq.URL.Host, err))
+	resp := h.roundTrip(ctx, w, r, outreq, entry, watch)
+	if resp == nil {
 		return
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		h.refuseSwitch(w, r, resp, entry)
 		return
 	}
-	h.writeResponse(w, r, resp, entry)
+	h.writeResponse(w, r, resp, entry, watch)
+}
+
+// roundTrip sends outreq upstream with ctx, relaying interim responses to
+// w meanwhile. When it fails, it answers the client itself and returns
+// nil.
+func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) *http.Response {
+	tr := newUpstreamTrace(w, r)
+	// Whatever way this handler leaves, no interim response is written
+	// after it.
+	defer tr.client.close()
+	outreq = outreq.WithContext(httptrace.WithClientTrace(ctx, &tr.trace))
+	resp, err := h.transport.RoundTrip(outreq)
+	// From here on, only the handler's goroutine writes to the client.
+	tr.client.close()
+	entry.Reused, entry.Connect, entry.TLSResumed = tr.reused, tr.connect, tr.resumed.Load()
+	if tr.conns > 1 {
+		entry.Retries = tr.conns - 1
+	}
+	if err == nil {
+		return resp
+	}
+	cb, _ := outreq.Body.(*countingBody)
+	switch {
+	case watch.hasStalled():
+		closeAfter(w, r)
+		h.fail(w, entry, watch.stallError(outreq.URL.Host))
+	case ctx.Err() != nil:
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
+	case cb != nil && cb.failed.Load():
+		// The client's body, not the origin, broke the request: a bad
+		// chunk size, or fewer bytes than its Content-Length.
+		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
+	default:
+		h.fail(w, entry, errorFor(outreq.URL.Host, err))
+	}
+	return nil
 }
 
 // outboundRequest checks r and turns it into the request sent upstream:
@@ -227,9 +317,11 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 		// body ends, so the transport sends them on.
 		r.Trailer = make(http.Header)
 	}
+	// Declared: the transport would announce them to the origin.
+	dropBadTrailers(r.Trailer)
 	outreq.Trailer = r.Trailer
 	if outreq.Body != nil && outreq.Body != http.NoBody {
-		outreq.Body = &countingBody{rc: outreq.Body}
+		outreq.Body = &countingBody{rc: outreq.Body, trailer: r.Trailer, dropped: h.trailersDropped}
 	}
 	return outreq, nil
 }
@@ -312,13 +404,16 @@ func traceEcho(r *http.Request) []byte {
 // transport may resend it on a fresh connection when a pooled one turns out
 // to be closed before any byte of the request reached the origin. A body
 // with "Expect: 100-continue" is never read early: the origin decides.
-func (h *Handler) bufferRetryBody(ctx context.Context, r, outreq *http.Request) *Error {
+func (h *Handler) bufferRetryBody(r, outreq *http.Request, watch *bodyWatch) *Error {
 	if r.ContentLength <= 0 || r.ContentLength > h.retryBodyBytes || hasToken(r.Header, "Expect", "100-continue") {
 		return nil
 	}
 	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, buf); err != nil {
-		if ctx.Err() != nil {
+	if _, err := io.ReadFull(watch.wrap(r.Body), buf); err != nil {
+		if watch.hasStalled() {
+			return watch.stallError(outreq.URL.Host)
+		}
+		if r.Context().Err() != nil {
 			return &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err}
 		}
 		return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
@@ -329,57 +424,93 @@ func (h *Handler) bufferRetryBody(ctx context.Context, r, outreq *http.Request) 
 }
 
 // writeResponse relays resp: head, body (flushed as it arrives when its
-// length is unknown), then trailers.
-func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry) {
+// length is unknown), then trailers. watch, if not nil, is the watch on
+// the request body, which may still be on its way.
+func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch) {
 	defer resp.Body.Close()
 	entry.Status = resp.StatusCode
 	if resp.StatusCode < 100 || resp.StatusCode > 999 {
 		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
 		return
 	}
-	removeHopByHop(resp.Header)
-	dst := w.Header()
-	for k, vv := range resp.Header {
-		dst[k] = vv
-	}
-	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
-	announced := len(resp.Trailer)
-	if announced > 0 {
-		keys := make([]string, 0, announced)
-		for k := range resp.Trailer {
-			keys = append(keys, k)
-		}
-		dst["Trailer"] = []string{strings.Join(keys, ", ")}
-	}
+	announced := h.responseHead(w.Header(), resp)
 	w.WriteHeader(resp.StatusCode)
 
-	flushAll := resp.ContentLength < 0 || strings.HasPrefix(dst.Get("Content-Type"), "text/event-stream")
+	flushAll := resp.ContentLength < 0 || strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream")
 	n, err := copyBody(w, resp.Body, flushAll, resp.ContentLength)
 	entry.BytesOut = n
 	if cb, ok := outreqBody(resp).(*countingBody); ok {
 		entry.BytesIn = cb.n.Load()
 	}
 	if err != nil {
-		entry.Duration = time.Since(entry.Start)
-		var we writeError_
-		if errors.As(err, &we) || r.Context().Err() != nil {
-			entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
-			h.record(entry)
-			return
-		}
-		// The head is out: the only honest signal left is to abort the
-		// client connection, so it sees a truncated message, never a
-		// complete short one.
-		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
-		h.record(entry)
-		resp.Body.Close()
-		panic(http.ErrAbortHandler)
+		h.failMidBody(r, resp, entry, watch, err)
+		return
 	}
-	// Trailers go out under the TrailerPrefix form, which net/http's
-	// server sends whether or not they were announced in the head. The
-	// announced ones would also be sent by plain name; deleting that form
-	// keeps a field from going out twice.
-	for k, vv := range resp.Trailer {
+	h.responseTrailers(w.Header(), resp.Trailer, announced)
+	entry.Duration = time.Since(entry.Start)
+	h.record(entry)
+}
+
+// responseHead copies resp's header to dst, the client's: less the
+// hop-by-hop fields and the trailers not allowed, plus Via and the
+// announcement of the trailers left, whose number it returns.
+func (h *Handler) responseHead(dst http.Header, resp *http.Response) (announced int) {
+	removeHopByHop(resp.Header)
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		// net/http's server would sniff one from the body; an
+		// intermediary adds none (RFC 9110 section 8.3). A nil value
+		// is the documented way to stop it, and writes no field.
+		dst["Content-Type"] = nil
+	}
+	h.via.add(dst, resp.ProtoMajor, resp.ProtoMinor)
+	dropBadTrailers(resp.Trailer)
+	if announced = len(resp.Trailer); announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		dst["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	return announced
+}
+
+// failMidBody ends a response whose body failed after its head went out,
+// and records the entry: a client that went away is only logged; for a
+// request body that stalled, or an origin that failed, the client
+// connection is aborted, so it sees a truncated message, never a complete
+// short one.
+func (h *Handler) failMidBody(r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch, err error) {
+	entry.Duration = time.Since(entry.Start)
+	var we writeError_
+	switch {
+	case watch.hasStalled():
+		entry.Error, entry.Detail = PSHTTPRequestError, watch.abortDetail()
+	case errors.As(err, &we) || r.Context().Err() != nil:
+		entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
+		h.record(entry)
+		return
+	default:
+		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+	}
+	h.record(entry)
+	resp.Body.Close()
+	panic(http.ErrAbortHandler)
+}
+
+// responseTrailers sets the origin's trailers, less those not allowed
+// (counted), in dst, the client's header, after the body. They go out
+// under the TrailerPrefix form, which net/http's server sends whether or
+// not they were announced in the head. The announced ones would also be
+// sent by plain name; deleting that form keeps a field from going out
+// twice.
+func (h *Handler) responseTrailers(dst, trailer http.Header, announced int) {
+	if n := dropBadTrailers(trailer); n > 0 {
+		h.trailersDropped(TrailerResponse, n)
+	}
+	for k, vv := range trailer {
 		if len(vv) == 0 {
 			continue
 		}
@@ -388,8 +519,6 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		}
 		dst[http.TrailerPrefix+k] = vv
 	}
-	entry.Duration = time.Since(entry.Start)
-	h.record(entry)
 }
 
 // writeError_ marks a failure to write to the client, as opposed to a
@@ -437,11 +566,22 @@ type countingBody struct {
 	n  atomic.Int64
 	// failed is set when reading the client's body failed (not at EOF).
 	failed atomic.Bool
+	// trailer is the request's trailer map, which net/http's server fills
+	// in before the body's EOF and the transport sends after it; the
+	// fields not allowed in trailers are dropped in between, and counted
+	// with dropped.
+	trailer http.Header
+	dropped func(direction string, n int)
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	if err == io.EOF && len(b.trailer) > 0 {
+		if d := dropBadTrailers(b.trailer); d > 0 {
+			b.dropped(TrailerRequest, d)
+		}
+	}
 	if err != nil && err != io.EOF {
 		b.failed.Store(true)
 	}

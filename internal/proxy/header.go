@@ -150,3 +150,51 @@ func viaNames(h http.Header, name string) bool {
 	}
 	return false
 }
+
+// notTrailers are the fields that are not allowed in a trailer section
+// (RFC 9110 section 6.5.1), in canonical form: what a recipient needs
+// before the content and would misread after it. Trailers carrying them
+// are dropped both ways, whatever the other side declared. Fields whose
+// definition allows a trailer (Authentication-Info, ETag, Server-Timing,
+// digests) pass; so does any field not named here.
+var notTrailers = map[string]bool{
+	// Message framing, and the hop-by-hop fields (section 7.6.1).
+	"Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Te": true,
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Upgrade": true,
+	// Routing.
+	"Host": true, "Forwarded": true, "Max-Forwards": true,
+	// Authentication and state (RFC 6265).
+	"Authorization": true, "Proxy-Authorization": true, "Www-Authenticate": true,
+	"Proxy-Authenticate": true, "Cookie": true, "Set-Cookie": true,
+	// Request modifiers: controls and content negotiation (section 12);
+	// conditionals are every If-* field (badTrailer).
+	"Expect": true, "Range": true, "Pragma": true, "Accept": true, "Accept-Charset": true,
+	"Accept-Encoding": true, "Accept-Language": true,
+	// Response control data (section 15 and RFC 9111).
+	"Age": true, "Cache-Control": true, "Expires": true, "Date": true, "Location": true,
+	"Retry-After": true, "Vary": true, "Warning": true,
+	// Content format and processing.
+	"Content-Type": true, "Content-Encoding": true, "Content-Range": true,
+	"Content-Language": true, "Content-Location": true,
+}
+
+// badTrailer reports whether the canonical field name k may not be sent
+// as a trailer.
+func badTrailer(k string) bool {
+	return notTrailers[k] || strings.HasPrefix(k, "If-")
+}
+
+// dropBadTrailers deletes from t the fields that are not allowed in a
+// trailer section and returns how many carried a value.
+func dropBadTrailers(t http.Header) int {
+	n := 0
+	for k, vv := range t {
+		if badTrailer(textproto.CanonicalMIMEHeaderKey(k)) {
+			if len(vv) > 0 {
+				n++
+			}
+			delete(t, k)
+		}
+	}
+	return n
+}

@@ -233,3 +233,36 @@ func TestCheckAuthority(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12: dropBadTrailers keeps the fields RFC 9110 section 6.5.1
+// allows in trailers and counts the others that carried a value.
+func TestDropBadTrailers(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    http.Header
+		want  http.Header
+		count int
+	}{
+		{"nil", nil, nil, 0},
+		{"allowed", http.Header{"X-Checksum": {"1"}, "Etag": {`"x"`}, "Server-Timing": {"db;dur=5"}, "Authentication-Info": {"a"}},
+			http.Header{"X-Checksum": {"1"}, "Etag": {`"x"`}, "Server-Timing": {"db;dur=5"}, "Authentication-Info": {"a"}}, 0},
+		{"framing and routing", http.Header{"Content-Length": {"99"}, "Transfer-Encoding": {"chunked"}, "Host": {"evil"}, "X-A": {"1"}},
+			http.Header{"X-A": {"1"}}, 3},
+		{"credentials and cookies", http.Header{"Authorization": {"x"}, "Proxy-Authorization": {"x"}, "Cookie": {"c"}, "Set-Cookie": {"s"}, "Www-Authenticate": {"Basic"}},
+			http.Header{}, 5},
+		{"conditionals and controls", http.Header{"If-Match": {"*"}, "If-None-Match": {"*"}, "Range": {"bytes=0-"}, "Cache-Control": {"no-store"}, "Expect": {"100-continue"}},
+			http.Header{}, 5},
+		{"response controls and format", http.Header{"Date": {"d"}, "Location": {"/x"}, "Vary": {"*"}, "Content-Type": {"text/html"}, "Content-Encoding": {"gzip"}},
+			http.Header{}, 5},
+		{"non-canonical key", http.Header{"content-length": {"1"}}, http.Header{}, 1},
+		{"declared, no value yet", http.Header{"Set-Cookie": nil, "X-A": nil}, http.Header{"X-A": nil}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.in.Clone()
+			if n := dropBadTrailers(h); n != tt.count || !headerEqual(h, tt.want) {
+				t.Errorf("dropBadTrailers(%v) = %d, left %v; want %d, %v", tt.in, n, h, tt.count, tt.want)
+			}
+		})
+	}
+}

@@ -32,6 +32,8 @@ type Handler struct {
 	retryBodyBytes int64
 	connectPorts   config.Ports
 	tunnelIdle     time.Duration
+	// clientBodyTimeout ends a request whose body stalls (body.go).
+	clientBodyTimeout time.Duration
 
 	// dialTLS opens TLS connections for upgrades to https origins, which
 	// go out on a connection of their own (upgrade.go).
@@ -57,7 +59,15 @@ type Handler struct {
 	intercept    Interceptor
 	inner        innerSettings
 	innerServers innerSet
+	// trailersDropped counts trailer fields not allowed in trailers.
+	trailersDropped func(direction string, n int)
 }
+
+// Directions of a trailer, as Options.TrailersDropped gets them.
+const (
+	TrailerRequest  = "request"
+	TrailerResponse = "response"
+)
 
 // ConnTracker registers hijacked connections for shutdown. Track returns
 // a function that removes c again.
@@ -83,6 +93,11 @@ type Options struct {
 	// Intercept, when not nil, intercepts the CONNECT targets it matches
 	// (-intercept).
 	Intercept Interceptor
+	// TrailersDropped, when not nil, is told of the trailer fields
+	// dropped because RFC 9110 section 6.5.1 keeps them out of trailers:
+	// n fields of one message, going in direction (TrailerRequest or
+	// TrailerResponse). It may run on a transport goroutine.
+	TrailersDropped func(direction string, n int)
 }
 
 // New returns a Handler. The Config must have passed Validate.
@@ -97,10 +112,12 @@ func New(o Options) *Handler {
 		retryBodyBytes: o.Config.RetryBodyBytes,
 		connectPorts:   ports,
 		tunnelIdle:     o.Config.TunnelIdleTimeout,
-		admin:          o.Admin,
-		record:         o.Record,
-		tunnels:        o.Tunnels,
-		log:            o.Log,
+
+		clientBodyTimeout: o.Config.ClientBodyTimeout,
+		admin:             o.Admin,
+		record:            o.Record,
+		tunnels:           o.Tunnels,
+		log:               o.Log,
 	}
 	h.access.Store(o.Access)
 	h.intercept = o.Intercept
@@ -113,6 +130,10 @@ func New(o Options) *Handler {
 	}
 	h.routes = newRoutes(o.Config.Routes)
 	h.dialTLS, h.responseHeaderTimeout = o.DialTLS, o.Config.ResponseHeaderTimeout
+	h.trailersDropped = o.TrailersDropped
+	if h.trailersDropped == nil {
+		h.trailersDropped = func(string, int) {}
+	}
 	if h.record == nil {
 		h.record = func(*accesslog.Entry) {}
 	}

@@ -29,7 +29,7 @@ const maxInterim = 8
 // On 101 for a protocol the client asked for, warmproxy relays the 101 and
 // then bytes both ways. Any other final status is an ordinary response:
 // no tunnel, and the client connection stays usable as after any request.
-func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry) {
+func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) {
 	ctx := r.Context()
 	u := outreq.URL
 	origin, err := h.dialUpgrade(ctx, u.Scheme, u.Host)
@@ -52,13 +52,18 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 
 	resp, br, err := h.sendUpgrade(origin, outreq)
 	if err != nil {
+		if watch.hasStalled() {
+			closeAfter(w, r)
+			h.fail(w, entry, watch.stallError(u.Host))
+			return
+		}
 		h.upstreamFail(ctx, w, entry, u.Host, err)
 		return
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// writeResponse may abort the handler with a panic; the deferred
 		// close still runs.
-		h.writeResponse(w, r, resp, entry)
+		h.writeResponse(w, r, resp, entry, watch)
 		return
 	}
 
@@ -76,6 +81,11 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 		return
 	}
 
+	// The tunnel reads the client's connection from now on: the body
+	// watch must never set a deadline on it.
+	if watch != nil {
+		watch.stop()
+	}
 	removeHopByHop(resp.Header)
 	resp.Header["Connection"] = []string{"Upgrade"}
 	resp.Header["Upgrade"] = []string{respUp}

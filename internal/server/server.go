@@ -110,16 +110,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	}
 
 	handler = proxy.New(proxy.Options{
-		Transport: up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
-		Dial:      proxy.DialFunc(up.Dial),
-		Config:    cfg,
-		Admin:     proxyAdmin,
-		Record:    m.Record(running.record(access.Log)),
-		Tunnels:   lim.tracker(tunnels),
-		Log:       log,
-		DialTLS:   up.DialTLS,
-		Access:    acc,
-		Intercept: icpt,
+		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
+		Dial:            proxy.DialFunc(up.Dial),
+		Config:          cfg,
+		Admin:           proxyAdmin,
+		Record:          m.Record(running.record(access.Log)),
+		Tunnels:         lim.tracker(tunnels),
+		Log:             log,
+		DialTLS:         up.DialTLS,
+		Access:          acc,
+		Intercept:       icpt,
+		TrailersDropped: m.TrailersDropped,
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
 	srv := &http.Server{
