@@ -89,7 +89,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 // (RFC 9110 section 9.3.6), and returns the port.
 func connectPort(target string) (int, bool) {
 	host, p, err := net.SplitHostPort(target)
-	if err != nil || host == "" || len(p) == 0 || len(p) > 5 {
+	if err != nil || host == "" || len(p) == 0 || len(p) > 5 || !validHost(host) {
 		return 0, false
 	}
 	port := 0

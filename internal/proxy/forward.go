@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -344,12 +345,46 @@ func checkAuthority(hostport string) *Error {
 	if host == "" || host == "[]" {
 		return badRequest("request target %q names no host", hostport)
 	}
+	if !validHost(host) {
+		return badRequest("bad host %q in request target: want a DNS name (letters, digits, '-', '.', '_'), an IPv4 address or a bracketed IPv6 address", host)
+	}
 	if port != "" {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return badRequest("bad port %q in request target %q: want 1-65535", port, hostport)
 		}
 	}
 	return nil
+}
+
+// validHost reports whether host, a request target's host with any port
+// split off, is a name or an IP literal that can name an origin: a
+// bracketed or bare (split from its port) IPv6 address without a zone,
+// an IPv4 address, or a DNS name of letters, digits, '-', '.' and '_'.
+// Anything else ("<b>x", "a b", "%00") could only fail at the resolver,
+// and would reach the logs, the pool's per-origin stats and the resolver
+// first (issue 12).
+func validHost(host string) bool {
+	if strings.HasPrefix(host, "[") {
+		if !strings.HasSuffix(host, "]") {
+			return false
+		}
+		host = host[1 : len(host)-1]
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	if strings.IndexByte(host, ':') >= 0 {
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // answerMaxForwards implements RFC 9110 section 7.6.2 for TRACE and
