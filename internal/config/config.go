@@ -5,7 +5,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -288,11 +287,20 @@ func Default() Config {
 }
 
 // Validate reports every problem in c at once, each with how to fix it.
+// Parse does the same and also returns the parsed settings.
 func (c *Config) Validate() error {
+	_, err := c.Parse()
+	return err
+}
+
+// parse checks every setting and fills p's typed fields from those that
+// parse; it returns every problem found.
+func (p *Parsed) parse() []error {
+	c := &p.Config
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	errs = append(errs, c.validateListen()...)
+	errs = append(errs, p.parseListen()...)
 	if c.ProtocolHeader == "" || !validHeaderName(c.ProtocolHeader) {
 		bad("protocol-header %q: want a header name such as X-Real-Protocol", c.ProtocolHeader)
 	}
@@ -345,8 +353,10 @@ func (c *Config) Validate() error {
 			bad("ca-file: %v", err)
 		}
 	}
-	if _, err := ParsePorts(c.ConnectPorts); err != nil {
+	if ports, err := ParsePorts(c.ConnectPorts); err != nil {
 		bad("connect-ports %q: %v", c.ConnectPorts, err)
+	} else {
+		p.ConnectPorts = ports
 	}
 	if c.AdminListen != "" {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
@@ -362,12 +372,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("log-format %q: want tsv, json or off", c.LogFormat)
 	}
-	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, p.parseSecurity()...)
 	errs = append(errs, c.validateDNS()...)
-	errs = append(errs, c.validateUpstream()...)
-	errs = append(errs, c.validatePrewarm()...)
+	errs = append(errs, p.parseUpstream()...)
+	errs = append(errs, p.parsePrewarm()...)
 	errs = append(errs, c.validateIntercept()...)
-	return errors.Join(errs...)
+	return errs
 }
 
 // Ports is a set of TCP ports; All means any port.

@@ -17,13 +17,13 @@ import (
 func TestReload(t *testing.T) {
 	var out, logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	started := config.Default()
+	started := config.MustParse(config.Default())
 	access := newLiveAccessLog(&out, started.LogFormat)
 	failing := false
 	var committed int
 	rules := reloader{
 		keys: []string{"rules"},
-		prepare: func(config.Config) (func(), error) {
+		prepare: func(config.Parsed) (func(), error) {
 			if failing {
 				return nil, errors.New("rules: line 3: bad cidr")
 			}
@@ -39,7 +39,7 @@ func TestReload(t *testing.T) {
 	next := started
 	next.LogFormat, next.Listen = "json", "127.0.0.1:1"
 	running := reload(log, started, started, next, rs)
-	if running != next {
+	if running.Config != next.Config {
 		t.Errorf("reload returned %+v, want %+v", running, next)
 	}
 	access.Log(entry("http://two.test/"))
@@ -47,7 +47,7 @@ func TestReload(t *testing.T) {
 	failing = true
 	bad := next
 	bad.LogFormat = "tsv"
-	if got := reload(log, started, running, bad, rs); got != running {
+	if got := reload(log, started, running, bad, rs); got.Config != running.Config {
 		t.Errorf("failed reload returned %+v, want the running %+v", got, running)
 	}
 	access.Log(entry("http://three.test/"))

@@ -38,15 +38,14 @@ type parent struct {
 }
 
 // newParent returns nil when cfg names no parent proxy.
-func newParent(cfg config.Config, guard *Guard, log *slog.Logger) (*parent, error) {
-	if cfg.ParentProxy == "" {
+func newParent(cfg config.Parsed, guard *Guard, log *slog.Logger) (*parent, error) {
+	if cfg.ParentProxy == nil {
 		return nil, nil
 	}
-	u, err := config.ParseParentProxy(cfg.ParentProxy)
-	if err != nil {
-		return nil, fmt.Errorf("parent-proxy: %v", err)
-	}
+	u := new(url.URL)
+	*u = *cfg.ParentProxy // shared; the credentials go into the copy
 	if cfg.ParentProxyAuthFile != "" {
+		var err error
 		if u.User, err = readParentAuth(cfg.ParentProxyAuthFile, log); err != nil {
 			return nil, err
 		}
@@ -56,15 +55,9 @@ func newParent(cfg config.Config, guard *Guard, log *slog.Logger) (*parent, erro
 		url:     &url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host},
 		guard:   guard,
 		timeout: cfg.DialTimeout,
+		bypass:  cfg.NoParentFor,
 	}
-	for _, s := range acl.SplitList(cfg.NoParentFor) {
-		r, err := acl.ParseRule(s)
-		if err != nil {
-			return nil, fmt.Errorf("no-parent-for: %v", err)
-		}
-		p.bypass = append(p.bypass, r)
-	}
-	log.Info("origins reached through a parent proxy", "parent", p.Shown, "no_parent_for", cfg.NoParentFor)
+	log.Info("origins reached through a parent proxy", "parent", p.Shown, "no_parent_for", cfg.Config.NoParentFor)
 	return p, nil
 }
 
