@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +74,22 @@ func TestReload(t *testing.T) {
 		if !strings.Contains(l, want) {
 			t.Errorf("log = %q, want %q in it", l, want)
 		}
+	}
+}
+
+// Issue 16: the settings the reloaders apply are the ones config declares
+// reloadable (its reload tags, which -h and the log's needs_restart
+// follow), no more and no fewer.
+func TestReloadersMatchDeclarations(t *testing.T) {
+	started := config.MustParse(config.Default())
+	var got []string
+	for _, r := range []reloader{newLiveAccessLog(io.Discard, started.LogFormat).reloader(started.LogFormat), clientsReloader(nil), policyReloader(nil, started)} {
+		got = append(got, r.keys...)
+	}
+	slices.Sort(got)
+	want := config.ReloadKeys()
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("reloaders apply %q; config declares %q reloadable (reload tag)", got, want)
 	}
 }

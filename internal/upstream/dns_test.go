@@ -268,7 +268,7 @@ func TestDNSCacheNegative(t *testing.T) {
 	g, clk := dnsGuard(t, d, nil)
 	for i, want := range []int{1, 1, 2} {
 		if i == 2 {
-			clk.advance(config.DefaultDNSMinTTL)
+			clk.advance(config.Default().DNSMinTTL)
 		}
 		_, err := g.DialContext(context.Background(), "tcp", "nx.test:80")
 		var de *net.DNSError
