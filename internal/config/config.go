@@ -90,6 +90,19 @@ type Config struct {
 	// answer within the same time (at least 2s), so a dead connection is
 	// found before a request uses it. 0 turns pings off. Default 15s.
 	UpstreamH2PingInterval time.Duration `key:"upstream-h2-ping-interval" default:"15s" help:"ping an HTTP/2 origin connection silent this long, close it if unanswered; 0 = no pings"`
+	// UpstreamQueueTimeout is the longest a request waits for a free
+	// connection to an origin at MaxConnsPerHost; past it the request gets
+	// 503 with Retry-After. 0, the default, waits as long as DialTimeout
+	// (which bounded this wait before the setting existed).
+	UpstreamQueueTimeout time.Duration `key:"upstream-queue-timeout" help:"longest wait for a free connection at -max-conns-per-host; past it 503 (0: -dial-timeout)"`
+	// UpstreamParentTimeout bounds reaching ParentProxy and its CONNECT or
+	// SOCKS5 handshake. 0, the default, is DialTimeout.
+	UpstreamParentTimeout time.Duration `key:"upstream-parent-timeout" help:"bound on reaching -parent-proxy and its CONNECT or SOCKS5 handshake (0: -dial-timeout)"`
+	// UpstreamPrewarmTimeout bounds opening one Prewarm connection, TCP
+	// connect and TLS handshake together; /readyz waits for the first
+	// round of them. 0, the default, is DialTimeout plus
+	// TLSHandshakeTimeout.
+	UpstreamPrewarmTimeout time.Duration `key:"upstream-prewarm-timeout" help:"bound on opening one -prewarm connection, TCP and TLS together (0: -dial-timeout plus -tls-handshake-timeout)"`
 
 	// ClientIdleTimeout closes idle client keep-alive connections. Default 120s.
 	ClientIdleTimeout time.Duration `key:"client-idle-timeout" default:"120s" help:"close idle client keep-alive connections after this long"`
@@ -160,7 +173,8 @@ type Config struct {
 	MaxRequestsInFlight int `key:"max-requests-in-flight" default:"4096" help:"requests served at once, HTTP/1.1 and h2c streams together, open tunnels included; more get 503 with Retry-After"`
 	// MaxConnsPerHostQueue bounds the requests waiting for a free
 	// connection when an origin has MaxConnsPerHost; over it, or after
-	// DialTimeout waiting, a request gets 503 with Retry-After. Default 256.
+	// UpstreamQueueTimeout waiting, a request gets 503 with Retry-After.
+	// Default 256.
 	MaxConnsPerHostQueue int `key:"max-conns-per-host-queue" default:"256" help:"requests that may wait for a connection at -max-conns-per-host; more get 503"`
 	// DNSServer is a DNS server address, host:port, asked instead of the
 	// system's resolver. Default none.
@@ -305,6 +319,7 @@ func (p *Parsed) parse() []error {
 	if c.UpstreamH2PingInterval < 0 {
 		bad("upstream-h2-ping-interval %v: want 0 (no pings) or a duration, e.g. 15s", c.UpstreamH2PingInterval)
 	}
+	p.parseTimeouts(bad)
 	if c.CAFile != "" {
 		if _, err := os.Stat(c.CAFile); err != nil {
 			bad("ca-file: %v", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"time"
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 )
@@ -38,6 +39,35 @@ type Parsed struct {
 	NoParentFor []acl.Rule
 	// Prewarm are prewarm's targets.
 	Prewarm []PrewarmTarget
+
+	// UpstreamQueueTimeout, UpstreamParentTimeout and
+	// UpstreamPrewarmTimeout are the settings' values with their 0
+	// ("as -dial-timeout") resolved.
+	UpstreamQueueTimeout, UpstreamParentTimeout, UpstreamPrewarmTimeout time.Duration
+}
+
+// parseTimeouts checks the upstream- timeouts that default to
+// dial-timeout, and resolves them.
+func (p *Parsed) parseTimeouts(bad func(format string, args ...any)) {
+	c := &p.Config
+	for _, d := range []struct {
+		name     string
+		v, deflt time.Duration
+		to       *time.Duration
+	}{
+		{"upstream-queue-timeout", c.UpstreamQueueTimeout, c.DialTimeout, &p.UpstreamQueueTimeout},
+		{"upstream-parent-timeout", c.UpstreamParentTimeout, c.DialTimeout, &p.UpstreamParentTimeout},
+		{"upstream-prewarm-timeout", c.UpstreamPrewarmTimeout, c.DialTimeout + c.TLSHandshakeTimeout, &p.UpstreamPrewarmTimeout},
+	} {
+		switch {
+		case d.v < 0:
+			bad("%s %v: want 0 (as -dial-timeout) or a duration, e.g. 5s", d.name, d.v)
+		case d.v == 0:
+			*d.to = d.deflt
+		default:
+			*d.to = d.v
+		}
+	}
 }
 
 // Parse checks c as Validate does and returns it parsed. On error the

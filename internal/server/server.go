@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	}
 
 	handler = proxy.New(proxy.Options{
-		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
+		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout)),
 		Dial:            proxy.DialFunc(up.Dial),
 		Config:          cfg,
 		Admin:           proxyAdmin,

@@ -33,7 +33,8 @@ type parent struct {
 	url    *url.URL // for Transport.Proxy (http parents)
 	bypass []acl.Rule
 	guard  *Guard
-	// timeout bounds reaching the parent plus its handshake (DialTimeout).
+	// timeout bounds reaching the parent plus its handshake
+	// (-upstream-parent-timeout).
 	timeout time.Duration
 }
 
@@ -54,7 +55,7 @@ func newParent(cfg config.Parsed, guard *Guard, log *slog.Logger) (*parent, erro
 		Proxy:   parentproxy.New(u),
 		url:     &url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host},
 		guard:   guard,
-		timeout: cfg.DialTimeout,
+		timeout: cfg.UpstreamParentTimeout,
 		bypass:  cfg.NoParentFor,
 	}
 	log.Info("origins reached through a parent proxy", "parent", p.Shown, "no_parent_for", cfg.Config.NoParentFor)
@@ -181,7 +182,7 @@ func (p *parent) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	// The exchange with the parent is bounded by ctx (the dial timeout):
+	// The exchange with the parent is bounded by ctx (the parent timeout):
 	// a deadline on the conn, moved to the past if ctx ends first.
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)

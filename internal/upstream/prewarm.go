@@ -140,7 +140,7 @@ func newPrewarm(cfg config.Parsed, p *Pool, t *http.Transport, par *parent) (*Pr
 	if len(targets) == 0 {
 		return nil, nil
 	}
-	w := &Prewarm{timeout: cfg.DialTimeout + cfg.TLSHandshakeTimeout, ready: make(chan struct{})}
+	w := &Prewarm{timeout: cfg.UpstreamPrewarmTimeout, ready: make(chan struct{})}
 	for s := range w.origins {
 		w.origins[s] = map[string]*warmOrigin{}
 	}
