@@ -1,7 +1,9 @@
-// Package config owns warmproxy's settings: the Config struct, its
-// defaults, and Validate. It opens no sockets, logs nothing and keeps no
-// globals; cmd/warmproxy fills a Config from defaults, the environment and
-// the command line.
+// Package config owns warmproxy's settings: the Config struct, whose
+// field tags declare each setting once (name, default, help; see
+// Settings), and Parse, which checks a Config (Validate) and returns its
+// settings typed (Parsed) for server, proxy and upstream. It opens no
+// sockets, logs nothing and keeps no globals; cmd/warmproxy fills a Config
+// from the defaults, the file, the environment and the command line.
 package config
 
 import (
