@@ -28,8 +28,9 @@ const (
 // YAML key and, as WARMPROXY_NAME, the environment variable (key), the
 // default in the flag's syntax (default; none: the zero value), the line
 // -h shows (help, with the word arg names set off as the value's name),
-// whether SIGHUP applies it (reload) and whether the flag may repeat,
-// adding to a comma-separated list (repeat). Flags, -h, the file, the
+// whether SIGHUP applies it (reload), whether the flag may repeat,
+// adding to a comma-separated list (repeat), and whether Validate wants
+// it above 0 (positive). Flags, -h, the file, the
 // environment and -check-config are derived from these tags (Settings),
 // and tests check README.md's flag table and deploy/warmproxy.yaml
 // against them. Defaults are safe: a loopback listener, every timeout
@@ -60,22 +61,22 @@ type Config struct {
 	Routes string `key:"route" repeat:"true" arg:"route" help:"base-URL route /prefix/=https://host[:port][/basepath/]: GET /prefix/x on the proxy's address goes to https://host/basepath/x; repeat or separate with commas"`
 
 	// MaxIdlePerHost caps idle pooled connections per origin. Default 64.
-	MaxIdlePerHost int `key:"max-idle-per-host" default:"64" help:"idle pooled connections kept per origin"`
+	MaxIdlePerHost int `key:"max-idle-per-host" positive:"true" default:"64" help:"idle pooled connections kept per origin"`
 	// MaxIdle caps idle pooled connections over all origins. Default 2048.
-	MaxIdle int `key:"max-idle" default:"2048" help:"idle pooled connections kept over all origins"`
+	MaxIdle int `key:"max-idle" positive:"true" default:"2048" help:"idle pooled connections kept over all origins"`
 	// MaxConnsPerHost caps all connections per origin; requests over it wait
 	// for a free one. 0, the default, means unlimited.
 	MaxConnsPerHost int `key:"max-conns-per-host" help:"connections per origin; more requests wait for a free one (0: unlimited)"`
 	// DialTimeout bounds a TCP connect to an origin. Default 10s.
-	DialTimeout time.Duration `key:"dial-timeout" default:"10s" help:"TCP connect timeout to origins"`
+	DialTimeout time.Duration `key:"dial-timeout" positive:"true" default:"10s" help:"TCP connect timeout to origins"`
 	// TLSHandshakeTimeout bounds a TLS handshake with an origin. Default 10s.
-	TLSHandshakeTimeout time.Duration `key:"tls-handshake-timeout" default:"10s" help:"TLS handshake timeout to origins"`
+	TLSHandshakeTimeout time.Duration `key:"tls-handshake-timeout" positive:"true" default:"10s" help:"TLS handshake timeout to origins"`
 	// ResponseHeaderTimeout bounds the wait for an origin's response head
 	// once the request is sent. Default 60s.
-	ResponseHeaderTimeout time.Duration `key:"response-header-timeout" default:"60s" help:"wait for an origin's response head"`
+	ResponseHeaderTimeout time.Duration `key:"response-header-timeout" positive:"true" default:"60s" help:"wait for an origin's response head"`
 	// IdleTimeout closes pooled origin connections idle this long; it sits
 	// below common server keep-alive timeouts. Default 50s.
-	IdleTimeout time.Duration `key:"idle-timeout" default:"50s" help:"close pooled origin connections idle this long"`
+	IdleTimeout time.Duration `key:"idle-timeout" positive:"true" default:"50s" help:"close pooled origin connections idle this long"`
 	// CAFile names a PEM file of extra roots for origin TLS, added to the
 	// system roots. Default none.
 	CAFile string `key:"ca-file" arg:"file" help:"PEM file of extra roots for origin TLS, added to the system roots"`
@@ -107,21 +108,21 @@ type Config struct {
 	UpstreamPrewarmTimeout time.Duration `key:"upstream-prewarm-timeout" help:"bound on opening one -prewarm connection, TCP and TLS together (0: -dial-timeout plus -tls-handshake-timeout)"`
 
 	// ClientIdleTimeout closes idle client keep-alive connections. Default 120s.
-	ClientIdleTimeout time.Duration `key:"client-idle-timeout" default:"120s" help:"close idle client keep-alive connections after this long"`
+	ClientIdleTimeout time.Duration `key:"client-idle-timeout" positive:"true" default:"120s" help:"close idle client keep-alive connections after this long"`
 	// ClientHeaderTimeout bounds reading a request head. Default 10s.
-	ClientHeaderTimeout time.Duration `key:"client-header-timeout" default:"10s" help:"time a client has to send a request head"`
+	ClientHeaderTimeout time.Duration `key:"client-header-timeout" positive:"true" default:"10s" help:"time a client has to send a request head"`
 	// ClientBodyTimeout is the longest a read of a request body may wait
 	// for the client to send more: an idle timeout on the body, not a
 	// bound on its whole transfer. A body that stalls longer ends the
 	// request: 408 if no response has started, an aborted connection
 	// otherwise. Default 30s.
-	ClientBodyTimeout time.Duration `key:"client-body-timeout" default:"30s" help:"longest wait for the next bytes of a request body; a body that stalls longer gets 408 (or, once the response started, an aborted connection)"`
+	ClientBodyTimeout time.Duration `key:"client-body-timeout" positive:"true" default:"30s" help:"longest wait for the next bytes of a request body; a body that stalls longer gets 408 (or, once the response started, an aborted connection)"`
 	// MaxHeaderBytes caps a request head. Default 64 KiB.
-	MaxHeaderBytes int `key:"max-header-bytes" default:"65536" help:"largest request head accepted"`
+	MaxHeaderBytes int `key:"max-header-bytes" positive:"true" default:"65536" help:"largest request head accepted"`
 
 	// TunnelIdleTimeout closes CONNECT and upgrade tunnels idle this long in
 	// both directions. Default 5m.
-	TunnelIdleTimeout time.Duration `key:"tunnel-idle-timeout" default:"5m" help:"close CONNECT and upgrade tunnels idle this long"`
+	TunnelIdleTimeout time.Duration `key:"tunnel-idle-timeout" positive:"true" default:"5m" help:"close CONNECT and upgrade tunnels idle this long"`
 	// ConnectPorts lists the ports CONNECT may reach; "*" allows any.
 	// Default 443.
 	ConnectPorts string `key:"connect-ports" default:"443" arg:"ports" help:"ports CONNECT may reach, comma-separated, or *"`
@@ -130,7 +131,7 @@ type Config struct {
 	LogFormat string `key:"log-format" default:"tsv" reload:"true" arg:"format" help:"access log format on stdout: tsv, json or off"`
 	// ShutdownGrace is how long in-flight requests and tunnels get after
 	// SIGINT or SIGTERM. Default 10s.
-	ShutdownGrace time.Duration `key:"shutdown-grace" default:"10s" help:"time in-flight requests get on SIGINT or SIGTERM"`
+	ShutdownGrace time.Duration `key:"shutdown-grace" positive:"true" default:"10s" help:"time in-flight requests get on SIGINT or SIGTERM"`
 
 	// AdminListen, if set, is a separate host:port serving /metrics,
 	// /healthz, /readyz and /debug/pool (and /debug/pprof with PProf)
@@ -167,12 +168,12 @@ type Config struct {
 	DenyPrivate bool `key:"deny-private" reload:"true" help:"deny loopback, RFC 1918, CGNAT, link-local and ULA destinations (cloud metadata is always denied)"`
 	// MaxClientConns caps concurrent client connections, tunnels included;
 	// a client over it gets a 503 and is disconnected. Default 4096.
-	MaxClientConns int `key:"max-client-conns" default:"4096" help:"concurrent client connections, tunnels included; more get 503"`
+	MaxClientConns int `key:"max-client-conns" positive:"true" default:"4096" help:"concurrent client connections, tunnels included; more get 503"`
 	// MaxRequestsInFlight caps the requests being served at once, over
 	// every client connection: HTTP/1.1 requests and HTTP/2 streams
 	// together, a CONNECT tunnel or an upgrade for as long as it is open.
 	// A request over it gets 503 with Retry-After. Default 4096.
-	MaxRequestsInFlight int `key:"max-requests-in-flight" default:"4096" help:"requests served at once, HTTP/1.1 and h2c streams together, open tunnels included; more get 503 with Retry-After"`
+	MaxRequestsInFlight int `key:"max-requests-in-flight" positive:"true" default:"4096" help:"requests served at once, HTTP/1.1 and h2c streams together, open tunnels included; more get 503 with Retry-After"`
 	// MaxConnsPerHostQueue bounds the requests waiting for a free
 	// connection when an origin has MaxConnsPerHost; over it, or after
 	// UpstreamQueueTimeout waiting, a request gets 503 with Retry-After.
@@ -280,43 +281,12 @@ func (p *Parsed) parse() []error {
 	if c.ViaName == "" || strings.ContainsAny(c.ViaName, " \t,\r\n") {
 		bad("via-name %q: want one token with no spaces or commas", c.ViaName)
 	}
-	positive := []struct {
-		name string
-		v    int64
-	}{
-		{"max-idle-per-host", int64(c.MaxIdlePerHost)},
-		{"max-idle", int64(c.MaxIdle)},
-		{"max-header-bytes", int64(c.MaxHeaderBytes)},
-	}
-	for _, p := range positive {
-		if p.v <= 0 {
-			bad("%s %d: want a number above 0", p.name, p.v)
-		}
-	}
+	errs = append(errs, checkPositive(c)...)
 	if c.MaxConnsPerHost < 0 {
 		bad("max-conns-per-host %d: want 0 (unlimited) or more", c.MaxConnsPerHost)
 	}
 	if c.RetryBodyBytes < 0 {
 		bad("retry-body-bytes %d: want 0 (never buffer) or more", c.RetryBodyBytes)
-	}
-	durations := []struct {
-		name string
-		v    time.Duration
-	}{
-		{"dial-timeout", c.DialTimeout},
-		{"tls-handshake-timeout", c.TLSHandshakeTimeout},
-		{"response-header-timeout", c.ResponseHeaderTimeout},
-		{"idle-timeout", c.IdleTimeout},
-		{"client-idle-timeout", c.ClientIdleTimeout},
-		{"client-header-timeout", c.ClientHeaderTimeout},
-		{"client-body-timeout", c.ClientBodyTimeout},
-		{"tunnel-idle-timeout", c.TunnelIdleTimeout},
-		{"shutdown-grace", c.ShutdownGrace},
-	}
-	for _, d := range durations {
-		if d.v <= 0 {
-			bad("%s %v: want a duration above 0, e.g. 30s", d.name, d.v)
-		}
 	}
 	if c.UpstreamH2PingInterval < 0 {
 		bad("upstream-h2-ping-interval %v: want 0 (no pings) or a duration, e.g. 15s", c.UpstreamH2PingInterval)

@@ -22,12 +22,6 @@ func (p *Parsed) parseSecurity() []error {
 	if p.Policy, err = acl.New(acl.Config{Allow: acl.SplitList(c.Allow), Deny: acl.SplitList(c.Deny), DenyPrivate: c.DenyPrivate}); err != nil {
 		bad("bad destination rule: %v; see warmproxy -h for the rule forms", err)
 	}
-	if c.MaxClientConns <= 0 {
-		bad("max-client-conns %d: want a number above 0", c.MaxClientConns)
-	}
-	if c.MaxRequestsInFlight <= 0 {
-		bad("max-requests-in-flight %d: want a number above 0", c.MaxRequestsInFlight)
-	}
 	if c.ClientH2CMaxStreams < 1 || c.ClientH2CMaxStreams > 1<<20 {
 		bad("client-h2c-max-streams %d: want 1 to 1048576 (100 is common)", c.ClientH2CMaxStreams)
 	}

@@ -25,6 +25,9 @@ type Setting struct {
 	// Repeat is set when the flag may repeat on the command line, each
 	// value adding to a comma-separated list.
 	Repeat bool
+	// Positive is set when Validate wants the value above 0: a number, or
+	// a duration (a timeout that is always on).
+	Positive bool
 
 	index int
 }
@@ -102,13 +105,14 @@ func Settings() []Setting {
 			continue
 		}
 		out = append(out, Setting{
-			Key:     key,
-			Help:    f.Tag.Get("help"),
-			Arg:     f.Tag.Get("arg"),
-			Default: f.Tag.Get("default"),
-			Reload:  f.Tag.Get("reload") == "true",
-			Repeat:  f.Tag.Get("repeat") == "true",
-			index:   i,
+			Key:      key,
+			Help:     f.Tag.Get("help"),
+			Arg:      f.Tag.Get("arg"),
+			Default:  f.Tag.Get("default"),
+			Reload:   f.Tag.Get("reload") == "true",
+			Repeat:   f.Tag.Get("repeat") == "true",
+			Positive: f.Tag.Get("positive") == "true",
+			index:    i,
 		})
 	}
 	return out
@@ -150,3 +154,31 @@ func Diff(a, b Config) []string {
 
 // Value returns s's field of c.
 func (s Setting) Value(c *Config) any { return reflect.ValueOf(c).Elem().Field(s.index).Interface() }
+
+// checkPositive reports each setting declared positive whose value in c
+// is not above 0.
+func checkPositive(c *Config) []error {
+	var errs []error
+	for _, s := range Settings() {
+		if !s.Positive {
+			continue
+		}
+		switch v := s.Value(c).(type) {
+		case time.Duration:
+			if v <= 0 {
+				errs = append(errs, fmt.Errorf("%s %v: want a duration above 0, e.g. 30s", s.Key, v))
+			}
+		case int:
+			if v <= 0 {
+				errs = append(errs, fmt.Errorf("%s %d: want a number above 0", s.Key, v))
+			}
+		case int64:
+			if v <= 0 {
+				errs = append(errs, fmt.Errorf("%s %d: want a number above 0", s.Key, v))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: declared positive, but a %T", s.Key, v))
+		}
+	}
+	return errs
+}
