@@ -320,7 +320,7 @@ func (p *Parsed) parse() []error {
 	errs = append(errs, c.validateDNS()...)
 	errs = append(errs, p.parseUpstream()...)
 	errs = append(errs, p.parsePrewarm()...)
-	errs = append(errs, c.validateIntercept()...)
+	errs = append(errs, p.parseIntercept()...)
 	return errs
 }
 

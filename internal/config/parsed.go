@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/acl"
+	"github.com/warmproxy/warmproxy/internal/intercept"
 )
 
 // Parsed is a Config that passed Validate together with every setting
@@ -39,6 +40,8 @@ type Parsed struct {
 	NoParentFor []acl.Rule
 	// Prewarm are prewarm's targets.
 	Prewarm []PrewarmTarget
+	// Intercept are intercept's host patterns.
+	Intercept []intercept.Pattern
 
 	// UpstreamQueueTimeout, UpstreamParentTimeout and
 	// UpstreamPrewarmTimeout are the settings' values with their 0

@@ -62,3 +62,17 @@ func TestParseTypedValues(t *testing.T) {
 		t.Errorf("Parse(bad route) = %v, want the route named", err)
 	}
 }
+
+// Issue 16: the -intercept patterns are parsed once, here, for the
+// interceptor (the CA directory is only checked to exist).
+func TestParseIntercept(t *testing.T) {
+	c := Default()
+	c.Intercept, c.InterceptCA = "api.test, *.partner.test", t.TempDir()
+	p, err := c.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Intercept) != 2 || p.Intercept[1].String() != "*.partner.test" {
+		t.Errorf("Intercept = %v, want [api.test *.partner.test]", p.Intercept)
+	}
+}

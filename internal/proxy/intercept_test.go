@@ -145,7 +145,7 @@ func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Conf
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	icpt, err := intercept.New(intercept.Options{Patterns: patterns, Dir: dir})
+	icpt, err := intercept.New(intercept.Options{Patterns: config.MustParse(cfg).Intercept, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

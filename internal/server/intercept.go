@@ -15,7 +15,7 @@ import (
 // checks that its Name Constraints cover the patterns (issue 13). It
 // returns nil, an interface holding nothing, when interception is off.
 func newInterceptor(cfg config.Parsed, log *slog.Logger) (proxy.Interceptor, error) {
-	if cfg.Intercept == "" {
+	if len(cfg.Intercept) == 0 {
 		return nil, nil
 	}
 	i, err := intercept.New(intercept.Options{Patterns: cfg.Intercept, AnyHost: cfg.InterceptAnyHostIKnow, Dir: cfg.InterceptCA})
@@ -26,7 +26,7 @@ func newInterceptor(cfg config.Parsed, log *slog.Logger) (proxy.Interceptor, err
 		log.Warn("interception ca has no name constraints", "intercept_ca", cfg.InterceptCA, "detail", i.Warning)
 	}
 	insecure := insecureRules(cfg.UpstreamTLS)
-	log.Info("intercepting tls", "intercept", cfg.Intercept, "intercept_ca", cfg.InterceptCA)
+	log.Info("intercepting tls", "intercept", cfg.Config.Intercept, "intercept_ca", cfg.InterceptCA)
 	return &verifiedOnly{Interceptor: i, insecure: insecure}, nil
 }
 
