@@ -15,7 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,9 +42,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fv := reflect.ValueOf(f)
-	for i, key := range config.Keys() {
-		if fv.Field(i).IsNil() {
+	for _, key := range config.Keys() {
+		if !f.Has(key) {
 			t.Errorf("warmproxy.yaml has no key %s: it lists every setting", key)
 		}
 	}
@@ -58,6 +57,81 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if host, _, _ := net.SplitHostPort(got.Listen); !net.ParseIP(host).IsLoopback() {
 		t.Errorf("warmproxy.yaml listen %s: want a loopback address", got.Listen)
+	}
+}
+
+// readmeCell is a default as README.md's flag table writes it: `value`
+// (the rest of the cell explains it), on or off for a boolean, or words
+// (none, system, the proxy's address) for the zero value. It returns the
+// value in the flag's syntax, "" for the zero value.
+func readmeCell(cell string) string {
+	cell = strings.TrimSpace(cell)
+	if m := regexp.MustCompile("^`([^`]*)`").FindStringSubmatch(cell); m != nil {
+		return m[1]
+	}
+	switch cell {
+	case "on":
+		return "true"
+	case "off":
+		return "false"
+	}
+	return ""
+}
+
+// Issue 16: README.md's flag table lists every setting, each with the
+// default its declaration (config.Settings) gives, and no flag that is
+// not declared.
+func TestReadmeFlagTable(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]config.Setting{}
+	for _, s := range config.Settings() {
+		settings[s.Key] = s
+	}
+	notSettings := map[string]bool{"config": true, "check-config": true, "version": true}
+	listed := map[string]bool{}
+	name := regexp.MustCompile("`-([a-z0-9-]+)`")
+	for _, line := range strings.Split(string(data), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`-") {
+			continue
+		}
+		names := name.FindAllStringSubmatch(cells[1], -1)
+		defaults := strings.Split(cells[2], " / ")
+		for i, m := range names {
+			key := m[1]
+			listed[key] = true
+			if notSettings[key] {
+				continue
+			}
+			s, ok := settings[key]
+			if !ok {
+				t.Errorf("README.md lists -%s, which is no setting of config.Config", key)
+				continue
+			}
+			cell := defaults[0]
+			if len(defaults) == len(names) {
+				cell = defaults[i]
+			}
+			var got config.Config
+			if v := readmeCell(cell); v != "" {
+				if err := s.Set(&got, v); err != nil {
+					t.Errorf("README.md -%s default %q: %v", key, cell, err)
+					continue
+				}
+			}
+			want := config.Default()
+			if s.Value(&got) != s.Value(&want) {
+				t.Errorf("README.md -%s default %q = %v, want %v (the default tag %q)", key, strings.TrimSpace(cell), s.Value(&got), s.Value(&want), s.Default)
+			}
+		}
+	}
+	for key := range settings {
+		if !listed[key] {
+			t.Errorf("README.md's flag table has no row for -%s", key)
+		}
 	}
 }
 

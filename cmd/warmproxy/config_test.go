@@ -231,10 +231,10 @@ func TestWatchReload(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	hup := make(chan os.Signal, 1)
-	reloads := make(chan config.Config)
+	reloads := make(chan config.Parsed)
 	results := []error{errors.New("config file w.yaml: line 2: unknown key \"x\""), nil}
 	var calls int
-	load := func() (config.Config, error) {
+	load := func() (config.Parsed, error) {
 		err := results[calls]
 		calls++
 		c := config.Default()
@@ -242,7 +242,7 @@ func TestWatchReload(t *testing.T) {
 		if err != nil {
 			c.Listen = "bad"
 		}
-		return c, err
+		return config.Parsed{Config: c}, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -42,7 +42,7 @@ Flags:
 
 // envName is the environment variable that sets flag name.
 func envName(name string) string {
-	return "WARMPROXY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	return config.Setting{Key: name}.Env()
 }
 
 // settingsError holds the problems found in the configuration file and the
@@ -66,34 +66,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on, host:port, or unix:/path for a Unix socket")
-	fs.StringVar(&cfg.ProtocolHeader, "protocol-header", cfg.ProtocolHeader, "request `header` whose value https makes the proxy speak TLS to the origin")
-	fs.StringVar(&cfg.ViaName, "via-name", cfg.ViaName, "pseudonym written into Via headers")
-	fs.IntVar(&cfg.MaxIdlePerHost, "max-idle-per-host", cfg.MaxIdlePerHost, "idle pooled connections kept per origin")
-	fs.IntVar(&cfg.MaxIdle, "max-idle", cfg.MaxIdle, "idle pooled connections kept over all origins")
-	fs.IntVar(&cfg.MaxConnsPerHost, "max-conns-per-host", cfg.MaxConnsPerHost, "connections per origin; more requests wait for a free one (0: unlimited)")
-	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "TCP connect timeout to origins")
-	fs.DurationVar(&cfg.TLSHandshakeTimeout, "tls-handshake-timeout", cfg.TLSHandshakeTimeout, "TLS handshake timeout to origins")
-	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "wait for an origin's response head")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close pooled origin connections idle this long")
-	fs.BoolVar(&cfg.UpstreamHTTP2, "upstream-http2", cfg.UpstreamHTTP2, "offer HTTP/2 to https origins (ALPN); -upstream-http2=false keeps every origin on HTTP/1.1")
-	fs.DurationVar(&cfg.UpstreamH2PingInterval, "upstream-h2-ping-interval", cfg.UpstreamH2PingInterval, "ping an HTTP/2 origin connection silent this long, close it if unanswered; 0 = no pings")
-	fs.StringVar(&cfg.CAFile, "ca-file", cfg.CAFile, "PEM `file` of extra roots for origin TLS, added to the system roots")
-	fs.Int64Var(&cfg.RetryBodyBytes, "retry-body-bytes", cfg.RetryBodyBytes, "largest request body held for a replay on a fresh connection")
-	fs.DurationVar(&cfg.ClientIdleTimeout, "client-idle-timeout", cfg.ClientIdleTimeout, "close idle client keep-alive connections after this long")
-	fs.DurationVar(&cfg.ClientHeaderTimeout, "client-header-timeout", cfg.ClientHeaderTimeout, "time a client has to send a request head")
-	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request head accepted")
-	fs.DurationVar(&cfg.TunnelIdleTimeout, "tunnel-idle-timeout", cfg.TunnelIdleTimeout, "close CONNECT and upgrade tunnels idle this long")
-	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach, comma-separated, or *")
-	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "access log `format` on stdout: tsv, json or off")
-	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time in-flight requests get on SIGINT or SIGTERM")
-	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "separate `address` for /metrics, /healthz, /readyz, /debug/pool, /stats (default: the proxy's address)")
-	fs.BoolVar(&cfg.PProf, "pprof", cfg.PProf, "serve /debug/pprof/ on -admin-listen (required; never on the proxy's address)")
-	securityFlags(fs, &cfg)
-	upstreamFlags(fs, &cfg)
-	endRouteParse := clientFlags(fs, &cfg)
-	prewarm := prewarmFlags(fs, &cfg)
-	interceptFlags(fs, &cfg)
+	lists := settingFlags(fs, &cfg)
 	version := fs.Bool("version", false, "print the version and exit")
 	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
 	checkConfig := fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not")
@@ -108,7 +81,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		}
 		return cfg, actionRun, flagError(fs, err)
 	}
-	endRouteParse()
+	newLayer(lists)
 	if *version {
 		return cfg, actionVersion, nil
 	}
@@ -139,7 +112,6 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 		}
 		file.Apply(&cfg)
 	}
-	prewarm.newLayer()
 	fs.VisitAll(func(f *flag.Flag) {
 		if notSettings[f.Name] {
 			return
@@ -153,7 +125,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 			}
 		}
 	})
-	prewarm.newLayer()
+	newLayer(lists)
 	for _, s := range given {
 		if err := fs.Set(s.name, s.value); err != nil {
 			return cfg, act, fmt.Errorf("-%s %q: %s", s.name, s.value, valueHint(fs.Lookup(s.name), err))

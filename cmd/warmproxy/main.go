@@ -42,7 +42,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	}
 	// Every problem at once: the file's, the environment's and Validate's.
-	if err := errors.Join(err, cfg.Validate()); err != nil {
+	parsed, perr := cfg.Parse()
+	if err := errors.Join(err, perr); err != nil {
 		fmt.Fprintf(stderr, "warmproxy: bad configuration:\n%v\n", err)
 		return 2
 	}
@@ -69,15 +70,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
 	go exitOnSecondSignal(term, stop)
 
-	reloads := make(chan config.Config)
-	load := func() (config.Config, error) {
+	reloads := make(chan config.Parsed)
+	load := func() (config.Parsed, error) {
 		c, _, err := parseArgs(args, getenv, io.Discard)
-		return c, errors.Join(err, c.Validate())
+		p, perr := c.Parse()
+		return p, errors.Join(err, perr)
 	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { watchReload(watchCtx, hup, load, reloads, log) })
-	err = server.Run(ctx, cfg, log, stdout, server.WithReload(reloads))
+	err = server.Run(ctx, parsed, log, stdout, server.WithReload(reloads))
 	stopWatch()
 	wg.Wait()
 	if err != nil {
@@ -107,7 +109,7 @@ func exitOnSecondSignal(term chan os.Signal, drain func()) {
 // hands it to the server; a configuration that does not load or validate
 // is logged and dropped, so the running one stays. It returns when ctx is
 // done.
-func watchReload(ctx context.Context, hup <-chan os.Signal, load func() (config.Config, error), reloads chan<- config.Config, log *slog.Logger) {
+func watchReload(ctx context.Context, hup <-chan os.Signal, load func() (config.Parsed, error), reloads chan<- config.Parsed, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -90,3 +90,25 @@ func TestParsePorts(t *testing.T) {
 		t.Errorf("ParsePorts(443).Allows wrong")
 	}
 }
+
+// Issue 16: the upstream- bounds that once were -dial-timeout default to
+// it (0), take their own value when set, and refuse a negative one.
+func TestParseUpstreamTimeouts(t *testing.T) {
+	c := Default()
+	c.DialTimeout, c.TLSHandshakeTimeout = 3*time.Second, 2*time.Second
+	p, err := c.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.UpstreamQueueTimeout != 3*time.Second || p.UpstreamParentTimeout != 3*time.Second || p.UpstreamPrewarmTimeout != 5*time.Second {
+		t.Errorf("Parse() timeouts queue %v, parent %v, prewarm %v; want 3s, 3s, 5s (from dial-timeout)", p.UpstreamQueueTimeout, p.UpstreamParentTimeout, p.UpstreamPrewarmTimeout)
+	}
+	c.UpstreamQueueTimeout, c.UpstreamParentTimeout, c.UpstreamPrewarmTimeout = time.Second, 2*time.Second, 4*time.Second
+	if p, err = c.Parse(); err != nil || p.UpstreamQueueTimeout != time.Second || p.UpstreamParentTimeout != 2*time.Second || p.UpstreamPrewarmTimeout != 4*time.Second {
+		t.Errorf("Parse() = %v; timeouts %v, %v, %v, want 1s, 2s, 4s", err, p.UpstreamQueueTimeout, p.UpstreamParentTimeout, p.UpstreamPrewarmTimeout)
+	}
+	c.UpstreamQueueTimeout = -time.Second
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "upstream-queue-timeout -1s") {
+		t.Errorf("Validate(upstream-queue-timeout -1s) = %v", err)
+	}
+}

@@ -10,27 +10,38 @@ import (
 	"time"
 )
 
-// Issue 7: the configuration file holds every setting. A Config field with
-// no File key could be set by flags but not by the file.
-func TestFileCoversConfig(t *testing.T) {
-	ct, ft := reflect.TypeFor[Config](), reflect.TypeFor[File]()
+// Issue 7: the configuration file holds every setting. Issue 16: each
+// setting is declared once, in Config's tags, from which the file's keys,
+// the flags and the environment are derived; a Config field with no key
+// could be set by none of them.
+func TestSettingsDeclared(t *testing.T) {
+	ct := reflect.TypeFor[Config]()
+	ss := Settings()
+	if len(ss) != ct.NumField() {
+		t.Errorf("Settings() has %d settings, Config %d fields: give every field a key tag", len(ss), ct.NumField())
+	}
+	seen := map[string]bool{}
+	var zero Config
 	for i := range ct.NumField() {
-		cf := ct.Field(i)
-		ff, ok := ft.FieldByName(cf.Name)
-		if !ok {
-			t.Errorf("Config.%s has no File field: add %s *%v `yaml:\"kebab-name\"` to File", cf.Name, cf.Name, cf.Type)
-			continue
-		}
-		if ff.Type != reflect.PointerTo(cf.Type) {
-			t.Errorf("File.%s is %v, want *%v", cf.Name, ff.Type, cf.Type)
+		if ct.Field(i).Tag.Get("key") == "" {
+			t.Errorf("Config.%s has no key tag: add `key:\"kebab-name\" help:\"...\"`", ct.Field(i).Name)
 		}
 	}
-	for i := range ft.NumField() {
-		if _, ok := ct.FieldByName(ft.Field(i).Name); !ok {
-			t.Errorf("File.%s sets no Config field", ft.Field(i).Name)
+	for _, s := range ss {
+		if s.Key != strings.ToLower(s.Key) || strings.ContainsAny(s.Key, "_ ") || seen[s.Key] {
+			t.Errorf("setting %q: want a unique kebab-case flag name", s.Key)
 		}
-		if key := yamlKey(ft.Field(i)); key == "" || key != strings.ToLower(key) || strings.Contains(key, "_") {
-			t.Errorf("File.%s key %q: want the kebab-case flag name", ft.Field(i).Name, key)
+		seen[s.Key] = true
+		if s.Help == "" {
+			t.Errorf("setting %s has no help tag", s.Key)
+		}
+		if s.Arg != "" && !strings.Contains(s.Help, s.Arg) {
+			t.Errorf("setting %s: help %q does not name its value %q", s.Key, s.Help, s.Arg)
+		}
+		if s.Default != "" {
+			if err := s.Set(&zero, s.Default); err != nil {
+				t.Errorf("setting %s: default %q: %v", s.Key, s.Default, err)
+			}
 		}
 	}
 }

@@ -7,10 +7,11 @@ import (
 	"github.com/warmproxy/warmproxy/internal/intercept"
 )
 
-// validateIntercept checks the TLS interception settings (issue 13). The
-// CA itself is loaded, and its Name Constraints checked against the
-// patterns, when the server starts.
-func (c *Config) validateIntercept() []error {
+// parseIntercept checks the TLS interception settings (issue 13) and puts
+// the patterns in p. The CA itself is loaded, and its Name Constraints
+// checked against the patterns, when the server starts.
+func (p *Parsed) parseIntercept() []error {
+	c := &p.Config
 	var errs []error
 	if c.Intercept == "" {
 		if c.InterceptCA != "" {
@@ -22,9 +23,10 @@ func (c *Config) validateIntercept() []error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("intercept: %v", err))
 	}
-	for _, p := range patterns {
-		if p.Any() && !c.InterceptAnyHostIKnow {
-			errs = append(errs, fmt.Errorf("intercept: pattern %s matches every host, so every tunnel's TLS would end here: list the hosts, or pass -intercept-any-host-i-know (and a CA without name constraints)", p))
+	p.Intercept = patterns
+	for _, pat := range patterns {
+		if pat.Any() && !c.InterceptAnyHostIKnow {
+			errs = append(errs, fmt.Errorf("intercept: pattern %s matches every host, so every tunnel's TLS would end here: list the hosts, or pass -intercept-any-host-i-know (and a CA without name constraints)", pat))
 		}
 	}
 	if c.InterceptCA == "" {

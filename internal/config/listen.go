@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"strconv"
@@ -35,8 +36,10 @@ func ParseListenMode(s string) (uint32, error) {
 	return uint32(n), nil
 }
 
-// validateListen checks Listen, ListenMode and Routes.
-func (c *Config) validateListen() []error {
+// parseListen checks Listen, ListenMode and Routes, and parses the last
+// two.
+func (p *Parsed) parseListen() []error {
+	c := &p.Config
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if path, ok := UnixListen(c.Listen); ok {
@@ -53,8 +56,10 @@ func (c *Config) validateListen() []error {
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen %q: want host:port, e.g. 127.0.0.1:9999, or unix:/path/to.sock", c.Listen)
 	}
-	if _, err := ParseListenMode(c.ListenMode); err != nil {
+	if mode, err := ParseListenMode(c.ListenMode); err != nil {
 		bad("listen-mode %q: %v", c.ListenMode, err)
+	} else {
+		p.ListenMode = fs.FileMode(mode)
 	}
 	seen := map[string]bool{}
 	for _, s := range SplitRoutes(c.Routes) {
@@ -67,6 +72,7 @@ func (c *Config) validateListen() []error {
 			bad("route %q: prefix %s is routed twice; keep one", s, r.Prefix)
 		}
 		seen[r.Prefix] = true
+		p.Routes = append(p.Routes, r)
 	}
 	return errs
 }

@@ -80,8 +80,9 @@ func parsePrewarmTarget(f string) (PrewarmTarget, error) {
 // validatePrewarm checks that Prewarm parses and stays within the pool's
 // limits: prewarmed connections are idle ones, so N may not exceed
 // max-idle-per-host (nor max-conns-per-host when set), and all of them
-// together not max-idle.
-func (c *Config) validatePrewarm() []error {
+// together not max-idle. It puts the targets in p.
+func (p *Parsed) parsePrewarm() []error {
+	c := &p.Config
 	if c.Prewarm == "" {
 		return nil
 	}
@@ -89,6 +90,7 @@ func (c *Config) validatePrewarm() []error {
 	if err != nil {
 		return []error{fmt.Errorf("prewarm: %v", err)}
 	}
+	p.Prewarm = targets
 	var errs []error
 	total := 0
 	for _, t := range targets {

@@ -10,20 +10,17 @@ import (
 
 // validateSecurity checks the access settings: the rules parse, and a
 // listener that other machines can reach is not an open proxy by accident.
-func (c *Config) validateSecurity() []error {
+// It parses allow-clients and the destination policy into p.
+func (p *Parsed) parseSecurity() []error {
+	c := &p.Config
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, err := acl.ParseClients(acl.SplitList(c.AllowClients)); err != nil {
+	var err error
+	if p.AllowClients, err = acl.ParseClients(acl.SplitList(c.AllowClients)); err != nil {
 		bad("allow-clients %q: %v", c.AllowClients, err)
 	}
-	if _, err := acl.New(acl.Config{Allow: acl.SplitList(c.Allow), Deny: acl.SplitList(c.Deny)}); err != nil {
+	if p.Policy, err = acl.New(acl.Config{Allow: acl.SplitList(c.Allow), Deny: acl.SplitList(c.Deny), DenyPrivate: c.DenyPrivate}); err != nil {
 		bad("bad destination rule: %v; see warmproxy -h for the rule forms", err)
-	}
-	if c.MaxClientConns <= 0 {
-		bad("max-client-conns %d: want a number above 0", c.MaxClientConns)
-	}
-	if c.MaxRequestsInFlight <= 0 {
-		bad("max-requests-in-flight %d: want a number above 0", c.MaxRequestsInFlight)
 	}
 	if c.ClientH2CMaxStreams < 1 || c.ClientH2CMaxStreams > 1<<20 {
 		bad("client-h2c-max-streams %d: want 1 to 1048576 (100 is common)", c.ClientH2CMaxStreams)

@@ -71,9 +71,25 @@ func (t *TLSRules) String() string {
 	return string(*t)
 }
 
+// UpstreamTLSRule is a TLSRule with its host patterns parsed.
+type UpstreamTLSRule struct {
+	TLSRule
+	// Match holds Hosts parsed, in order.
+	Match []acl.Rule
+}
+
 // Parse returns the rules, in order. Every bad rule is reported.
 func (t TLSRules) Parse() ([]TLSRule, error) {
+	parsed, err := t.parse()
 	var rules []TLSRule
+	for _, r := range parsed {
+		rules = append(rules, r.TLSRule)
+	}
+	return rules, err
+}
+
+func (t TLSRules) parse() ([]UpstreamTLSRule, error) {
+	var rules []UpstreamTLSRule
 	var errs []error
 	for i, text := range strings.Split(string(t), ";") {
 		text = strings.TrimSpace(text)
@@ -90,8 +106,8 @@ func (t TLSRules) Parse() ([]TLSRule, error) {
 	return rules, errors.Join(errs...)
 }
 
-func parseTLSRule(text string) (TLSRule, error) {
-	var r TLSRule
+func parseTLSRule(text string) (UpstreamTLSRule, error) {
+	var r UpstreamTLSRule
 	for _, f := range strings.Split(text, ",") {
 		f = strings.TrimSpace(f)
 		k, v, isOpt := strings.Cut(f, "=")
@@ -101,9 +117,11 @@ func parseTLSRule(text string) (TLSRule, error) {
 		case f == "insecure":
 			r.InsecureSkipVerify = true
 		case !isOpt:
-			if _, err := acl.ParseRule(f); err != nil {
+			hr, err := acl.ParseRule(f)
+			if err != nil {
 				return r, err
 			}
+			r.Match = append(r.Match, hr)
 			if len(r.Hosts) > 0 && r.CAFile+r.CertFile+r.KeyFile+r.ServerName != "" {
 				return r, fmt.Errorf("host pattern %q after the options: put the patterns first", f)
 			}
@@ -263,10 +281,12 @@ func ParseParentProxy(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// validateUpstream checks the per-host TLS rules and the parent proxy.
-func (c *Config) validateUpstream() []error {
+// parseUpstream checks the per-host TLS rules and the parent proxy, and
+// parses them into p.
+func (p *Parsed) parseUpstream() []error {
+	c := &p.Config
 	var errs []error
-	rules, err := c.UpstreamTLS.Parse()
+	rules, err := c.UpstreamTLS.parse()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("upstream-tls: %v; see warmproxy -h for the rule form", err))
 	}
@@ -275,11 +295,14 @@ func (c *Config) validateUpstream() []error {
 			errs = append(errs, fmt.Errorf("upstream-tls rule %d %q: %v", i+1, r.String(), err))
 		}
 	}
+	p.UpstreamTLS = rules
 	if c.ParentProxy != "" {
 		if u, err := ParseParentProxy(c.ParentProxy); err != nil {
 			errs = append(errs, fmt.Errorf("parent-proxy: %v", err))
 		} else if u.User != nil && c.ParentProxyAuthFile != "" {
 			errs = append(errs, errors.New("parent-proxy has user:pass and parent-proxy-auth-file is set: keep the credentials in the file only"))
+		} else {
+			p.ParentProxy = u
 		}
 	} else if c.ParentProxyAuthFile != "" {
 		errs = append(errs, errors.New("parent-proxy-auth-file is set but parent-proxy is not: set -parent-proxy or drop -parent-proxy-auth-file"))
@@ -290,10 +313,13 @@ func (c *Config) validateUpstream() []error {
 		}
 	}
 	if c.NoParentFor != "" {
-		for _, p := range acl.SplitList(c.NoParentFor) {
-			if _, err := acl.ParseRule(p); err != nil {
+		for _, s := range acl.SplitList(c.NoParentFor) {
+			r, err := acl.ParseRule(s)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("no-parent-for: %v", err))
+				continue
 			}
+			p.NoParentFor = append(p.NoParentFor, r)
 		}
 		if c.ParentProxy == "" {
 			errs = append(errs, errors.New("no-parent-for is set but parent-proxy is not: set -parent-proxy or drop -no-parent-for"))

@@ -13,8 +13,9 @@ import (
 
 // Options configure an Interceptor.
 type Options struct {
-	// Patterns are the hosts intercepted (-intercept).
-	Patterns string
+	// Patterns are the hosts intercepted (-intercept), as ParsePatterns
+	// returns them.
+	Patterns []Pattern
 	// AnyHost allows a catch-all pattern (-intercept-any-host-i-know).
 	AnyHost bool
 	// Dir holds the CA (-intercept-ca).
@@ -41,10 +42,7 @@ func New(o Options) (*Interceptor, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	patterns, err := ParsePatterns(o.Patterns)
-	if err != nil {
-		return nil, fmt.Errorf("intercept: %v", err)
-	}
+	patterns := o.Patterns
 	if len(patterns) == 0 {
 		return nil, errors.New("intercept: no host patterns")
 	}

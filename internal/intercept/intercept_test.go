@@ -101,17 +101,17 @@ func TestNameConstraints(t *testing.T) {
 // needs the flag that names the risk.
 func TestNewChecksCA(t *testing.T) {
 	_, dir := newTestCA(t, "api.test,*.example.com")
-	if _, err := New(Options{Patterns: "api.test,b.example.com", Dir: dir}); err != nil {
+	if _, err := New(Options{Patterns: mustPatterns(t, "api.test,b.example.com"), Dir: dir}); err != nil {
 		t.Errorf("patterns within the CA's constraints: %v", err)
 	}
-	_, err := New(Options{Patterns: "api.test,other.test,10.1.0.0/16", Dir: dir})
+	_, err := New(Options{Patterns: mustPatterns(t, "api.test,other.test,10.1.0.0/16"), Dir: dir})
 	if !errors.Is(err, ErrNotCovered) || !strings.Contains(err.Error(), "other.test,10.1.0.0/16") || !strings.Contains(err.Error(), "warmproxy ca init -force") {
 		t.Errorf("New with patterns past the CA = %v, want ErrNotCovered naming other.test,10.1.0.0/16 and warmproxy ca init -force", err)
 	}
-	if _, err := New(Options{Patterns: "*", Dir: dir}); err == nil || !strings.Contains(err.Error(), "-intercept-any-host-i-know") {
+	if _, err := New(Options{Patterns: mustPatterns(t, "*"), Dir: dir}); err == nil || !strings.Contains(err.Error(), "-intercept-any-host-i-know") {
 		t.Errorf("New with * = %v, want a refusal naming -intercept-any-host-i-know", err)
 	}
-	if _, err := New(Options{Patterns: "*", AnyHost: true, Dir: dir}); !errors.Is(err, ErrNotCovered) {
+	if _, err := New(Options{Patterns: mustPatterns(t, "*"), AnyHost: true, Dir: dir}); !errors.Is(err, ErrNotCovered) {
 		t.Errorf("New with * and a constrained CA = %v, want ErrNotCovered", err)
 	}
 
@@ -124,7 +124,7 @@ func TestNewChecksCA(t *testing.T) {
 	if err := Init(open, any, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	i, err := New(Options{Patterns: "api.test", Dir: open})
+	i, err := New(Options{Patterns: mustPatterns(t, "api.test"), Dir: open})
 	if err != nil || !strings.Contains(i.Warning, "no name constraints") {
 		t.Errorf("New with an unconstrained CA = %v, warning %q; want it taken with a warning", err, i.Warning)
 	}
@@ -209,4 +209,14 @@ func BenchmarkCachedHit(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// mustPatterns parses an -intercept list as config.Parse does.
+func mustPatterns(t *testing.T, s string) []Pattern {
+	t.Helper()
+	ps, err := ParsePatterns(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }

@@ -141,7 +141,7 @@ func forwarder(b *testing.B, scheme string, on bool) func() {
 	}
 	b.Cleanup(origin.Close)
 
-	up, err := upstream.New(cfg)
+	up, err := upstream.New(config.MustParse(cfg))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func forwarder(b *testing.B, scheme string, on bool) func() {
 		rt = plain
 		b.Cleanup(plain.CloseIdleConnections)
 	}
-	handler := proxy.New(proxy.Options{Transport: rt, Dial: proxy.DialFunc(up.Dial), Config: cfg, Record: record})
+	handler := proxy.New(proxy.Options{Transport: rt, Dial: proxy.DialFunc(up.Dial), Config: config.MustParse(cfg), Record: record})
 	px := httptest.NewServer(handler)
 	b.Cleanup(px.Close)
 

@@ -25,12 +25,10 @@ type Access struct {
 
 // NewAccess builds the checks cfg asks for, reading the credentials file.
 // It returns nil when there is nothing to check.
-func NewAccess(cfg config.Config) (*Access, error) {
-	clients, err := acl.ParseClients(acl.SplitList(cfg.AllowClients))
-	if err != nil {
-		return nil, err
-	}
+func NewAccess(cfg config.Parsed) (*Access, error) {
+	clients := cfg.AllowClients
 	var basic *auth.Basic
+	var err error
 	if cfg.ProxyAuthFile != "" {
 		if basic, err = auth.Load(cfg.ProxyAuthFile); err != nil {
 			return nil, err

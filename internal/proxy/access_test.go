@@ -65,14 +65,14 @@ func TestCheckAccessAuth(t *testing.T) {
 	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
 	cfg := config.Default()
 	cfg.ProxyAuthFile = file
-	acc, err := NewAccess(cfg)
+	acc, err := NewAccess(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sent []http.Header
 	var dials int
 	h := New(Options{
-		Config: cfg,
+		Config: config.MustParse(cfg),
 		Access: acc,
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			sent = append(sent, r.Header.Clone())
@@ -129,11 +129,11 @@ func TestWrongCredentialsCompareOnce(t *testing.T) {
 	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
 	cfg := config.Default()
 	cfg.ProxyAuthFile = file
-	acc, err := NewAccess(cfg)
+	acc, err := NewAccess(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(Options{Config: cfg, Access: acc,
+	h := New(Options{Config: config.MustParse(cfg), Access: acc,
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 		})})

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 )
 
@@ -44,7 +45,7 @@ func BenchmarkForward1KiB(b *testing.B) {
 // are the handler's own.
 func BenchmarkHandler1KiB(b *testing.B) {
 	cfg := testConfig()
-	h := proxy.New(proxy.Options{Transport: cannedRT{}, Config: cfg})
+	h := proxy.New(proxy.Options{Transport: cannedRT{}, Config: config.MustParse(cfg)})
 	req := httptest.NewRequest("GET", "http://origin.test/bench", nil)
 	req.RequestURI = "http://origin.test/bench"
 	req.Header.Set("User-Agent", "bench")

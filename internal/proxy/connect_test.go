@@ -108,7 +108,7 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(cfg)
+	up, err := upstream.New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 		Transport: up.Transport,
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
-		Config:    cfg,
+		Config:    config.MustParse(cfg),
 		Record:    func(e *accesslog.Entry) { rig.records <- *e },
 		Tunnels:   rig,
 	})

@@ -225,7 +225,7 @@ func FuzzRequestTarget(f *testing.F) {
 		}
 		req.RemoteAddr = "127.0.0.1:1234"
 		h := New(Options{
-			Config: config.Default(),
+			Config: config.MustParse(config.Default()),
 			Transport: roundTripFunc(func(out *http.Request) (*http.Response, error) {
 				if out.URL.Scheme != "http" && out.URL.Scheme != "https" {
 					t.Fatalf("%q reached the transport with scheme %q", line, out.URL.Scheme)

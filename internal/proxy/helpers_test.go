@@ -56,7 +56,7 @@ type testProxy struct {
 
 func startProxy(t testing.TB, cfg config.Config, opts ...upstream.Option) *testProxy {
 	t.Helper()
-	up, err := upstream.New(cfg, opts...)
+	up, err := upstream.New(config.MustParse(cfg), opts...)
 	if err != nil {
 		t.Fatalf("upstream.New: %v", err)
 	}
@@ -64,7 +64,7 @@ func startProxy(t testing.TB, cfg config.Config, opts ...upstream.Option) *testP
 	h := proxy.New(proxy.Options{
 		Transport: up.Transport,
 		Dial:      proxy.DialFunc(up.Dial),
-		Config:    cfg,
+		Config:    config.MustParse(cfg),
 		Record:    p.record,
 	})
 	p.srv = httptest.NewUnstartedServer(h)
@@ -286,7 +286,7 @@ func runServer(t *testing.T, cfg config.Config) (string, *syncBuffer) {
 	access := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- server.Run(ctx, cfg, log, access) }()
+	go func() { errc <- server.Run(ctx, config.MustParse(cfg), log, access) }()
 	var addr string
 	select {
 	case addr = <-addrc:

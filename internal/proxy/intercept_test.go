@@ -145,11 +145,11 @@ func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Conf
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	icpt, err := intercept.New(intercept.Options{Patterns: patterns, Dir: dir})
+	icpt, err := intercept.New(intercept.Options{Patterns: config.MustParse(cfg).Intercept, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(cfg)
+	up, err := upstream.New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Conf
 		Transport: up.Transport,
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
-		Config:    cfg,
+		Config:    config.MustParse(cfg),
 		Record:    func(e *accesslog.Entry) { rig.records <- *e },
 		Tunnels:   rig,
 		Intercept: icpt,
@@ -572,7 +572,9 @@ func TestInterceptShutdownClosesIdle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- server.Run(ctx, cfg, slog.New(&addrHandler{addr: addrc}), io.Discard) }()
+	go func() {
+		errc <- server.Run(ctx, config.MustParse(cfg), slog.New(&addrHandler{addr: addrc}), io.Discard)
+	}()
 	var addr string
 	select {
 	case addr = <-addrc:

@@ -79,7 +79,7 @@ type ConnTracker interface {
 type Options struct {
 	Transport http.RoundTripper
 	Dial      DialFunc
-	Config    config.Config
+	Config    config.Parsed
 	Admin     *http.ServeMux
 	Record    func(*accesslog.Entry)
 	Tunnels   ConnTracker
@@ -100,9 +100,8 @@ type Options struct {
 	TrailersDropped func(direction string, n int)
 }
 
-// New returns a Handler. The Config must have passed Validate.
+// New returns a Handler for o.Config, a Config that passed Parse.
 func New(o Options) *Handler {
-	ports, _ := config.ParsePorts(o.Config.ConnectPorts)
 	h := &Handler{
 		transport:      o.Transport,
 		dial:           o.Dial,
@@ -110,7 +109,7 @@ func New(o Options) *Handler {
 		viaName:        o.Config.ViaName,
 		via:            newViaValues(o.Config.ViaName),
 		retryBodyBytes: o.Config.RetryBodyBytes,
-		connectPorts:   ports,
+		connectPorts:   o.Config.ConnectPorts,
 		tunnelIdle:     o.Config.TunnelIdleTimeout,
 
 		clientBodyTimeout: o.Config.ClientBodyTimeout,

@@ -31,15 +31,10 @@ import (
 // routes holds the parsed routes, longest prefix first.
 type routes []config.Route
 
-// newRoutes parses the comma-separated list s, which passed
-// config.Validate; a bad entry is skipped.
-func newRoutes(s string) routes {
-	var rs routes
-	for _, e := range config.SplitRoutes(s) {
-		if r, err := config.ParseRoute(e); err == nil {
-			rs = append(rs, r)
-		}
-	}
+// newRoutes orders the routes of -route, which config.Parse parsed,
+// longest prefix first.
+func newRoutes(list []config.Route) routes {
+	rs := routes(slices.Clone(list))
 	slices.SortStableFunc(rs, func(a, b config.Route) int { return len(b.Prefix) - len(a.Prefix) })
 	return rs
 }

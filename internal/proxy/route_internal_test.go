@@ -7,12 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/warmproxy/warmproxy/internal/config"
 )
 
 // Issue 8: the longest prefix wins; the prefix without its slash maps to
 // the base path.
 func TestRoutesMatch(t *testing.T) {
-	rs := newRoutes("/api/=http://a.test/, /api/v2/=https://b.test/base/,/stripe/=https://api.stripe.com/")
+	rs := newRoutes(parseRoutes("/api/=http://a.test/, /api/v2/=https://b.test/base/,/stripe/=https://api.stripe.com/"))
 	tests := []struct {
 		path, host, rest string
 	}{
@@ -123,7 +125,7 @@ func FuzzCheckRest(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	rs := newRoutes("/x/=http://origin.test/base/")
+	rs := newRoutes(parseRoutes("/x/=http://origin.test/base/"))
 	h := &Handler{protocolHeader: "X-Real-Protocol"}
 	f.Fuzz(func(t *testing.T, rest string) {
 		// The path as the server hands it over: parsed from a request
@@ -248,4 +250,11 @@ func TestCheckRestAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { checkRest("v1/charges/ch_123;v=2/a..b") }); n != 0 {
 		t.Errorf("checkRest of a plain path: %v allocations, want 0", n)
 	}
+}
+
+// parseRoutes parses a -route list as config.Parse does.
+func parseRoutes(s string) []config.Route {
+	c := config.Default()
+	c.Routes = s
+	return config.MustParse(c).Routes
 }

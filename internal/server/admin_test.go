@@ -41,7 +41,7 @@ type running struct {
 	access      *syncBuffer
 	// reloads feeds server.WithReload; reloaded hears each reload's
 	// outcome message.
-	reloads  chan config.Config
+	reloads  chan config.Parsed
 	reloaded chan string
 	// log holds the lifecycle log (stderr) as text.
 	log *syncBuffer
@@ -52,11 +52,12 @@ type running struct {
 // keeping the old configuration").
 func (r *running) reload(t *testing.T, cfg config.Config) string {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	parsed, err := cfg.Parse()
+	if err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
 	select {
-	case r.reloads <- cfg:
+	case r.reloads <- parsed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run took no reload within 10s")
 	}
@@ -145,12 +146,12 @@ func startOn(t *testing.T, cfg config.Config) *running {
 		t.Fatalf("Validate() = %v", err)
 	}
 	addrs := make(chan [2]string, 2)
-	r := &running{done: make(chan error, 1), access: &syncBuffer{}, reloads: make(chan config.Config),
+	r := &running{done: make(chan error, 1), access: &syncBuffer{}, reloads: make(chan config.Parsed),
 		reloaded: make(chan string, 1), log: &syncBuffer{}}
 	log := slog.New(addrHandler{Handler: slog.NewTextHandler(r.log, nil), addrs: addrs, reloaded: r.reloaded})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.done <- server.Run(ctx, cfg, log, r.access, server.WithReload(r.reloads)) }()
+	go func() { r.done <- server.Run(ctx, config.MustParse(cfg), log, r.access, server.WithReload(r.reloads)) }()
 	t.Cleanup(func() {
 		if r.done != nil {
 			r.stop(t)

@@ -333,7 +333,7 @@ func TestUnixListenerStaleFile(t *testing.T) {
 		addrs := make(chan [2]string, 1)
 		log := slog.New(addrHandler{Handler: slog.DiscardHandler, addrs: addrs})
 		done := make(chan error, 1)
-		go func() { done <- server.Run(ctx, cfg, log, io.Discard) }()
+		go func() { done <- server.Run(ctx, config.MustParse(cfg), log, io.Discard) }()
 		select {
 		case <-addrs:
 			cancel()

@@ -206,7 +206,7 @@ func TestH2CStreamsBounded(t *testing.T) {
 		wantConns int64 // the most origin connections
 		want503   bool
 	}{
-		{"defaults", config.DefaultMaxRequestsInFlight, 5 * config.DefaultClientH2CMaxStreams, false},
+		{"defaults", config.Default().MaxRequestsInFlight, int64(5 * config.Default().ClientH2CMaxStreams), false},
 		{"max-requests-in-flight 300", 300, 300, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

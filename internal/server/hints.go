@@ -16,7 +16,7 @@ const exampleURL = "http://example.com/"
 // to paste into a shell, without and with the protocol header, and the
 // URLs of the admin endpoints. ln is the proxy's listener, adminLn the
 // admin one or nil.
-func logStartHints(log *slog.Logger, cfg config.Config, ln, adminLn net.Listener) {
+func logStartHints(log *slog.Logger, cfg config.Parsed, ln, adminLn net.Listener) {
 	via, user := "", ""
 	if cfg.ProxyAuthFile != "" {
 		user = " -U USER:PASSWORD"

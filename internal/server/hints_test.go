@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/server"
 )
 
@@ -75,7 +76,7 @@ func TestStartHints(t *testing.T) {
 			h := &recordsHandler{Handler: slog.DiscardHandler, recs: map[string]map[string]string{}}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- server.Run(ctx, cfg, slog.New(h), &syncBuffer{}) }()
+			go func() { done <- server.Run(ctx, config.MustParse(cfg), slog.New(h), &syncBuffer{}) }()
 			t.Cleanup(func() {
 				cancel()
 				select {

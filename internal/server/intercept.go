@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net"
 
@@ -15,8 +14,8 @@ import (
 // newInterceptor loads the interception CA when -intercept is set, and
 // checks that its Name Constraints cover the patterns (issue 13). It
 // returns nil, an interface holding nothing, when interception is off.
-func newInterceptor(cfg config.Config, log *slog.Logger) (proxy.Interceptor, error) {
-	if cfg.Intercept == "" {
+func newInterceptor(cfg config.Parsed, log *slog.Logger) (proxy.Interceptor, error) {
+	if len(cfg.Intercept) == 0 {
 		return nil, nil
 	}
 	i, err := intercept.New(intercept.Options{Patterns: cfg.Intercept, AnyHost: cfg.InterceptAnyHostIKnow, Dir: cfg.InterceptCA})
@@ -26,11 +25,8 @@ func newInterceptor(cfg config.Config, log *slog.Logger) (proxy.Interceptor, err
 	if i.Warning != "" {
 		log.Warn("interception ca has no name constraints", "intercept_ca", cfg.InterceptCA, "detail", i.Warning)
 	}
-	insecure, err := insecureRules(cfg.UpstreamTLS)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("intercepting tls", "intercept", cfg.Intercept, "intercept_ca", cfg.InterceptCA)
+	insecure := insecureRules(cfg.UpstreamTLS)
+	log.Info("intercepting tls", "intercept", cfg.Config.Intercept, "intercept_ca", cfg.InterceptCA)
 	return &verifiedOnly{Interceptor: i, insecure: insecure}, nil
 }
 
@@ -68,21 +64,10 @@ func (v *verifiedOnly) Server(c net.Conn, host string) *tls.Conn {
 	return v.Interceptor.Server(c, host)
 }
 
-func insecureRules(text config.TLSRules) ([]tlsRuleHosts, error) {
-	rules, err := text.Parse()
-	if err != nil {
-		return nil, fmt.Errorf("upstream-tls: %v", err)
-	}
+func insecureRules(rules []config.UpstreamTLSRule) []tlsRuleHosts {
 	out := make([]tlsRuleHosts, len(rules))
 	for i, r := range rules {
-		out[i].insecure = r.InsecureSkipVerify
-		for _, h := range r.Hosts {
-			hr, err := acl.ParseRule(h)
-			if err != nil {
-				return nil, fmt.Errorf("upstream-tls: %v", err)
-			}
-			out[i].hosts = append(out[i].hosts, hr)
-		}
+		out[i] = tlsRuleHosts{hosts: r.Match, insecure: r.InsecureSkipVerify}
 	}
-	return out, nil
+	return out
 }

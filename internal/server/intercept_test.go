@@ -30,7 +30,7 @@ func TestRunRefusesUncoveredIntercept(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := Run(ctx, cfg, slog.New(slog.DiscardHandler), io.Discard)
+	err := Run(ctx, config.MustParse(cfg), slog.New(slog.DiscardHandler), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "other.test") || !strings.Contains(err.Error(), "warmproxy ca init") {
 		t.Errorf("Run with -intercept past the CA = %v, want an error naming other.test and warmproxy ca init", err)
 	}

@@ -57,8 +57,8 @@ type limits struct {
 
 // newLimits builds the limits of cfg; clients is the proxy handler's
 // current client list.
-func newLimits(cfg config.Config, clients func() *acl.Clients, log *slog.Logger) *limits {
-	if cfg.OpenProxyIKnow && cfg.AllowClients == "" && cfg.ProxyAuthFile == "" && !config.LoopbackListen(cfg.Listen) {
+func newLimits(cfg config.Parsed, clients func() *acl.Clients, log *slog.Logger) *limits {
+	if cfg.OpenProxyIKnow && cfg.AllowClients == nil && cfg.ProxyAuthFile == "" && !config.LoopbackListen(cfg.Listen) {
 		log.Warn("OPEN PROXY: listening on a non-loopback address with neither -allow-clients nor -proxy-auth-file; "+
 			"anyone who can reach it can send traffic through it (-open-proxy-i-know)", "addr", cfg.Listen)
 	}

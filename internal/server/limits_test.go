@@ -27,7 +27,7 @@ func newTestLimits(t *testing.T, set func(*config.Config)) (*limits, net.Listene
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLimits(cfg, func() *acl.Clients { return clients }, slog.New(slog.NewTextHandler(&logs, nil)))
+	l := newLimits(config.MustParse(cfg), func() *acl.Clients { return clients }, slog.New(slog.NewTextHandler(&logs, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,14 +17,10 @@ import (
 // process that is gone is removed first; a file that is not a socket, or
 // a socket something still listens on, is left alone and is an error.
 // Closing the listener removes the socket file.
-func listen(cfg config.Config) (net.Listener, error) {
+func listen(cfg config.Parsed) (net.Listener, error) {
 	path, ok := config.UnixListen(cfg.Listen)
 	if !ok {
 		return net.Listen("tcp", cfg.Listen)
-	}
-	mode, err := config.ParseListenMode(cfg.ListenMode)
-	if err != nil {
-		return nil, fmt.Errorf("listen-mode %q: %v", cfg.ListenMode, err)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
@@ -36,7 +32,7 @@ func listen(cfg config.Config) (net.Listener, error) {
 	// The socket is created with the umask's mode; until this chmod, at
 	// most the umask lets anyone in (0755 under the usual 022: connecting
 	// needs write permission, so only the owner).
-	if err := os.Chmod(path, fs.FileMode(mode)); err != nil {
+	if err := os.Chmod(path, cfg.ListenMode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("listen-mode %s on %s: %v", cfg.ListenMode, path, err)
 	}
@@ -76,7 +72,7 @@ func listenAddr(ln net.Listener) string {
 
 // protocols are the HTTP versions the proxy's listener speaks: HTTP/1.1,
 // and HTTP/2 with prior knowledge unless cfg turns it off.
-func protocols(cfg config.Config) *http.Protocols {
+func protocols(cfg config.Parsed) *http.Protocols {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(cfg.ClientH2C)

@@ -106,8 +106,8 @@ func TestPinRetryBodyBytes(t *testing.T) {
 		{"limit 0", "POST", key, 0, 16, 502, 1},
 		{"get with a body", "GET", "", 1024, 512, 200, 2},
 		{"get with a body over the limit", "GET", "", 1024, 1025, 502, 1},
-		{"default limit", "OPTIONS", "", config.DefaultRetryBodyBytes, config.DefaultRetryBodyBytes, 200, 2},
-		{"over the default limit", "OPTIONS", "", config.DefaultRetryBodyBytes, config.DefaultRetryBodyBytes + 1, 502, 1},
+		{"default limit", "OPTIONS", "", config.Default().RetryBodyBytes, int(config.Default().RetryBodyBytes), 200, 2},
+		{"over the default limit", "OPTIONS", "", config.Default().RetryBodyBytes, int(config.Default().RetryBodyBytes) + 1, 502, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()

@@ -18,13 +18,13 @@ import (
 type Option func(*options)
 
 type options struct {
-	reload <-chan config.Config
+	reload <-chan config.Parsed
 }
 
 // WithReload makes Run apply each Config received on ch, already
-// validated, to what can change while running (see reloader). Settings
+// parsed, to what can change while running (see reloader). Settings
 // that cannot change are logged as needing a restart and keep their value.
-func WithReload(ch <-chan config.Config) Option {
+func WithReload(ch <-chan config.Parsed) Option {
 	return func(o *options) { o.reload = ch }
 }
 
@@ -35,14 +35,14 @@ func WithReload(ch <-chan config.Config) Option {
 type reloader struct {
 	// keys are the settings it applies, as named in warmproxy.yaml.
 	keys    []string
-	prepare func(cfg config.Config) (commit func(), err error)
+	prepare func(cfg config.Parsed) (commit func(), err error)
 }
 
 // reload applies next to the running process: every reloader prepares,
 // then, if all succeeded, every one commits. started is the Config the
 // process started with, running the one last applied; it returns the new
 // running Config, or running itself when the reload failed.
-func reload(log *slog.Logger, started, running, next config.Config, rs []reloader) config.Config {
+func reload(log *slog.Logger, started, running, next config.Parsed, rs []reloader) config.Parsed {
 	var live []string
 	commits := make([]func(), 0, len(rs))
 	var errs []error
@@ -63,12 +63,12 @@ func reload(log *slog.Logger, started, running, next config.Config, rs []reloade
 		commit()
 	}
 	var applied, restart []string
-	for _, k := range config.Diff(running, next) {
+	for _, k := range config.Diff(running.Config, next.Config) {
 		if slices.Contains(live, k) {
 			applied = append(applied, k)
 		}
 	}
-	for _, k := range config.Diff(started, next) {
+	for _, k := range config.Diff(started.Config, next.Config) {
 		if !slices.Contains(live, k) {
 			restart = append(restart, k)
 		}
@@ -113,7 +113,7 @@ func (l *liveAccessLog) Close() {
 func (l *liveAccessLog) reloader(format string) reloader {
 	return reloader{
 		keys: []string{"log-format"},
-		prepare: func(cfg config.Config) (func(), error) {
+		prepare: func(cfg config.Parsed) (func(), error) {
 			return func() {
 				if cfg.LogFormat == format {
 					return
@@ -136,7 +136,7 @@ func (l *liveAccessLog) reloader(format string) reloader {
 func clientsReloader(h *proxy.Handler) reloader {
 	return reloader{
 		keys: []string{"allow-clients", "proxy-auth-file"},
-		prepare: func(cfg config.Config) (func(), error) {
+		prepare: func(cfg config.Parsed) (func(), error) {
 			a, err := proxy.NewAccess(cfg)
 			if err != nil {
 				return nil, err
@@ -153,20 +153,17 @@ func clientsReloader(h *proxy.Handler) reloader {
 // new rules before its next write (upstream recheck.go): every request
 // after the reload goes out on a connection the new rules allow. Open
 // tunnels are left to finish.
-func policyReloader(up *upstream.Upstream, started config.Config) reloader {
-	rules := func(c config.Config) [3]any { return [3]any{c.Allow, c.Deny, c.DenyPrivate} }
+func policyReloader(up *upstream.Upstream, started config.Parsed) reloader {
+	rules := func(c config.Parsed) [3]any { return [3]any{c.Allow, c.Deny, c.DenyPrivate} }
 	current := rules(started)
 	return reloader{
 		keys: []string{"allow", "deny", "deny-private"},
-		prepare: func(cfg config.Config) (func(), error) {
+		prepare: func(cfg config.Parsed) (func(), error) {
 			next := rules(cfg)
 			if next == current {
 				return func() {}, nil
 			}
-			p, err := upstream.NewPolicy(cfg)
-			if err != nil {
-				return nil, err
-			}
+			p := cfg.Policy
 			return func() {
 				current = next
 				up.Guard.SetPolicy(p)

@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +19,13 @@ import (
 func TestReload(t *testing.T) {
 	var out, logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	started := config.Default()
+	started := config.MustParse(config.Default())
 	access := newLiveAccessLog(&out, started.LogFormat)
 	failing := false
 	var committed int
 	rules := reloader{
 		keys: []string{"rules"},
-		prepare: func(config.Config) (func(), error) {
+		prepare: func(config.Parsed) (func(), error) {
 			if failing {
 				return nil, errors.New("rules: line 3: bad cidr")
 			}
@@ -39,7 +41,7 @@ func TestReload(t *testing.T) {
 	next := started
 	next.LogFormat, next.Listen = "json", "127.0.0.1:1"
 	running := reload(log, started, started, next, rs)
-	if running != next {
+	if running.Config != next.Config {
 		t.Errorf("reload returned %+v, want %+v", running, next)
 	}
 	access.Log(entry("http://two.test/"))
@@ -47,7 +49,7 @@ func TestReload(t *testing.T) {
 	failing = true
 	bad := next
 	bad.LogFormat = "tsv"
-	if got := reload(log, started, running, bad, rs); got != running {
+	if got := reload(log, started, running, bad, rs); got.Config != running.Config {
 		t.Errorf("failed reload returned %+v, want the running %+v", got, running)
 	}
 	access.Log(entry("http://three.test/"))
@@ -72,5 +74,22 @@ func TestReload(t *testing.T) {
 		if !strings.Contains(l, want) {
 			t.Errorf("log = %q, want %q in it", l, want)
 		}
+	}
+}
+
+// Issue 16: the settings the reloaders apply are the ones config declares
+// reloadable (its reload tags, which -h and the log's needs_restart
+// follow), no more and no fewer.
+func TestReloadersMatchDeclarations(t *testing.T) {
+	started := config.MustParse(config.Default())
+	var got []string
+	for _, r := range []reloader{newLiveAccessLog(io.Discard, started.LogFormat).reloader(started.LogFormat), clientsReloader(nil), policyReloader(nil, started)} {
+		got = append(got, r.keys...)
+	}
+	slices.Sort(got)
+	want := config.ReloadKeys()
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("reloaders apply %q; config declares %q reloadable (reload tag)", got, want)
 	}
 }

@@ -29,7 +29,7 @@ import (
 // in-flight requests and tunnels finish within cfg.ShutdownGrace, close
 // what is left, close idle upstream connections, flush the access log.
 // Access records go to accessOut; lifecycle events to log.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.Writer, opts ...Option) error {
+func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.Writer, opts ...Option) error {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, accessOut io.
 	}
 
 	handler = proxy.New(proxy.Options{
-		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.DialTimeout)),
+		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout)),
 		Dial:            proxy.DialFunc(up.Dial),
 		Config:          cfg,
 		Admin:           proxyAdmin,

@@ -109,7 +109,7 @@ func TestRunDrainsTunnels(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
-	go func() { runErr <- server.Run(ctx, cfg, slog.New(tunnelAddrHandler{addrc}), &access) }()
+	go func() { runErr <- server.Run(ctx, config.MustParse(cfg), slog.New(tunnelAddrHandler{addrc}), &access) }()
 	var addr string
 	select {
 	case addr = <-addrc:

@@ -29,7 +29,7 @@ func BenchmarkDialSlowResolver(b *testing.B) {
 		cfg := config.Default()
 		cfg.DNSServer, cfg.DNSCacheSize = d.addr, size
 		var dials atomic.Int32
-		g, err := NewGuard(cfg, &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+		g, err := NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func BenchmarkDialSlowResolver(b *testing.B) {
 		}
 		c.Close()
 	}
-	for _, size := range []int{0, config.DefaultDNSCacheSize} {
+	for _, size := range []int{0, config.Default().DNSCacheSize} {
 		name := "cache=off"
 		if size > 0 {
 			name = "cache=on"
@@ -57,7 +57,7 @@ func BenchmarkDialSlowResolver(b *testing.B) {
 		})
 	}
 	b.Run("first-dial", func(b *testing.B) {
-		g := guard(b, config.DefaultDNSCacheSize)
+		g := guard(b, config.Default().DNSCacheSize)
 		for i := range b.N {
 			b.StopTimer()
 			host := "n" + strconv.Itoa(i) + ".test"

@@ -59,7 +59,7 @@ func dnsGuard(t *testing.T, d *testDNS, mod func(*config.Config)) (*Guard, *fake
 		mod(&cfg)
 	}
 	var dials atomic.Int32
-	g, err := NewGuard(cfg, &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+	g, err := NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestDNSServeStale(t *testing.T) {
 			d.configure(func(d *testDNS) { d.ttl = 10 })
 			cfg := config.Default()
 			cfg.DNSServer = d.addr
-			up, err := New(cfg)
+			up, err := New(config.MustParse(cfg))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +170,7 @@ func TestDNSServeStale(t *testing.T) {
 			up.Guard.dns.now = clk.now
 			up.Guard.dns.stWait = 100 * time.Millisecond
 			t.Cleanup(up.Guard.dns.Wait)
-			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: cfg}))
+			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: config.MustParse(cfg)}))
 			t.Cleanup(srv.Close)
 			t.Cleanup(up.Transport.CloseIdleConnections)
 			client := &http.Client{
@@ -268,7 +268,7 @@ func TestDNSCacheNegative(t *testing.T) {
 	g, clk := dnsGuard(t, d, nil)
 	for i, want := range []int{1, 1, 2} {
 		if i == 2 {
-			clk.advance(config.DefaultDNSMinTTL)
+			clk.advance(config.Default().DNSMinTTL)
 		}
 		_, err := g.DialContext(context.Background(), "tcp", "nx.test:80")
 		var de *net.DNSError

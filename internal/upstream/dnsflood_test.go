@@ -41,7 +41,7 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream) {
 	if !cache {
 		cfg.DNSCacheSize = 0
 	}
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream) {
 		Transport: up.Pool.Wrap(up.RoundTripper()),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
-		Config:    cfg,
+		Config:    config.MustParse(cfg),
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -41,10 +42,10 @@ type Guard struct {
 // NewGuard builds the policy from cfg and wraps dialer. With
 // cfg.DNSServer set, names are resolved by that server only; with
 // cfg.DNSCacheSize above 0 the answers are cached (see DNSCache).
-func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
-	policy, err := NewPolicy(cfg)
-	if err != nil {
-		return nil, err
+func NewGuard(cfg config.Parsed, dialer *net.Dialer) (*Guard, error) {
+	policy := cfg.Policy
+	if policy == nil {
+		return nil, errors.New("upstream: no destination policy: build the config with config.Parse")
 	}
 	resolver := net.DefaultResolver
 	if dialer.Resolver != nil {
@@ -73,16 +74,6 @@ func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 	}
 	g.policy.Store(policy)
 	return g, nil
-}
-
-// NewPolicy builds the destination policy of cfg (allow, deny,
-// deny-private).
-func NewPolicy(cfg config.Config) (*acl.Policy, error) {
-	return acl.New(acl.Config{
-		Allow:       acl.SplitList(cfg.Allow),
-		Deny:        acl.SplitList(cfg.Deny),
-		DenyPrivate: cfg.DenyPrivate,
-	})
 }
 
 // SetPolicy replaces the destination policy for the dials that start from

@@ -48,7 +48,13 @@ func listen(t *testing.T, ip string) (net.Listener, *atomic.Int32) {
 func newTestGuard(t *testing.T, cfg config.Config, names map[string][]string, dials *atomic.Int32) *Guard {
 	t.Helper()
 	d := &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(dials)}
-	g, err := NewGuard(cfg, d)
+	// cfg sets the policy and leaves the rest zero (no DNS cache): parse
+	// its policy on top of the defaults and hand the guard cfg itself.
+	full := config.Default()
+	full.Allow, full.Deny, full.DenyPrivate = cfg.Allow, cfg.Deny, cfg.DenyPrivate
+	parsed := config.MustParse(full)
+	parsed.Config = cfg
+	g, err := NewGuard(parsed, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestHandshakeTimeoutError(t *testing.T) {
 	})
 	cfg := config.Default()
 	cfg.TLSHandshakeTimeout = 200 * time.Millisecond
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,7 +151,7 @@ func getCounting(t *testing.T, rt http.RoundTripper, url string) (conns int, reu
 func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
 	t.Helper()
 	leaks := goleak.IgnoreCurrent()
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,20 +33,20 @@ type parent struct {
 	url    *url.URL // for Transport.Proxy (http parents)
 	bypass []acl.Rule
 	guard  *Guard
-	// timeout bounds reaching the parent plus its handshake (DialTimeout).
+	// timeout bounds reaching the parent plus its handshake
+	// (-upstream-parent-timeout).
 	timeout time.Duration
 }
 
 // newParent returns nil when cfg names no parent proxy.
-func newParent(cfg config.Config, guard *Guard, log *slog.Logger) (*parent, error) {
-	if cfg.ParentProxy == "" {
+func newParent(cfg config.Parsed, guard *Guard, log *slog.Logger) (*parent, error) {
+	if cfg.ParentProxy == nil {
 		return nil, nil
 	}
-	u, err := config.ParseParentProxy(cfg.ParentProxy)
-	if err != nil {
-		return nil, fmt.Errorf("parent-proxy: %v", err)
-	}
+	u := new(url.URL)
+	*u = *cfg.ParentProxy // shared; the credentials go into the copy
 	if cfg.ParentProxyAuthFile != "" {
+		var err error
 		if u.User, err = readParentAuth(cfg.ParentProxyAuthFile, log); err != nil {
 			return nil, err
 		}
@@ -55,16 +55,10 @@ func newParent(cfg config.Config, guard *Guard, log *slog.Logger) (*parent, erro
 		Proxy:   parentproxy.New(u),
 		url:     &url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host},
 		guard:   guard,
-		timeout: cfg.DialTimeout,
+		timeout: cfg.UpstreamParentTimeout,
+		bypass:  cfg.NoParentFor,
 	}
-	for _, s := range acl.SplitList(cfg.NoParentFor) {
-		r, err := acl.ParseRule(s)
-		if err != nil {
-			return nil, fmt.Errorf("no-parent-for: %v", err)
-		}
-		p.bypass = append(p.bypass, r)
-	}
-	log.Info("origins reached through a parent proxy", "parent", p.Shown, "no_parent_for", cfg.NoParentFor)
+	log.Info("origins reached through a parent proxy", "parent", p.Shown, "no_parent_for", cfg.Config.NoParentFor)
 	return p, nil
 }
 
@@ -188,7 +182,7 @@ func (p *parent) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	// The exchange with the parent is bounded by ctx (the dial timeout):
+	// The exchange with the parent is bounded by ctx (the parent timeout):
 	// a deadline on the conn, moved to the past if ctx ends first.
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)

@@ -551,7 +551,7 @@ func startHandler(t *testing.T, cfg config.Config, up *upstream.Upstream) string
 		Transport: up.Pool.Wrap(up.RoundTripper()),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
-		Config:    cfg,
+		Config:    config.MustParse(cfg),
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
@@ -721,7 +721,7 @@ func BenchmarkPlainHTTPParent(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			cfg := testConfig()
 			cfg.ParentProxy = parentURL
-			up, err := upstream.New(cfg)
+			up, err := upstream.New(config.MustParse(cfg))
 			if err != nil {
 				b.Fatal(err)
 			}

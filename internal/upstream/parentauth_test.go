@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -41,7 +42,7 @@ func TestParentAuthFile(t *testing.T) {
 			cfg.ParentProxy = "http://" + par.addr
 			cfg.ParentProxyAuthFile = file
 			if tt.wantErr != "" {
-				_, err := upstream.New(cfg)
+				_, err := upstream.New(config.MustParse(cfg))
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "s3cret") {
 					t.Fatalf("upstream.New = %v, want an error saying %q without the password", err, tt.wantErr)
 				}

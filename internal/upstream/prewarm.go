@@ -129,21 +129,18 @@ type warmConn struct {
 	retired bool
 }
 
-// newPrewarm parses cfg.Prewarm and puts the stash in front of t's dial
+// newPrewarm takes cfg.Prewarm's targets and puts the stash in front of t's dial
 // functions, which must already count in p (instrument). It returns nil
 // when nothing is to be prewarmed. With an http parent proxy, plain-http
 // requests travel on the transport's connections to the parent, so a
 // plain-http target not exempt from the parent prewarms those instead
 // (the largest N of such targets).
-func newPrewarm(cfg config.Config, p *Pool, t *http.Transport, par *parent) (*Prewarm, error) {
-	targets, err := config.ParsePrewarm(cfg.Prewarm)
-	if err != nil {
-		return nil, fmt.Errorf("prewarm: %v", err)
-	}
+func newPrewarm(cfg config.Parsed, p *Pool, t *http.Transport, par *parent) (*Prewarm, error) {
+	targets := cfg.Prewarm
 	if len(targets) == 0 {
 		return nil, nil
 	}
-	w := &Prewarm{timeout: cfg.DialTimeout + cfg.TLSHandshakeTimeout, ready: make(chan struct{})}
+	w := &Prewarm{timeout: cfg.UpstreamPrewarmTimeout, ready: make(chan struct{})}
 	for s := range w.origins {
 		w.origins[s] = map[string]*warmOrigin{}
 	}

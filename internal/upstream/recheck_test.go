@@ -51,10 +51,11 @@ func TestPooledConnRecheckedAfterPolicyChange(t *testing.T) {
 			get(t, rt, tt.url) // pooled now
 			next := cfg
 			next.Deny = tt.deny
-			p, err := upstream.NewPolicy(next)
+			parsed, err := next.Parse()
 			if err != nil {
 				t.Fatal(err)
 			}
+			p := parsed.Policy
 			before := up.Pool.Totals(schemeOf(tt.url))
 			up.Guard.SetPolicy(p) // no CloseIdleConnections: as for a conn busy during the reload
 			_, err = tryGet(rt, tt.url)

@@ -39,11 +39,7 @@ type tlsRule struct {
 
 // newTLSRules loads the rules' files. base are the roots the transport
 // uses (nil: the system's), to which a rule's CA is added.
-func newTLSRules(text config.TLSRules, base *x509.CertPool, log *slog.Logger) (*tlsRules, error) {
-	parsed, err := text.Parse()
-	if err != nil {
-		return nil, fmt.Errorf("upstream-tls: %v", err)
-	}
+func newTLSRules(parsed []config.UpstreamTLSRule, base *x509.CertPool, log *slog.Logger) (*tlsRules, error) {
 	if len(parsed) == 0 {
 		return nil, nil
 	}
@@ -56,14 +52,9 @@ func newTLSRules(text config.TLSRules, base *x509.CertPool, log *slog.Logger) (*
 			cache:      tls.NewLRUClientSessionCache(tlsSessionCacheSize),
 		}
 		fail := func(err error) error { return fmt.Errorf("upstream-tls rule %d %q: %v", i+1, r.text, err) }
-		for _, h := range p.Hosts {
-			hr, err := acl.ParseRule(h)
-			if err != nil {
-				return nil, fail(err)
-			}
-			r.hosts = append(r.hosts, hr)
-		}
+		r.hosts = p.Match
 		if p.CAFile != "" {
+			var err error
 			if r.roots, err = ruleRoots(base, p.CAFile); err != nil {
 				return nil, fail(err)
 			}

@@ -157,7 +157,7 @@ func startTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPoo
 func testUpstream(t *testing.T, cfg config.Config, names ...string) (*upstream.Upstream, *syncBuf) {
 	t.Helper()
 	logs := &syncBuf{}
-	up, err := upstream.New(cfg, upstream.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	up, err := upstream.New(config.MustParse(cfg), upstream.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatalf("upstream.New: %v", err)
 	}
@@ -368,7 +368,10 @@ func TestUpstreamTLSBadFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.UpstreamTLS = config.TLSRules(tt.rules)
-			if _, err := upstream.New(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			// Parse reports the bad files too (checked below); New
+			// loads them again at start.
+			parsed, _ := cfg.Parse()
+			if _, err := upstream.New(parsed); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New(%q) = %v, want an error with %q", tt.rules, err, tt.want)
 			}
 			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -82,7 +82,7 @@ func WithResolver(r *net.Resolver) Option {
 }
 
 // New builds the dialer and the pooled transport from cfg.
-func New(cfg config.Config, opts ...Option) (*Upstream, error) {
+func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -145,7 +145,7 @@ func New(cfg config.Config, opts ...Option) (*Upstream, error) {
 			MinVersion:         tls.VersionTLS12,
 		},
 	}
-	configureHTTP2(t, cfg)
+	configureHTTP2(t, cfg.Config)
 	pool := NewPool()
 	pool.tlsRules = rules
 	pool.honorKeepAlive = cfg.HonorKeepAliveTimeout

@@ -23,7 +23,7 @@ func TestNewTransportSettings(t *testing.T) {
 	cfg := config.Default()
 	cfg.MaxIdlePerHost, cfg.MaxIdle, cfg.MaxConnsPerHost = 7, 70, 9
 	cfg.IdleTimeout, cfg.ResponseHeaderTimeout, cfg.TLSHandshakeTimeout = 11*time.Second, 12*time.Second, 13*time.Second
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestCAFile(t *testing.T) {
 	path, cert := writeCert(t)
 	cfg := config.Default()
 	cfg.CAFile = path
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,8 @@ func TestCAFile(t *testing.T) {
 		if content != "" {
 			os.WriteFile(cfg.CAFile, []byte(content), 0o600)
 		}
-		if _, err := New(cfg); err == nil {
+		parsed, _ := cfg.Parse() // which reports the bad file too
+		if _, err := New(parsed); err == nil {
 			t.Errorf("%s: New accepted a bad -ca-file", name)
 		}
 	}
@@ -115,7 +116,7 @@ func TestWithResolver(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.DialTimeout = 2 * time.Second
-	up, err := New(cfg, WithResolver(r))
+	up, err := New(config.MustParse(cfg), WithResolver(r))
 	if err != nil {
 		t.Fatal(err)
 	}
