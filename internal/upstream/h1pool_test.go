@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/limit"
 )
 
 const (
@@ -59,7 +61,7 @@ type rawOrigin struct {
 	accepted atomic.Int64
 	requests atomic.Int64
 	late     atomic.Int64 // requests that arrived on a poisoned connection
-	poisoned sync.Map // client addr string -> true
+	poisoned sync.Map     // client addr string -> true
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]bool
@@ -124,7 +126,7 @@ func (o *rawOrigin) serve(c net.Conn, n int) {
 		if err := readHead(br); err != nil {
 			return
 		}
-		if i > last {
+		if i > last && what != poisonNone {
 			o.late.Add(1) // a request on a poisoned connection: no answer
 			return
 		}
@@ -142,7 +144,10 @@ func (o *rawOrigin) serve(c net.Conn, n int) {
 				c.Close()
 			}
 		}
-		o.sent <- struct{}{}
+		select { // only the poisoning test waits for it
+		case o.sent <- struct{}{}:
+		default:
+		}
 		if i == last && what == poisonClose {
 			return
 		}
@@ -452,4 +457,303 @@ func TestH1PoolKeepAliveRetirement(t *testing.T) {
 			t.Errorf("retired %d, want at least 1", r)
 		}
 	})
+}
+
+func quietOrigin(t *testing.T) *rawOrigin {
+	return startRawOrigin(t, nil, func(int) poison { return poisonNone })
+}
+
+func mustGet(t *testing.T, p *H1Pool, key H1Key) *PConn {
+	t.Helper()
+	pc, err := p.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get(%v): %v", key, err)
+	}
+	return pc
+}
+
+// Issue 14: idle connections are handed out newest first.
+func TestH1PoolLIFO(t *testing.T) {
+	o := quietOrigin(t)
+	up, p := testH1Pool(t, h1TestConfig())
+	key, _ := up.H1Key(SchemeHTTP, o.addr)
+	a, b := mustGet(t, p, key), mustGet(t, p, key)
+	for _, pc := range []*PConn{a, b} {
+		if err := exchange(pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Release(true)
+	b.Release(true)
+	if got := mustGet(t, p, key); got != b || !got.Info.Reused {
+		t.Fatalf("Get after releasing a then b = %p (reused %v), want b %p, the newest", got, got.Info.Reused, b)
+	}
+	if got := mustGet(t, p, key); got != a {
+		t.Fatalf("second Get = %p, want a %p", got, a)
+	}
+	if err := exchange(a); err != nil {
+		t.Errorf("request on the reused connection: %v", err)
+	}
+}
+
+func idleOf(p *H1Pool, key H1Key) (idle, conns int) {
+	for _, s := range p.Stats() {
+		if s.Key == key {
+			return s.Idle, s.Conns
+		}
+	}
+	return 0, 0
+}
+
+// Issue 14: past MaxIdlePerHost, and past MaxIdle over all keys, the
+// oldest idle connection is closed.
+func TestH1PoolIdleLimits(t *testing.T) {
+	o1, o2 := quietOrigin(t), quietOrigin(t)
+	cfg := h1TestConfig()
+	cfg.MaxIdlePerHost, cfg.MaxIdle = 2, 3
+	up, p := testH1Pool(t, cfg)
+	k1, _ := up.H1Key(SchemeHTTP, o1.addr)
+	k2, _ := up.H1Key(SchemeHTTP, o2.addr)
+	a, b, c := mustGet(t, p, k1), mustGet(t, p, k1), mustGet(t, p, k1)
+	a.Release(true)
+	b.Release(true)
+	c.Release(true)
+	if idle, conns := idleOf(p, k1); idle != 2 || conns != 2 {
+		t.Fatalf("after 3 releases under max-idle-per-host 2: idle %d, conns %d, want 2, 2", idle, conns)
+	}
+	if got := mustGet(t, p, k1); got != c {
+		t.Fatal("newest not handed out first")
+	} else if got2 := mustGet(t, p, k1); got2 != b {
+		t.Fatal("a, the oldest, was not the one evicted")
+	} else {
+		got.Release(true)  // c, the oldest now
+		got2.Release(true) // b
+	}
+	d, e := mustGet(t, p, k2), mustGet(t, p, k2)
+	d.Release(true) // 3 idle: at MaxIdle
+	e.Release(true) // 4: the oldest of all (c, on k1) goes
+	if n := p.Idle(); n != 3 {
+		t.Fatalf("idle over all keys %d, want MaxIdle 3", n)
+	}
+	if idle, _ := idleOf(p, k1); idle != 1 {
+		t.Fatalf("k1 idle %d, want 1: its oldest was evicted", idle)
+	}
+	if got := mustGet(t, p, k1); got != b {
+		t.Fatal("the evicted connection was not the oldest of all")
+	}
+}
+
+// Issue 14: at MaxConnsPerHost a Get waits in a bounded queue and gets
+// the connection released; one past the queue fails at once.
+func TestH1PoolMaxConnsQueue(t *testing.T) {
+	o := quietOrigin(t)
+	cfg := h1TestConfig()
+	cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue = 1, 1
+	cfg.DialTimeout = time.Minute // the queue's wait
+	up, p := testH1Pool(t, cfg)
+	key, _ := up.H1Key(SchemeHTTP, o.addr)
+	a := mustGet(t, p, key)
+	got := make(chan *PConn, 1)
+	go func() {
+		pc, err := p.Get(context.Background(), key)
+		if err != nil {
+			t.Errorf("queued Get: %v", err)
+		}
+		got <- pc
+	}()
+	waitFor(t, 30*time.Second, "a queued Get", func() bool {
+		for _, s := range p.Stats() {
+			if s.Key == key && s.Waiting == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	_, err := p.Get(context.Background(), key)
+	var se *limit.SaturatedError
+	if !errors.As(err, &se) || se.Queued {
+		t.Fatalf("Get past the queue: %v, want a *limit.SaturatedError, not queued", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Get(ctx, key); err == nil {
+		t.Fatal("Get with a cancelled context succeeded")
+	}
+	a.Release(true)
+	select {
+	case pc := <-got:
+		if pc != a || !pc.Info.Reused {
+			t.Fatalf("queued Get = %p, want the released %p", pc, a)
+		}
+		pc.Release(true)
+	case <-time.After(30 * time.Second):
+		t.Fatal("queued Get not served within 30 s of a release")
+	}
+	if _, conns := idleOf(p, key); conns != 1 {
+		t.Errorf("conns %d, want 1", conns)
+	}
+}
+
+// Issue 14: the pool's requests and connections show in the Pool's stats
+// (/debug/pool): active while held, idle once released; a plain
+// connection keeps its *net.TCPConn reachable for splice.
+func TestH1PoolStats(t *testing.T) {
+	o := quietOrigin(t)
+	up, p := testH1Pool(t, h1TestConfig())
+	key, _ := up.H1Key(SchemeHTTP, o.addr)
+	pc := mustGet(t, p, key)
+	if pc.TCP == nil || pc.Info.Reused || pc.Info.Connect <= 0 {
+		t.Fatalf("new plain connection: TCP %v, reused %v, connect %v; want a *net.TCPConn, not reused, a connect time", pc.TCP, pc.Info.Reused, pc.Info.Connect)
+	}
+	var _ io.ReaderFrom = pc.TCP
+	st := up.hostStats(t, "http", o.addr)
+	if st.Open != 1 || st.Active != 1 || st.Idle != 0 || st.Requests != 1 {
+		t.Fatalf("held: %+v, want open 1, active 1, idle 0, requests 1", st)
+	}
+	if err := exchange(pc); err != nil {
+		t.Fatal(err)
+	}
+	pc.Release(true)
+	st = up.hostStats(t, "http", o.addr)
+	if st.Open != 1 || st.Active != 0 || st.Idle != 1 {
+		t.Fatalf("released: %+v, want open 1, active 0, idle 1", st)
+	}
+	pc = mustGet(t, p, key)
+	pc.Release(false)
+	st = up.hostStats(t, "http", o.addr)
+	if st.Open != 0 || st.Requests != 2 || st.Reused != 1 {
+		t.Fatalf("after a release not reusable: %+v, want open 0, requests 2, reused 1", st)
+	}
+}
+
+// Issue 14: one TLS dialer offers h2 and http/1.1; a connection whose
+// origin picks h2 is handed back as such, not kept.
+func TestH1PoolH2ByALPN(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h1TestConfig()
+	cfg.CAFile, cfg.UpstreamHTTP2 = path, true
+	up, p := testH1Pool(t, cfg)
+	key, _ := up.H1Key(SchemeHTTPS, srv.Listener.Addr().String())
+	pc := mustGet(t, p, key)
+	defer pc.Conn.Close()
+	if pc.Proto != ProtoH2 {
+		t.Fatalf("Proto %q, want %q", pc.Proto, ProtoH2)
+	}
+	pc.Release(true)
+	if idle, conns := idleOf(p, key); idle != 0 || conns != 0 {
+		t.Errorf("the pool kept the h2 connection: idle %d, conns %d", idle, conns)
+	}
+}
+
+// Issue 14: the key tells connections apart by scheme, address, TLS rule
+// and server name, and parent proxy.
+func TestH1Key(t *testing.T) {
+	cfg := h1TestConfig()
+	cfg.UpstreamTLS = config.TLSRules("*.internal.test,sni=gw.internal.test,insecure")
+	up, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		s    Scheme
+		in   string
+		want H1Key
+	}{
+		{SchemeHTTP, "Example.test", H1Key{Scheme: SchemeHTTP, Addr: "example.test:80"}},
+		{SchemeHTTPS, "example.test", H1Key{Scheme: SchemeHTTPS, Addr: "example.test:443", ServerName: "example.test"}},
+		{SchemeHTTPS, "a.internal.test:8443", H1Key{Scheme: SchemeHTTPS, Addr: "a.internal.test:8443", TLSRule: up.tlsRules.rules[0].text, ServerName: "gw.internal.test"}},
+	} {
+		got, err := up.H1Key(tt.s, tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("H1Key(%v, %q) = %+v, %v, want %+v", tt.s, tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestMayReplay(t *testing.T) {
+	idem := http.Header{"Idempotency-Key": {"1"}}
+	for _, tt := range []struct {
+		name string
+		a    Attempt
+		want bool
+	}{
+		{"GET on a reused conn, written, no response", Attempt{Method: "GET", Reused: true}, true},
+		{"POST never written, no body", Attempt{Method: "POST", Reused: true, NothingWritten: true}, true},
+		{"POST never written, buffered body", Attempt{Method: "POST", Reused: true, NothingWritten: true, HasBody: true, Rewindable: true}, true},
+		{"POST never written, streamed body", Attempt{Method: "POST", Reused: true, NothingWritten: true, HasBody: true}, false},
+		{"POST written", Attempt{Method: "POST", Reused: true}, false},
+		{"POST written with Idempotency-Key", Attempt{Method: "POST", Header: idem, Reused: true}, true},
+		{"GET on a new conn", Attempt{Method: "GET", NothingWritten: true}, false},
+		{"GET after response bytes", Attempt{Method: "GET", Reused: true, ResponseStarted: true}, false},
+		{"GET replayed once already", Attempt{Method: "GET", Reused: true, Replays: 1}, false},
+	} {
+		if got := MayReplay(tt.a); got != tt.want {
+			t.Errorf("%s: MayReplay(%+v) = %v, want %v", tt.name, tt.a, got, tt.want)
+		}
+	}
+}
+
+// BenchmarkH1PoolGetRelease is the steady state of the pool: an idle
+// connection taken (with its peek) and put back.
+func BenchmarkH1PoolGetRelease(b *testing.B) {
+	o := quietOriginB(b)
+	up, err := New(h1TestConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := up.NewH1Pool(h1TestConfig())
+	defer p.Close()
+	key, _ := up.H1Key(SchemeHTTP, o)
+	ctx := context.Background()
+	pc, err := p.Get(ctx, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc.Release(true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		pc, err := p.Get(ctx, key)
+		if err != nil || !pc.Info.Reused {
+			b.Fatal("not reused", err)
+		}
+		pc.Release(true)
+	}
+}
+
+// quietOriginB accepts connections and holds them open, silent.
+func quietOriginB(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
 }
