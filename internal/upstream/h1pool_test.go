@@ -20,6 +20,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -756,4 +757,57 @@ func quietOriginB(b *testing.B) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// Issue 14: the pool dials through the dial stack, prewarm stash included:
+// a prewarmed TLS connection is handed out as reused, with no connect
+// time, and carries a request.
+func TestH1PoolTakesPrewarmed(t *testing.T) {
+	o := startCountingOrigin(t, true, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	cfg := config.Default()
+	cfg.CAFile = o.caFile
+	cfg.Prewarm = o.srv.URL + "*1"
+	up, _ := startPrewarm(t, cfg)
+	p := up.NewH1Pool(cfg)
+	t.Cleanup(p.Close)
+	key, _ := up.H1Key(SchemeHTTPS, strings.TrimPrefix(o.srv.URL, "https://"))
+	pc := mustGet(t, p, key)
+	if !pc.Info.Reused || pc.Info.Connect != 0 || pc.Proto != ProtoHTTP1 {
+		t.Fatalf("prewarmed connection: %+v, proto %q; want reused, no connect time, http/1.1", pc.Info, pc.Proto)
+	}
+	io.WriteString(pc.Conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(pc.Conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	pc.Release(false)
+}
+
+// Issue 14: through an http parent, plain-http requests share the
+// connections to the parent (absolute form); https ones get their own key
+// per origin, through the parent.
+func TestH1KeyParent(t *testing.T) {
+	cfg := h1TestConfig()
+	cfg.ParentProxy = "http://127.0.0.1:3128"
+	cfg.NoParentFor = "direct.test"
+	up, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := up.parent.Shown
+	for _, tt := range []struct {
+		s    Scheme
+		in   string
+		want H1Key
+	}{
+		{SchemeHTTP, "a.test", H1Key{Scheme: SchemeHTTP, Addr: "127.0.0.1:3128", Parent: shown, AbsoluteForm: true}},
+		{SchemeHTTPS, "a.test", H1Key{Scheme: SchemeHTTPS, Addr: "a.test:443", ServerName: "a.test", Parent: shown}},
+		{SchemeHTTP, "direct.test", H1Key{Scheme: SchemeHTTP, Addr: "direct.test:80"}},
+	} {
+		got, err := up.H1Key(tt.s, tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("H1Key(%v, %q) = %+v, %v, want %+v", tt.s, tt.in, got, err, tt.want)
+		}
+	}
 }
