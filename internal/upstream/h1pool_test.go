@@ -23,9 +23,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
@@ -49,11 +51,11 @@ const (
 // rawOrigin is an HTTP/1.1 origin on a raw loopback listener (plain or
 // TLS) that answers h1Request with h1Response. The n-th connection it
 // accepts serves 1 + n%3 responses; after the last it does what poisonOf
-// says. Each response's sent receives after the origin is done with it,
-// poison included, so a client that waits on it has the stray byte or
-// the close in its socket before it asks the pool again. poisoned holds
-// the client addresses (the pool's local addresses) of the connections
-// poisoned.
+// says. sent receives once the origin is done with a response, poison
+// included; a client that waits on it, then settles the connection, has
+// the stray byte or the close in its socket before it asks the pool
+// again. poisoned maps the client addresses (the pool's local addresses)
+// of the connections poisoned to how.
 type rawOrigin struct {
 	ln       net.Listener
 	addr     string
@@ -140,7 +142,7 @@ func (o *rawOrigin) serve(c net.Conn, n int) {
 			return
 		}
 		if i == last && what != poisonNone {
-			o.poisoned.Store(c.RemoteAddr().String(), true)
+			o.poisoned.Store(c.RemoteAddr().String(), what)
 			if what == poisonClose {
 				c.Close()
 			}
@@ -153,6 +155,49 @@ func (o *rawOrigin) serve(c net.Conn, n int) {
 			return
 		}
 	}
+}
+
+// waitFIN waits, up to 10 s, until the kernel has the peer's FIN for
+// c's socket (TCP state CLOSE_WAIT), reading nothing: the client of the
+// poisoning test calls it for a connection the origin closed before it
+// asks again, so that the race left is the pool's (or net/http's) own,
+// not the kernel's delivery.
+func waitFIN(t *testing.T, c net.Conn) {
+	t.Helper()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*trackedConn); ok {
+		c = tc.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatalf("no socket beneath %T", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tcpCloseWait = 8
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		var info [256]byte
+		size := uint32(len(info))
+		state := -1
+		if rc.Control(func(fd uintptr) {
+			_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+				uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+			if e == 0 {
+				state = int(info[0])
+			}
+		}) != nil {
+			return // closed already
+		}
+		if state == tcpCloseWait {
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	t.Fatal("the origin's FIN did not arrive within 10 s")
 }
 
 // readHead reads one request head.
@@ -171,6 +216,16 @@ func readHead(br *bufio.Reader) error {
 func (o *rawOrigin) wasPoisoned(c net.Conn) bool {
 	_, ok := o.poisoned.Load(c.LocalAddr().String())
 	return ok
+}
+
+// settle waits until the client side of c, whose response the origin is
+// done with, has in its kernel what the origin did to it: a stray byte
+// comes in the response's own segment; a close is waited for.
+func (o *rawOrigin) settle(t *testing.T, c net.Conn) {
+	t.Helper()
+	if what, _ := o.poisoned.Load(c.LocalAddr().String()); what == poisonClose {
+		waitFIN(t, c)
+	}
 }
 
 // waitSent waits for the origin to be done with a response.
@@ -293,15 +348,19 @@ func runPoolRounds(t *testing.T, p *H1Pool, key H1Key, o *rawOrigin, rounds int)
 		if err := exchange(pc); err != nil {
 			t.Fatalf("round %d (reused %v): %v", i, pc.Info.Reused, err)
 		}
+		c := pc.Conn
 		pc.Release(true)
 		o.waitSent(t)
+		o.settle(t, c)
 	}
 	return poisoned, reused
 }
 
 func runTransportRounds(t *testing.T, tr *http.Transport, o *rawOrigin, rounds int) (poisoned, reused int) {
 	t.Helper()
+	var last net.Conn
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		last = info.Conn
 		if info.Reused {
 			reused++
 			if o.wasPoisoned(info.Conn) {
@@ -323,13 +382,14 @@ func runTransportRounds(t *testing.T, tr *http.Transport, o *rawOrigin, rounds i
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		o.waitSent(t)
+		o.settle(t, last)
 	}
 	return poisoned, reused
 }
 
 // tlsTestSetup returns a config trusting a test CA, and the origin's TLS
 // settings with a certificate for 127.0.0.1 that CA signed.
-func tlsTestSetup(t *testing.T) (config.Config, *tls.Config) {
+func tlsTestSetup(t testing.TB) (config.Config, *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -702,16 +762,25 @@ func TestMayReplay(t *testing.T) {
 }
 
 // BenchmarkH1PoolGetRelease is the steady state of the pool: an idle
-// connection taken (with its peek) and put back.
+// connection taken (with its peek) and put back; over TLS, Release also
+// looks into the TLS buffers.
 func BenchmarkH1PoolGetRelease(b *testing.B) {
-	o := quietOriginB(b)
-	up, err := New(h1TestConfig())
+	b.Run("http", func(b *testing.B) { benchGetRelease(b, SchemeHTTP, h1TestConfig(), nil) })
+	b.Run("https", func(b *testing.B) {
+		cfg, srv := tlsTestSetup(b)
+		benchGetRelease(b, SchemeHTTPS, cfg, srv)
+	})
+}
+
+func benchGetRelease(b *testing.B, s Scheme, cfg config.Config, srv *tls.Config) {
+	o := quietOriginB(b, srv)
+	up, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := up.NewH1Pool(h1TestConfig())
+	p := up.NewH1Pool(cfg)
 	defer p.Close()
-	key, _ := up.H1Key(SchemeHTTP, o)
+	key, _ := up.H1Key(s, o)
 	ctx := context.Background()
 	pc, err := p.Get(ctx, key)
 	if err != nil {
@@ -730,10 +799,13 @@ func BenchmarkH1PoolGetRelease(b *testing.B) {
 }
 
 // quietOriginB accepts connections and holds them open, silent.
-func quietOriginB(b *testing.B) string {
+func quietOriginB(b *testing.B, srv *tls.Config) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
+	}
+	if srv != nil {
+		ln = tls.NewListener(ln, srv)
 	}
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -746,6 +818,9 @@ func quietOriginB(b *testing.B) string {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			if tc, ok := c.(*tls.Conn); ok {
+				go tc.Handshake()
+			}
 		}
 	}()
 	b.Cleanup(func() {
