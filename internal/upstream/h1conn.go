@@ -135,7 +135,9 @@ func (pc *PConn) Release(reusable bool) {
 	pc.idleSince = p.now()
 	var evicted *PConn
 	h.mu.Lock()
-	if h.dead {
+	// Close marks the pool closed before it empties each key, under the
+	// key's lock: seen here, or the emptying comes after.
+	if h.dead || p.closed.Load() {
 		h.mu.Unlock()
 		pc.destroy()
 		return

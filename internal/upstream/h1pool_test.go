@@ -289,7 +289,7 @@ func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		poisoned, reused := runPoolRounds(t, p, key, o, rounds)
+		poisoned, reused, _ := runPoolRounds(t, p, key, o, rounds)
 		t.Logf("pool: %d requests, %d on reused connections, %d poisoned hand-outs, %d connections", rounds, reused, poisoned, o.accepted.Load())
 		if poisoned != 0 {
 			t.Errorf("%d poisoned hand-outs in %d, want 0", poisoned, rounds)
@@ -306,8 +306,11 @@ func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		poisoned, reused := runPoolRounds(t, p, key, o, rounds/10)
-		t.Logf("pool over TLS: %d requests, %d reused, %d poisoned hand-outs", rounds/10, reused, poisoned)
+		poisoned, reused, resumed := runPoolRounds(t, p, key, o, rounds/10)
+		t.Logf("pool over TLS: %d requests, %d reused, %d poisoned hand-outs, %d new connections resumed TLS", rounds/10, reused, poisoned, resumed)
+		if resumed == 0 {
+			t.Error("no new connection resumed a TLS session: the dial stack's session cache is not in use")
+		}
 		if poisoned != 0 {
 			t.Errorf("%d poisoned hand-outs over TLS in %d, want 0", poisoned, rounds/10)
 		}
@@ -326,7 +329,7 @@ func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 	})
 }
 
-func runPoolRounds(t *testing.T, p *H1Pool, key H1Key, o *rawOrigin, rounds int) (poisoned, reused int) {
+func runPoolRounds(t *testing.T, p *H1Pool, key H1Key, o *rawOrigin, rounds int) (poisoned, reused, resumed int) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute) // a hang guard only
 	for i := 0; i < rounds; i++ {
@@ -336,6 +339,9 @@ func runPoolRounds(t *testing.T, p *H1Pool, key H1Key, o *rawOrigin, rounds int)
 		pc, err := p.Get(context.Background(), key)
 		if err != nil {
 			t.Fatalf("round %d: Get: %v", i, err)
+		}
+		if pc.Info.TLSResumed {
+			resumed++
 		}
 		if pc.Info.Reused {
 			reused++
@@ -353,7 +359,7 @@ func runPoolRounds(t *testing.T, p *H1Pool, key H1Key, o *rawOrigin, rounds int)
 		o.waitSent(t)
 		o.settle(t, c)
 	}
-	return poisoned, reused
+	return poisoned, reused, resumed
 }
 
 func runTransportRounds(t *testing.T, tr *http.Transport, o *rawOrigin, rounds int) (poisoned, reused int) {
@@ -885,4 +891,39 @@ func TestH1KeyParent(t *testing.T) {
 			t.Errorf("H1Key(%v, %q) = %+v, %v, want %+v", tt.s, tt.in, got, err, tt.want)
 		}
 	}
+}
+
+// Issue 14: Close closes the idle connections, and a connection held at
+// Close is closed at its Release, not pooled.
+func TestH1PoolClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pp := newPipePool(h1Limits{idleTimeout: time.Minute}, nil)
+		defer pp.close()
+		idle, err := pp.Get(context.Background(), pipeKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := pp.Get(context.Background(), pipeKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle.Release(true)
+		pp.Close()
+		held.Release(true)
+		held.Release(true) // a second Release does nothing
+		if n := pp.Idle(); n != 0 {
+			t.Errorf("after Close, %d idle, want 0", n)
+		}
+		for _, pc := range []*PConn{idle, held} {
+			if _, err := pc.Conn.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
+				t.Errorf("write on a connection after Close: %v, want it closed", err)
+			}
+		}
+		if _, err := pp.Get(context.Background(), pipeKey); err == nil {
+			t.Error("Get after Close succeeded")
+		}
+		if _, conns := idleOf(pp.H1Pool, pipeKey); conns != 0 {
+			t.Errorf("conns %d after Close and Release, want 0", conns)
+		}
+	})
 }
