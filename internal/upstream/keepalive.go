@@ -111,6 +111,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
+	if c.probe {
+		return 0, errProbe
+	}
 	if c.last.Load() == 0 && c.hs.keepAlive.Load() > 0 {
 		c.arm()
 	}
@@ -228,6 +231,16 @@ func withConnTrace(req *http.Request) *http.Request {
 	}
 	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 }
+
+// errProbe answers a read of a trackedConn in probe mode: nothing now. It
+// is temporary, so the tls.Conn above keeps its state (H1Pool's drained).
+var errProbe = probeError{}
+
+type probeError struct{}
+
+func (probeError) Error() string   { return "upstream: probe: no data buffered" }
+func (probeError) Timeout() bool   { return true }
+func (probeError) Temporary() bool { return true }
 
 // trackedOf returns the *trackedConn beneath a transport's connection, or
 // nil.

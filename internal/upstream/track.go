@@ -269,6 +269,10 @@ type trackedConn struct {
 	// pending holds bytes a prewarm watcher read from Conn before the
 	// transport got the connection; Read returns them first.
 	pending []byte
+	// probe makes Read answer errProbe without reading: the H1Pool's
+	// check for TLS records already buffered (h1conn.go). Only the
+	// request holding the connection sets it.
+	probe bool
 	// prewarmed is set before a prewarmed connection is handed to the
 	// transport (prewarm.go), so never written once shared.
 	prewarmed bool
