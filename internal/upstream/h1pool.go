@@ -179,9 +179,9 @@ type h1Host struct {
 
 // NewH1Pool returns an HTTP/1.1 pool over u's dial stack with cfg's limits:
 // MaxIdlePerHost, MaxIdle, MaxConnsPerHost with MaxConnsPerHostQueue
-// waiting up to DialTimeout, IdleTimeout. Requests and connections count
+// waiting up to UpstreamQueueTimeout, IdleTimeout. Requests and connections count
 // in u.Pool, so /debug/pool shows them.
-func (u *Upstream) NewH1Pool(cfg config.Config) *H1Pool {
+func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 	// The transport adds "h2" to its TLSClientConfig.NextProtos on first
 	// use (configureHTTP2); Clone does that now, so the pool's TLS dials
 	// offer HTTP/2 as the transport's own would (see newPrewarm).
@@ -191,7 +191,7 @@ func (u *Upstream) NewH1Pool(cfg config.Config) *H1Pool {
 		maxIdle:         cfg.MaxIdle,
 		maxConnsPerHost: cfg.MaxConnsPerHost,
 		queue:           cfg.MaxConnsPerHostQueue,
-		queueWait:       cfg.DialTimeout,
+		queueWait:       cfg.UpstreamQueueTimeout,
 		idleTimeout:     cfg.IdleTimeout,
 	}, u.Transport.DialContext, u.Transport.DialTLSContext, u.Pool)
 }
@@ -203,7 +203,7 @@ type h1Limits struct {
 
 // defaultMaxIdle stands in for a limit of 0 (net/http's "no limit"):
 // limits are on.
-const defaultMaxIdle = config.DefaultMaxIdle
+var defaultMaxIdle = config.Default().MaxIdle
 
 func newH1Pool(l h1Limits, dial, dialTLS DialFunc, stats *Pool) *H1Pool {
 	p := &H1Pool{
@@ -217,7 +217,7 @@ func newH1Pool(l h1Limits, dial, dialTLS DialFunc, stats *Pool) *H1Pool {
 		reaped:      make(chan struct{}),
 	}
 	if p.maxIdlePerHost <= 0 {
-		p.maxIdlePerHost = config.DefaultMaxIdlePerHost
+		p.maxIdlePerHost = config.Default().MaxIdlePerHost
 	}
 	if p.maxIdle <= 0 {
 		p.maxIdle = defaultMaxIdle

@@ -241,11 +241,11 @@ func (o *rawOrigin) waitSent(t *testing.T) {
 // testH1Pool builds the upstream and its HTTP/1.1 pool from cfg.
 func testH1Pool(t *testing.T, cfg config.Config) (*Upstream, *H1Pool) {
 	t.Helper()
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := up.NewH1Pool(cfg)
+	p := up.NewH1Pool(config.MustParse(cfg))
 	t.Cleanup(p.Close)
 	t.Cleanup(up.Transport.CloseIdleConnections)
 	return up, p
@@ -724,7 +724,7 @@ func TestH1PoolH2ByALPN(t *testing.T) {
 func TestH1Key(t *testing.T) {
 	cfg := h1TestConfig()
 	cfg.UpstreamTLS = config.TLSRules("*.internal.test,sni=gw.internal.test,insecure")
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -780,11 +780,11 @@ func BenchmarkH1PoolGetRelease(b *testing.B) {
 
 func benchGetRelease(b *testing.B, s Scheme, cfg config.Config, srv *tls.Config) {
 	o := quietOriginB(b, srv)
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := up.NewH1Pool(cfg)
+	p := up.NewH1Pool(config.MustParse(cfg))
 	defer p.Close()
 	key, _ := up.H1Key(s, o)
 	ctx := context.Background()
@@ -849,7 +849,7 @@ func TestH1PoolTakesPrewarmed(t *testing.T) {
 	cfg.CAFile = o.caFile
 	cfg.Prewarm = o.srv.URL + "*1"
 	up, _ := startPrewarm(t, cfg)
-	p := up.NewH1Pool(cfg)
+	p := up.NewH1Pool(config.MustParse(cfg))
 	t.Cleanup(p.Close)
 	key, _ := up.H1Key(SchemeHTTPS, strings.TrimPrefix(o.srv.URL, "https://"))
 	pc := mustGet(t, p, key)
@@ -872,7 +872,7 @@ func TestH1KeyParent(t *testing.T) {
 	cfg := h1TestConfig()
 	cfg.ParentProxy = "http://127.0.0.1:3128"
 	cfg.NoParentFor = "direct.test"
-	up, err := New(cfg)
+	up, err := New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
