@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // copyBufSize is the size of the pooled buffers bodies are copied through.
@@ -253,11 +254,11 @@ func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outre
 		closeAfter(w, r)
 		h.fail(w, entry, watch.stallError(outreq.URL.Host))
 	case ctx.Err() != nil:
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
 	case cb != nil && cb.failed.Load():
 		// The client's body, not the origin, broke the request: a bad
 		// chunk size, or fewer bytes than its Content-Length.
-		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
+		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
 	default:
 		h.fail(w, entry, errorFor(outreq.URL.Host, err))
 	}
@@ -288,7 +289,7 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 		return nil, perr
 	}
 	if viaNames(r.Header, h.viaName) {
-		return nil, &Error{Status: http.StatusLoopDetected, Type: PSProxyLoopDetected, Msg: "request to " + u.Host + " already passed through " + h.viaName + " (Via): refusing to loop"}
+		return nil, &Error{Status: http.StatusLoopDetected, Type: proxystatus.ProxyLoopDetected, Msg: "request to " + u.Host + " already passed through " + h.viaName + " (Via): refusing to loop"}
 	}
 	if scheme != u.Scheme {
 		u.Scheme = scheme
@@ -414,9 +415,9 @@ func (h *Handler) bufferRetryBody(r, outreq *http.Request, watch *bodyWatch) *Er
 			return watch.stallError(outreq.URL.Host)
 		}
 		if r.Context().Err() != nil {
-			return &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err}
+			return &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}
 		}
-		return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
+		return &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
 	}
 	outreq.Body = &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}
 	outreq.GetBody = func() (io.ReadCloser, error) { return &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}, nil }
@@ -430,7 +431,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	defer resp.Body.Close()
 	entry.Status = resp.StatusCode
 	if resp.StatusCode < 100 || resp.StatusCode > 999 {
-		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
+		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
 		return
 	}
 	announced := h.responseHead(w.Header(), resp)
@@ -487,13 +488,13 @@ func (h *Handler) failMidBody(r *http.Request, resp *http.Response, entry *acces
 	var we writeError_
 	switch {
 	case watch.hasStalled():
-		entry.Error, entry.Detail = PSHTTPRequestError, watch.abortDetail()
+		entry.Error, entry.Detail = proxystatus.HTTPRequestError, watch.abortDetail()
 	case errors.As(err, &we) || r.Context().Err() != nil:
-		entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
+		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away mid-response"
 		h.record(entry)
 		return
 	default:
-		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+		entry.Error, entry.Detail = proxystatus.HTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
 	}
 	h.record(entry)
 	resp.Body.Close()

@@ -33,6 +33,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/intercept"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/server"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 	"golang.org/x/net/http2"
@@ -346,8 +347,8 @@ func TestInterceptUntrustedOrigin(t *testing.T) {
 	default:
 	}
 	e := rig.record(t)
-	if e.Kind != accesslog.KindIntercepted || e.Status != 502 || e.Error != proxy.PSTLSCertificateError {
-		t.Errorf("access record kind %q status %d error %q, want intercepted 502 %s", e.Kind, e.Status, e.Error, proxy.PSTLSCertificateError)
+	if e.Kind != accesslog.KindIntercepted || e.Status != 502 || e.Error != proxystatus.TLSCertificateError {
+		t.Errorf("access record kind %q status %d error %q, want intercepted 502 %s", e.Kind, e.Status, e.Error, proxystatus.TLSCertificateError)
 	}
 }
 
@@ -415,8 +416,8 @@ func TestInterceptSNIMismatch(t *testing.T) {
 				t.Fatalf("handshake with SNI %q in a tunnel to localhost succeeded, want it refused", sni)
 			}
 			e := rig.record(t)
-			if e.Kind != accesslog.KindIntercepted || e.Error != proxy.PSTLSProtocolError || !strings.Contains(e.Detail, "server name") {
-				t.Errorf("access record kind %q error %q detail %q, want intercepted %s naming the server name", e.Kind, e.Error, e.Detail, proxy.PSTLSProtocolError)
+			if e.Kind != accesslog.KindIntercepted || e.Error != proxystatus.TLSProtocolError || !strings.Contains(e.Detail, "server name") {
+				t.Errorf("access record kind %q error %q detail %q, want intercepted %s naming the server name", e.Kind, e.Error, e.Detail, proxystatus.TLSProtocolError)
 			}
 		})
 	}
@@ -615,8 +616,8 @@ func TestInterceptDialPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusForbidden || !strings.Contains(ps, "error="+proxy.PSDestinationIPDenied) {
-		t.Errorf("intercepted request to a private address with -deny-private: %d %q, want 403 %s", resp.StatusCode, ps, proxy.PSDestinationIPDenied)
+	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusForbidden || !strings.Contains(ps, "error="+proxystatus.DestinationIPProhibited) {
+		t.Errorf("intercepted request to a private address with -deny-private: %d %q, want 403 %s", resp.StatusCode, ps, proxystatus.DestinationIPProhibited)
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("origin reached %d times, want 0", n)

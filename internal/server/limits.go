@@ -15,6 +15,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // rejectLogEvery is the least time between two log lines about refused
@@ -154,7 +155,7 @@ func (l *limits) rejectRequest(w http.ResponseWriter, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Proxy-Status", l.via+"; error="+proxy.PSConnectionLimit+"; details="+strconv.Quote(err.Error()))
+	h.Set("Proxy-Status", l.via+"; error="+proxystatus.ConnectionLimitReached+"; details="+strconv.Quote(err.Error()))
 	h.Set("Retry-After", "1")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusServiceUnavailable)
@@ -231,7 +232,7 @@ func (l *limits) rejectBusy(c net.Conn) {
 	body := "warmproxy: too many client connections (max-client-conns " + strconv.FormatInt(l.max, 10) + "); retry later\n"
 	resp := "HTTP/1.1 503 Service Unavailable\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
-		"Proxy-Status: " + l.via + "; error=" + proxy.PSConnectionLimit + "\r\n" +
+		"Proxy-Status: " + l.via + "; error=" + proxystatus.ConnectionLimitReached + "\r\n" +
 		"Retry-After: 1\r\n" +
 		"Connection: close\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
