@@ -24,7 +24,9 @@ import (
 const StatusClientClosed = 499
 
 // Error is a failure with the status and Proxy-Status type it maps to.
-// Every client-visible error of the proxy is one, built here, in one place.
+// Every client-visible error of the proxy is one: errorFor below maps the
+// failures of a dial or a round trip to one, and a handler that refuses a
+// request builds its own where it finds the fault. writeError sends it.
 type Error struct {
 	Status int
 	// Type is the RFC 9209 error type.

@@ -193,10 +193,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		h.fail(w, entry, perr)
 		return
 	}
-	if perr := h.answerMaxForwards(w, r, entry); perr != nil || entry.Status != 0 {
-		if perr != nil {
-			h.fail(w, entry, perr)
-		}
+	answered, perr := h.answerMaxForwards(w, r, entry)
+	if perr != nil {
+		h.fail(w, entry, perr)
+		return
+	}
+	if answered {
 		return
 	}
 	ctx, watch, w := h.watchBody(r.Context(), w, r)
@@ -354,23 +356,24 @@ func checkAuthority(hostport string) *Error {
 }
 
 // answerMaxForwards implements RFC 9110 section 7.6.2 for TRACE and
-// OPTIONS: with Max-Forwards 0 warmproxy answers itself (and sets
-// entry.Status); above 0 the value is decremented.
-func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) *Error {
+// OPTIONS: with Max-Forwards 0 warmproxy answers itself, records the
+// exchange and returns answered; above 0 the value is decremented and the
+// request goes on. A value that is not a number is an error to send.
+func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) (answered bool, perr *Error) {
 	if r.Method != http.MethodTrace && r.Method != http.MethodOptions {
-		return nil
+		return false, nil
 	}
 	v, ok := r.Header["Max-Forwards"]
 	if !ok {
-		return nil
+		return false, nil
 	}
 	n, err := strconv.ParseUint(textproto.TrimString(strings.Join(v, "")), 10, 31)
 	if err != nil {
-		return badRequest("Max-Forwards %q: want a whole number", strings.Join(v, ","))
+		return false, badRequest("Max-Forwards %q: want a whole number", strings.Join(v, ","))
 	}
 	if n > 0 {
 		r.Header["Max-Forwards"] = []string{strconv.FormatUint(n-1, 10)}
-		return nil
+		return false, nil
 	}
 	var body []byte
 	if r.Method == http.MethodTrace {
@@ -384,7 +387,7 @@ func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entr
 	n2, _ := w.Write(body)
 	entry.Status, entry.BytesOut, entry.Duration = http.StatusOK, int64(n2), time.Since(entry.Start)
 	h.record(entry)
-	return nil
+	return true, nil
 }
 
 // traceEcho renders the request as received, less fields that carry
@@ -485,7 +488,7 @@ func (h *Handler) responseHead(dst http.Header, resp *http.Response) (announced 
 // short one.
 func (h *Handler) failMidBody(r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch, err error) {
 	entry.Duration = time.Since(entry.Start)
-	var we writeError_
+	var we clientWriteError
 	switch {
 	case watch.hasStalled():
 		entry.Error, entry.Detail = proxystatus.HTTPRequestError, watch.abortDetail()
@@ -522,12 +525,12 @@ func (h *Handler) responseTrailers(dst, trailer http.Header, announced int) {
 	}
 }
 
-// writeError_ marks a failure to write to the client, as opposed to a
+// clientWriteError marks a failure to write to the client, as opposed to a
 // failure to read from the origin.
-type writeError_ struct{ err error }
+type clientWriteError struct{ err error }
 
-func (e writeError_) Error() string { return "write to client: " + e.err.Error() }
-func (e writeError_) Unwrap() error { return e.err }
+func (e clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e clientWriteError) Unwrap() error { return e.err }
 
 // copyBody streams src to w through a pooled buffer. With flushAll it
 // flushes after every write, so a stream's pieces reach the client as
@@ -545,7 +548,7 @@ func copyBody(w http.ResponseWriter, src io.Reader, flushAll bool, length int64)
 			nw, werr := w.Write(buf[:nr])
 			total += int64(nw)
 			if werr != nil {
-				return total, writeError_{werr}
+				return total, clientWriteError{werr}
 			}
 			if flusher != nil && (flushAll || nr < len(buf) && total < length) {
 				flusher.Flush()

@@ -24,12 +24,14 @@ const rejectLogEvery = 10 * time.Second
 
 // limits guards the client side of the proxy: only clients in
 // -allow-clients get past accept (the list the proxy handler holds, so a
-// reload changes both checks at once), and at most -max-client-conns
-// connections are served at once, tunnels included. It counts without
-// wrapping the accepted conns, so CONNECT tunnels keep splice(2):
-// connections being served are counted from accept to the server's
-// StateClosed or StateHijacked, and hijacked ones (tunnels, upgrades)
-// while the proxy's tunnel tracker holds them.
+// reload changes both checks at once); at most -max-client-conns
+// connections are served at once, tunnels included; at most
+// -max-requests-in-flight requests (HTTP/1.1 requests and h2c streams)
+// are served at once; and an h2c connection that resets most of its
+// streams is closed. The accepted conns are counted, not wrapped, so
+// CONNECT tunnels keep splice(2): a connection is counted from accept to
+// the server's StateClosed or StateHijacked, and a hijacked one (tunnel,
+// upgrade) while the proxy's tunnel tracker holds it.
 type limits struct {
 	// clients returns the client list in force (nil: every client); set
 	// before the first Accept.
