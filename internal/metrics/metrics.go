@@ -217,9 +217,6 @@ func New(o Options) *Metrics {
 	return m
 }
 
-// Registry returns the private registry, for tests and extra collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 func (m *Metrics) observeHandshake(resumed bool, d time.Duration) {
 	i := 0
 	if resumed {

@@ -93,15 +93,6 @@ func (g *Guard) SetPolicy(p *acl.Policy) {
 	g.gen.Add(1)
 }
 
-// SetLookup replaces the resolver, under the cache if there is one; for
-// tests, before the first dial.
-func (g *Guard) SetLookup(f LookupFunc) {
-	g.lookup = f
-	if g.dns != nil {
-		g.dns.lookup = f
-	}
-}
-
 // DNS returns the guard's DNS cache, nil when caching is off.
 func (g *Guard) DNS() *DNSCache { return g.dns }
 
