@@ -56,7 +56,7 @@ func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 			PreferGo: true,
 			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				var d net.Dialer
-				return d.DialContext(ctx, network, server)
+				return endWithLookup(ctx)(d.DialContext(ctx, network, server))
 			},
 		}
 	}
@@ -73,6 +73,20 @@ func NewGuard(cfg config.Config, dialer *net.Dialer) (*Guard, error) {
 	}
 	g.policy.Store(policy)
 	return g, nil
+}
+
+// endWithLookup returns a function that makes a DNS connection dialed for
+// a lookup end with the lookup's context: Go's resolver bounds its read by
+// the context's deadline only, so a lookup cancelled because every
+// waiter left would otherwise keep its socket and goroutines until the
+// resolver's timeout (resolv.conf's, 5 s by default).
+func endWithLookup(ctx context.Context) func(net.Conn, error) (net.Conn, error) {
+	return func(c net.Conn, err error) (net.Conn, error) {
+		if err == nil {
+			context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		}
+		return c, err
+	}
 }
 
 // NewPolicy builds the destination policy of cfg (allow, deny,
