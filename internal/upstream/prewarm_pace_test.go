@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // pipeOrigin is a fake origin for synctest bubbles: each dial returns one
@@ -65,7 +66,7 @@ func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool
 // startPipeUpstream builds for a synctest bubble what New and
 // startPrewarm build from cfg (pool, transport, prewarm), every dial
 // going to dial, and waits for the prewarm to be ready.
-func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstream, *logBuf) {
+func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstream, *testnet.Buffer) {
 	t.Helper()
 	p := NewPool()
 	p.honorKeepAlive = cfg.HonorKeepAliveTimeout
@@ -75,7 +76,7 @@ func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstrea
 	if err != nil || w == nil {
 		t.Fatalf("newPrewarm(%q) = %v, %v", cfg.Prewarm, w, err)
 	}
-	logs := &logBuf{}
+	logs := &testnet.Buffer{}
 	w.Start(slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(func() {
 		w.Stop()

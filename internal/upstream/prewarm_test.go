@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/pem"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // countingOrigin is an httptest origin that counts accepted connections
@@ -99,31 +99,13 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// logBuf is a goroutine-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *logBuf) {
+func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *testnet.Buffer) {
 	t.Helper()
 	up := newTestUpstream(t, cfg)
 	if up.Prewarm == nil {
 		t.Fatalf("New(prewarm %q) built no Prewarm", cfg.Prewarm)
 	}
-	logs := &logBuf{}
+	logs := &testnet.Buffer{}
 	up.Prewarm.Start(slog.New(slog.NewTextHandler(logs, nil)))
 	select {
 	case <-up.Prewarm.Ready():
@@ -198,8 +180,8 @@ func TestPrewarmOpensAtStart(t *testing.T) {
 			if st := up.hostStats(t, name, host); st.Opened != 3 || st.Warm != 0 {
 				t.Errorf("after the requests: opened %d, warm %d, want 3 and 0 (all in the pool)", st.Opened, st.Warm)
 			}
-			if n := logs.count("prewarmed"); n != 1 {
-				t.Errorf("%d 'prewarmed' log lines, want 1:\n%s", n, logs.b.String())
+			if n := logs.Count("prewarmed"); n != 1 {
+				t.Errorf("%d 'prewarmed' log lines, want 1:\n%s", n, logs.String())
 			}
 		})
 	}
@@ -265,10 +247,10 @@ func TestPrewarmFailingBacksOff(t *testing.T) {
 				if attempts < 2 || attempts > 12 {
 					t.Errorf("%d dial attempts in 2s, want 2 to 12 (backoff)", attempts)
 				}
-				if n := logs.count("prewarm failing"); n != 1 {
-					t.Errorf("%d 'prewarm failing' log lines, want 1:\n%s", n, logs.b.String())
+				if n := logs.Count("prewarm failing"); n != 1 {
+					t.Errorf("%d 'prewarm failing' log lines, want 1:\n%s", n, logs.String())
 				}
-				t.Logf("%d attempts in 2s; log:\n%s", attempts, logs.b.String())
+				t.Logf("%d attempts in 2s; log:\n%s", attempts, logs.String())
 			})
 		})
 	}
@@ -294,12 +276,12 @@ func TestPrewarmRecovers(t *testing.T) {
 		upst, logs := startPipeUpstream(t, cfg, dial)
 		time.Sleep(300 * time.Millisecond)
 		up.Store(true)
-		waitFor(t, 5*time.Second, "no 'prewarm recovered' line", func() bool { return logs.count("prewarm recovered") == 1 })
+		waitFor(t, 5*time.Second, "no 'prewarm recovered' line", func() bool { return logs.Count("prewarm recovered") == 1 })
 		if st := upst.hostStats(t, "http", addr); st.Warm != 1 {
 			t.Errorf("warm %d after recovery, want 1", st.Warm)
 		}
-		if n := logs.count("prewarm failing"); n != 1 {
-			t.Errorf("%d 'prewarm failing' lines, want 1:\n%s", n, logs.b.String())
+		if n := logs.Count("prewarm failing"); n != 1 {
+			t.Errorf("%d 'prewarm failing' lines, want 1:\n%s", n, logs.String())
 		}
 	})
 }
