@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // cliProcesses is how many client processes each client runs through the
@@ -148,29 +150,11 @@ func cliEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// cliBuffer is a bytes.Buffer safe for a process's copier and the test.
-type cliBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *cliBuffer) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.Write(p)
-}
-
-func (c *cliBuffer) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.String()
-}
-
 // cliProxy is a running warmproxy process.
 type cliProxy struct {
-	Addr   string     // host:port it listens on
-	Access *cliBuffer // its stdout: the access log
-	Log    *cliBuffer // its stderr
+	Addr   string          // host:port it listens on
+	Access *testnet.Buffer // its stdout: the access log
+	Log    *testnet.Buffer // its stderr
 	cmd    *exec.Cmd
 }
 
@@ -186,7 +170,7 @@ func cliStartProxy(t *testing.T, args ...string) *cliProxy {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = cliEnv()
 	cmd.WaitDelay = 10 * time.Second
-	p := &cliProxy{Access: &cliBuffer{}, Log: &cliBuffer{}, cmd: cmd}
+	p := &cliProxy{Access: &testnet.Buffer{}, Log: &testnet.Buffer{}, cmd: cmd}
 	cmd.Stdout = p.Access
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

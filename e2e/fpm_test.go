@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // fpmIndex is the unchanged application script: https://, the curl
@@ -77,7 +79,7 @@ func fpmStart(t *testing.T, dir, proxyAddr, caFile string) string {
 	// php-fpm's own environment carries no proxy setting either.
 	cmd.Env = cliEnv()
 	cmd.WaitDelay = 5 * time.Second
-	out := &cliBuffer{}
+	out := &testnet.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()

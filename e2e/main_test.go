@@ -5,17 +5,12 @@ package e2e_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // proxyBinary is the warmproxy binary TestMain builds.
@@ -84,8 +81,8 @@ type proxyProc struct {
 	// Addr is the address it listens on, HOST:PORT.
 	Addr   string
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testnet.Buffer
+	stderr *testnet.Buffer
 	done   chan struct{} // closed once the process was waited for
 	err    error         // Wait's result, set before done closes
 }
@@ -115,7 +112,7 @@ func startProxyEnv(t *testing.T, env []string, args ...string) *proxyProc {
 	if !named {
 		args = append([]string{"-listen", "127.0.0.1:0"}, args...)
 	}
-	p := &proxyProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proxyProc{stdout: &testnet.Buffer{}, stderr: &testnet.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(proxyBinary, args...)
 	p.cmd.Env = append(cleanEnv(), env...)
 	p.cmd.Stdout = p.stdout
@@ -242,24 +239,6 @@ func (p *proxyProc) accessLines(t *testing.T, n int) []string {
 	}
 }
 
-// syncBuffer is a strings.Builder safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // command returns an exec.Cmd for an outside program tied to the test's
 // deadline, killed if it outlives it, with a bounded wait for its output.
 func command(t *testing.T, timeout time.Duration, name string, args ...string) *exec.Cmd {
@@ -348,21 +327,6 @@ func selfSigned(t *testing.T, name string) *tls.Certificate {
 // selfSignedFor is selfSigned for the given use (server or client auth).
 func selfSignedFor(t *testing.T, name string, use x509.ExtKeyUsage) *tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{use},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	c := testnet.SelfSigned(t, testnet.Cert{CommonName: name, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Use: []x509.ExtKeyUsage{use}})
+	return &c
 }

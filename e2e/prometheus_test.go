@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // promQuery is an answer of Prometheus's /api/v1/query.
@@ -43,7 +45,7 @@ func (q promQuery) nonEmpty() bool {
 // prometheus is a Prometheus server scraping one target every second.
 type prometheus struct {
 	api string // http://127.0.0.1:PORT
-	log *syncBuffer
+	log *testnet.Buffer
 }
 
 // startPrometheus runs Debian's prometheus on a free loopback port with a
@@ -62,7 +64,7 @@ func startPrometheus(t *testing.T, bin, target string) *prometheus {
 	var lastLog string
 	for try := range 3 {
 		addr := freeLoopbackAddr(t)
-		p := &prometheus{api: "http://" + addr, log: &syncBuffer{}}
+		p := &prometheus{api: "http://" + addr, log: &testnet.Buffer{}}
 		cmd := command(t, 5*time.Minute, bin, "--config.file="+cfg,
 			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data%d", try)),
 			"--web.listen-address="+addr, "--log.level=warn")

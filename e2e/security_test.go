@@ -9,7 +9,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -42,28 +41,10 @@ func secBuild(t *testing.T) string {
 	return proxyBinary
 }
 
-// secBuffer is a goroutine-safe output buffer.
-type secBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *secBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *secBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type secProxy struct {
 	addr           string
 	cmd            *exec.Cmd
-	stdout, stderr *secBuffer
+	stdout, stderr *testnet.Buffer
 	exited         chan struct{}
 	exitErr        error
 }
@@ -101,7 +82,7 @@ func secStart(t *testing.T, prefix []string, args ...string) *secProxy {
 		args = append([]string{"-listen", "127.0.0.1:0"}, args...)
 	}
 	argv := append(append(append([]string{}, prefix...), bin), args...)
-	p := &secProxy{stdout: &secBuffer{}, stderr: &secBuffer{}, exited: make(chan struct{})}
+	p := &secProxy{stdout: &testnet.Buffer{}, stderr: &testnet.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = secEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

@@ -75,7 +75,7 @@ func chromium(t *testing.T, url string, args ...string) string {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir=" + t.TempDir()}
 	cmd := command(t, 90*time.Second, bin, append(append(base, args...), url)...)
-	var stderr syncBuffer
+	var stderr testnet.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -5,7 +5,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/pem"
 	"io"
@@ -17,10 +16,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // tunnelNeed returns the path of program, or skips the test when it is
@@ -54,31 +54,13 @@ func tunnelBuild(t *testing.T) string {
 	return proxyBinary
 }
 
-// tunnelOutput collects a process's output safely.
-type tunnelOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *tunnelOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *tunnelOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 var tunnelListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // tunnelProxy is a running warmproxy binary.
 type tunnelProxy struct {
 	addr   string
 	cmd    *exec.Cmd
-	stdout *tunnelOutput // the access log
+	stdout *testnet.Buffer // the access log
 	exited chan error
 }
 
@@ -88,7 +70,7 @@ func tunnelStart(t *testing.T, bin string, args ...string) *tunnelProxy {
 	t.Helper()
 	cmd := exec.CommandContext(tunnelCtx(t), bin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
-	p := &tunnelProxy{cmd: cmd, stdout: &tunnelOutput{}, exited: make(chan error, 1)}
+	p := &tunnelProxy{cmd: cmd, stdout: &testnet.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stdout = p.stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -98,7 +80,7 @@ func tunnelStart(t *testing.T, bin string, args ...string) *tunnelProxy {
 		t.Fatal(err)
 	}
 	addrc := make(chan string, 1)
-	var logs tunnelOutput
+	var logs testnet.Buffer
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // walkStep is one fenced shell block of a walkthrough in the docs.
@@ -135,7 +137,7 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
-	var proxyOut *syncBuffer
+	var proxyOut *testnet.Buffer
 	ran := 0
 	for i, s := range steps {
 		script := sub.Replace(s.script)
@@ -189,12 +191,12 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 // own (go run starts a child), and waits until addr accepts connections.
 // Cleanup stops the group with SIGTERM, then SIGKILL. It returns the
 // step's stdout.
-func startWalkStep(ctx context.Context, t *testing.T, dir, script, addr string) *syncBuffer {
+func startWalkStep(ctx context.Context, t *testing.T, dir, script, addr string) *testnet.Buffer {
 	t.Helper()
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir, cmd.Env = dir, cleanEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testnet.Buffer{}, &testnet.Buffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 func writeConfig(t *testing.T, yaml string) string {
@@ -207,28 +208,10 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Issue 7: a SIGHUP whose configuration does not load keeps the old one and
 // logs why; one that loads is handed to the server.
 func TestWatchReload(t *testing.T) {
-	var logs syncBuffer
+	var logs testnet.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	hup := make(chan os.Signal, 1)
 	reloads := make(chan config.Parsed)

@@ -4,7 +4,9 @@
 // nothing. The proxy asks it before a request is forwarded, and the
 // upstream dialer asks it again for every IP a name resolves to, so a name
 // that resolves to a denied address (DNS rebinding, evil.example → 10.0.0.1)
-// is caught at dial time.
+// is caught at dial time; a pooled connection is asked about again after
+// the policy changed (a reload). Clients, from -allow-clients, is the
+// client side: a list of IPs and CIDR prefixes checked at accept.
 //
 // # Rules
 //
@@ -23,11 +25,12 @@
 //
 // For a destination (host, port, ip):
 //  1. a -deny rule that matches denies;
-//  2. a built-in denied range (cloud metadata, always; loopback, RFC 1918,
-//     link-local, ULA and the like with DenyPrivate) that holds ip denies,
-//     unless an -allow rule naming an IP or prefix holds ip (a host-name
-//     allow rule never lifts a built-in deny: *.example.com may resolve to
-//     169.254.169.254);
+//  2. a built-in denied range (cloud metadata and link-local, always;
+//     loopback, RFC 1918, CGNAT, ULA, multicast and the like with
+//     DenyPrivate) that holds ip, or the IPv4 address inside a NAT64 ip
+//     (64:ff9b::/96), denies, unless an -allow rule naming an IP or prefix
+//     holds ip (a host-name allow rule never lifts a built-in deny:
+//     *.example.com may resolve to 169.254.169.254);
 //  3. with any -allow rule, the destination must match one, else it is
 //     denied;
 //  4. otherwise it is allowed.

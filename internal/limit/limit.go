@@ -132,16 +132,6 @@ func (h *Hosts) releaser(host string) func() {
 	}
 }
 
-// Waiting returns the number of requests queued for host; for tests.
-func (h *Hosts) Waiting(host string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.hosts[host]; st != nil {
-		return len(st.waiters)
-	}
-	return 0
-}
-
 // RoundTripper wraps next so each request holds a slot of its origin from
 // the start of the round trip until its response body is done. With max
 // 0 it returns next unchanged.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -71,19 +72,6 @@ const (
 
 var connClasses = [numConn]string{"none", "new", "reused"}
 
-// errorTypes are the Proxy-Status error types warmproxy writes; any other
-// is counted as "other".
-var errorTypes = []string{
-	proxy.PSDNSTimeout, proxy.PSDNSError, proxy.PSDestinationNotFound,
-	proxy.PSDestinationIPDenied, "destination_ip_unroutable",
-	proxy.PSConnectionRefused, proxy.PSConnectionTerminated, proxy.PSConnectionTimeout,
-	proxy.PSConnectionLimit, proxy.PSTLSProtocolError, proxy.PSTLSCertificateError,
-	proxy.PSTLSAlertReceived, proxy.PSHTTPRequestError, proxy.PSHTTPRequestDenied,
-	proxy.PSHTTPResponseIncomplete, proxy.PSHTTPResponseTimeout, proxy.PSHTTPUpgradeFailed,
-	proxy.PSHTTPProtocolError, proxy.PSProxyInternalError, proxy.PSProxyLoopDetected,
-	proxy.PSProxyInternalResponse,
-}
-
 // Buckets, in seconds.
 var (
 	requestBuckets   = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
@@ -131,7 +119,7 @@ type Metrics struct {
 // the pool's TLS handshakes.
 func New(o Options) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS, errors: make(map[string]prometheus.Counter, len(errorTypes))}
+	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS, errors: make(map[string]prometheus.Counter, len(proxystatus.Types()))}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmproxy_requests_total",
@@ -178,7 +166,9 @@ func New(o Options) *Metrics {
 		Name: "warmproxy_errors_total",
 		Help: "Failed requests and tunnels, by Proxy-Status (RFC 9209) error type.",
 	}, []string{"type"})
-	for _, t := range errorTypes {
+	// Every type of RFC 9209 has its series; anything else (none that
+	// the proxy writes) is counted as "other".
+	for _, t := range proxystatus.Types() {
 		m.errors[t] = errs.WithLabelValues(t)
 	}
 	m.errOther = errs.WithLabelValues("other")
@@ -226,9 +216,6 @@ func New(o Options) *Metrics {
 	}
 	return m
 }
-
-// Registry returns the private registry, for tests and extra collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 func (m *Metrics) observeHandshake(resumed bool, d time.Duration) {
 	i := 0

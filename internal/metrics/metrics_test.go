@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -334,5 +335,20 @@ func TestDashboardQueriesKnownMetrics(t *testing.T) {
 	}
 	if queries == 0 {
 		t.Error("dashboard has no queries")
+	}
+}
+
+// Issue 16: the label set of warmproxy_errors_total is RFC 9209's list:
+// each type is counted under its own name, none as "other".
+func TestErrorLabelsAreProxyStatusTypes(t *testing.T) {
+	m := New(Options{})
+	for _, typ := range proxystatus.Types() {
+		m.Observe(&accesslog.Entry{Kind: accesslog.KindRequest, Method: "GET", Status: 502, Error: typ})
+		if got := value(t, m, "warmproxy_errors_total", "type", typ); got != 1 {
+			t.Errorf("warmproxy_errors_total{type=%q} = %v after one such error, want 1", typ, got)
+		}
+	}
+	if got := value(t, m, "warmproxy_errors_total", "type", "other"); got != 0 {
+		t.Errorf(`warmproxy_errors_total{type="other"} = %v, want 0`, got)
 	}
 }

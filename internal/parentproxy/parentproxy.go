@@ -253,57 +253,74 @@ func SOCKSReplyText(code int) string {
 // socks asks a SOCKS5 parent to connect to target: an IP:port for
 // socks5://, the name as given (addr) for socks5h://.
 func (p *Proxy) socks(c net.Conn, addr, target string) (net.Conn, error) {
-	fail := func(pe *Error) (net.Conn, error) {
+	pe := p.socksAuth(c)
+	if pe == nil {
+		pe = socksRequest(c, target)
+	}
+	if pe != nil {
 		pe.Parent, pe.Target, pe.Op = p.Shown, addr, "socks"
 		return c, pe
 	}
-	ioFail := func(err error) (net.Conn, error) { return fail(&Error{Err: err}) }
-	bad := func(what string) (net.Conn, error) { return fail(&Error{BadReply: true, Reply: what}) }
+	return c, nil
+}
 
-	host, portStr, _ := net.SplitHostPort(target)
-	port := atoiPort(portStr)
-	req := make([]byte, 0, 300)
+// socksBad is a reply that breaks RFC 1928.
+func socksBad(what string) *Error { return &Error{BadReply: true, Reply: what} }
+
+// socksAuth offers the parent no authentication, or with a user name
+// also user and password (RFC 1929), and authenticates as it chooses.
+func (p *Proxy) socksAuth(c net.Conn) *Error {
+	req := make([]byte, 0, 3+len(p.user)+len(p.pass))
 	if p.user != "" {
 		req = append(req, socksVersion, 2, socksNoAuth, socksUserPass)
 	} else {
 		req = append(req, socksVersion, 1, socksNoAuth)
 	}
 	if _, err := c.Write(req); err != nil {
-		return ioFail(err)
+		return &Error{Err: err}
 	}
-	var buf [4]byte
-	if _, err := io.ReadFull(c, buf[:2]); err != nil {
-		return ioFail(err)
+	var buf [2]byte
+	if _, err := io.ReadFull(c, buf[:]); err != nil {
+		return &Error{Err: err}
 	}
 	if buf[0] != socksVersion {
-		return bad("not a SOCKS5 server")
+		return socksBad("not a SOCKS5 server")
 	}
 	switch buf[1] {
 	case socksNoAuth:
+		return nil
 	case socksUserPass:
-		if p.user == "" {
-			return fail(&Error{AuthFailed: true, Reply: "asks for a user name and password; give them in -parent-proxy"})
-		}
-		req = append(req[:0], 1, byte(len(p.user)))
-		req = append(req, p.user...)
-		req = append(req, byte(len(p.pass)))
-		req = append(req, p.pass...)
-		if _, err := c.Write(req); err != nil {
-			return ioFail(err)
-		}
-		if _, err := io.ReadFull(c, buf[:2]); err != nil {
-			return ioFail(err)
-		}
-		if buf[1] != 0 {
-			return fail(&Error{AuthFailed: true, Reply: "user name and password not accepted"})
-		}
 	case socksNoAcceptable:
-		return fail(&Error{AuthFailed: true, Reply: "no acceptable authentication method"})
+		return &Error{AuthFailed: true, Reply: "no acceptable authentication method"}
 	default:
-		return bad("chose an authentication method not offered")
+		return socksBad("chose an authentication method not offered")
 	}
+	if p.user == "" {
+		return &Error{AuthFailed: true, Reply: "asks for a user name and password; give them in -parent-proxy"}
+	}
+	req = append(req[:0], 1, byte(len(p.user)))
+	req = append(req, p.user...)
+	req = append(req, byte(len(p.pass)))
+	req = append(req, p.pass...)
+	if _, err := c.Write(req); err != nil {
+		return &Error{Err: err}
+	}
+	if _, err := io.ReadFull(c, buf[:]); err != nil {
+		return &Error{Err: err}
+	}
+	if buf[1] != 0 {
+		return &Error{AuthFailed: true, Reply: "user name and password not accepted"}
+	}
+	return nil
+}
 
-	req = append(req[:0], socksVersion, socksConnect, 0)
+// socksRequest asks the parent to connect to target (host:port) and reads
+// its reply, up to the first byte relayed.
+func socksRequest(c net.Conn, target string) *Error {
+	host, portStr, _ := net.SplitHostPort(target)
+	port := atoiPort(portStr)
+	req := make([]byte, 0, 300)
+	req = append(req, socksVersion, socksConnect, 0)
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ip = ip.Unmap()
 		if ip.Is4() {
@@ -314,25 +331,31 @@ func (p *Proxy) socks(c net.Conn, addr, target string) (net.Conn, error) {
 		req = append(req, ip.AsSlice()...)
 	} else {
 		if len(host) > 255 {
-			return fail(&Error{Reply: "host name longer than 255 bytes"})
+			return &Error{Reply: "host name longer than 255 bytes"}
 		}
 		req = append(req, socksAtypDomain, byte(len(host)))
 		req = append(req, host...)
 	}
 	req = append(req, byte(port>>8), byte(port))
 	if _, err := c.Write(req); err != nil {
-		return ioFail(err)
+		return &Error{Err: err}
 	}
-	if _, err := io.ReadFull(c, buf[:4]); err != nil {
-		return ioFail(err)
+	return socksReply(c)
+}
+
+// socksReply reads the parent's reply to a CONNECT request; the bound
+// address in it is read and dropped.
+func socksReply(c net.Conn) *Error {
+	var buf [4]byte
+	if _, err := io.ReadFull(c, buf[:]); err != nil {
+		return &Error{Err: err}
 	}
 	if buf[0] != socksVersion {
-		return bad("bad reply version")
+		return socksBad("bad reply version")
 	}
 	if buf[1] != 0 {
-		return fail(&Error{SOCKSReply: int(buf[1]), Reply: SOCKSReplyText(int(buf[1]))})
+		return &Error{SOCKSReply: int(buf[1]), Reply: SOCKSReplyText(int(buf[1]))}
 	}
-	// The bound address: read and dropped.
 	var n int
 	switch buf[3] {
 	case socksAtypIPv4:
@@ -341,16 +364,16 @@ func (p *Proxy) socks(c net.Conn, addr, target string) (net.Conn, error) {
 		n = 16
 	case socksAtypDomain:
 		if _, err := io.ReadFull(c, buf[:1]); err != nil {
-			return ioFail(err)
+			return &Error{Err: err}
 		}
 		n = int(buf[0])
 	default:
-		return bad("bad address type in reply")
+		return socksBad("bad address type in reply")
 	}
 	if _, err := io.CopyN(io.Discard, c, int64(n+2)); err != nil {
-		return ioFail(err)
+		return &Error{Err: err}
 	}
-	return c, nil
+	return nil
 }
 
 // atoiPort parses a port, 0 when it is not one.

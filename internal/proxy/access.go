@@ -12,6 +12,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/auth"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // Access holds the per-request checks of who may use the proxy: the
@@ -64,7 +65,7 @@ func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request)
 	if a.clients != nil {
 		ap, err := netip.ParseAddrPort(r.RemoteAddr)
 		if d := a.clients.Check(ap.Addr()); err != nil || !d.Allow {
-			h.refuse(w, r, &Error{Status: http.StatusForbidden, Type: PSHTTPRequestDenied,
+			h.refuse(w, r, &Error{Status: http.StatusForbidden, Type: proxystatus.HTTPRequestDenied,
 				Msg: "client " + r.RemoteAddr + " may not use this proxy (" + d.Rule + ")"})
 			return false
 		}
@@ -83,7 +84,7 @@ func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request)
 	}
 	_, ok, err := a.auth.CheckContext(r.Context(), vals)
 	if err != nil {
-		h.refuse(w, r, &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+		h.refuse(w, r, &Error{Status: http.StatusServiceUnavailable, Type: proxystatus.ConnectionLimitReached, RetryAfter: 1,
 			Msg: "too many credential checks in progress; retry later", Err: err})
 		return false
 	}
@@ -92,7 +93,7 @@ func (h *Handler) checkAccess(a *Access, w http.ResponseWriter, r *http.Request)
 		if len(vals) > 0 {
 			msg = "proxy credentials not accepted"
 		}
-		h.refuse(challengeWriter{w}, r, &Error{Status: http.StatusProxyAuthRequired, Type: PSHTTPRequestDenied, Msg: msg})
+		h.refuse(challengeWriter{w}, r, &Error{Status: http.StatusProxyAuthRequired, Type: proxystatus.HTTPRequestDenied, Msg: msg})
 		return false
 	}
 	// Credentials are for this hop only; removeHopByHop drops them too.
@@ -140,23 +141,23 @@ func accessError(target string, err error) *Error {
 	var ie *limit.InFlightError
 	switch {
 	case errors.As(err, &de):
-		typ := PSDestinationIPDenied
+		typ := proxystatus.DestinationIPProhibited
 		if !de.IP.IsValid() {
-			typ = PSHTTPRequestDenied
+			typ = proxystatus.HTTPRequestDenied
 		}
 		return &Error{Status: http.StatusForbidden, Type: typ,
 			Msg: "destination " + target + " denied by rule " + de.Decision.Rule + " (" + de.Decision.Reason + ")", Err: err}
 	case errors.Is(err, acl.ErrLoop):
-		return &Error{Status: http.StatusLoopDetected, Type: PSProxyLoopDetected,
+		return &Error{Status: http.StatusLoopDetected, Type: proxystatus.ProxyLoopDetected,
 			Msg: "request to " + target + " would loop back into this proxy", Err: err}
 	case errors.As(err, &se):
-		return &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+		return &Error{Status: http.StatusServiceUnavailable, Type: proxystatus.ConnectionLimitReached, RetryAfter: 1,
 			Msg: "too many requests waiting for " + target + "; retry later", Err: err}
 	case errors.As(err, &ie) && ie.What == limit.WhatDNS:
-		return &Error{Status: http.StatusServiceUnavailable, Type: PSDNSError, RetryAfter: 1,
+		return &Error{Status: http.StatusServiceUnavailable, Type: proxystatus.DNSError, RetryAfter: 1,
 			Msg: "dns lookup of " + target + " not started: " + strconv.Itoa(ie.Max) + " lookups in flight already; retry later", Err: err}
 	case errors.As(err, &ie):
-		return &Error{Status: http.StatusServiceUnavailable, Type: PSConnectionLimit, RetryAfter: 1,
+		return &Error{Status: http.StatusServiceUnavailable, Type: proxystatus.ConnectionLimitReached, RetryAfter: 1,
 			Msg: "too many " + ie.What + " in flight (" + strconv.Itoa(ie.Max) + "); retry later", Err: err}
 	}
 	return nil

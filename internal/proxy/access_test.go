@@ -23,6 +23,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // Issue 6: refusals of the policy and the limits map to 403 naming the
@@ -38,10 +39,10 @@ func TestAccessErrorMapping(t *testing.T) {
 		retryAfter int
 		inMsg      string
 	}{
-		{"ip denied", &net.OpError{Op: "dial", Err: denyIP}, 403, PSDestinationIPDenied, 0, "deny 127.0.0.2"},
-		{"name denied", fmt.Errorf("wrapped: %w", denyName), 403, PSHTTPRequestDenied, 0, "deny *.bad.test"},
-		{"loop", fmt.Errorf("dial 127.0.0.1:9999: %w", acl.ErrLoop), 508, PSProxyLoopDetected, 0, "loop"},
-		{"saturated", &limit.SaturatedError{Host: "http://x.test", Max: 4}, 503, PSConnectionLimit, 1, "retry later"},
+		{"ip denied", &net.OpError{Op: "dial", Err: denyIP}, 403, proxystatus.DestinationIPProhibited, 0, "deny 127.0.0.2"},
+		{"name denied", fmt.Errorf("wrapped: %w", denyName), 403, proxystatus.HTTPRequestDenied, 0, "deny *.bad.test"},
+		{"loop", fmt.Errorf("dial 127.0.0.1:9999: %w", acl.ErrLoop), 508, proxystatus.ProxyLoopDetected, 0, "loop"},
+		{"saturated", &limit.SaturatedError{Host: "http://x.test", Max: 4}, 503, proxystatus.ConnectionLimitReached, 1, "retry later"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"io"
 	"net/http"
 	"sync"
@@ -100,7 +101,7 @@ func (b *bodyWatch) close() {
 
 // stallError is the 408 for a body that stalled on its way to target.
 func (b *bodyWatch) stallError(target string) *Error {
-	return &Error{Status: http.StatusRequestTimeout, Type: PSHTTPRequestError,
+	return &Error{Status: http.StatusRequestTimeout, Type: proxystatus.HTTPRequestError,
 		Msg: "request body for " + target + " stalled: nothing arrived for " + b.timeout.String() + " (-client-body-timeout)", Err: errBodyStalled}
 }
 

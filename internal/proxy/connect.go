@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -34,7 +35,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.connectPorts.Allows(port) {
-		h.fail(w, entry, &Error{Status: http.StatusForbidden, Type: PSHTTPRequestDenied,
+		h.fail(w, entry, &Error{Status: http.StatusForbidden, Type: proxystatus.HTTPRequestDenied,
 			Msg: "CONNECT to " + target + " is not allowed: port not in -connect-ports (now " + h.connectPorts.String() + "); add it there, or * for any"})
 		return
 	}
@@ -46,7 +47,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	entry.Connect = time.Since(entry.Start)
 	if err != nil {
 		if r.Context().Err() != nil {
-			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err})
+			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err})
 			return
 		}
 		h.fail(w, entry, errorFor(target, err))
@@ -60,7 +61,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		origin.Close()
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
+		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
 		return
 	}
 	// Tracked at once, before the 200 goes out: the server stopped
@@ -74,7 +75,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.WriteString(client, connectEstablished); err != nil {
 		client.Close()
 		origin.Close()
-		entry.Error, entry.Detail = PSConnectionTerminated, "client went away: "+err.Error()
+		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away: "+err.Error()
 		entry.End = tunnel.EndError
 		entry.Duration = time.Since(entry.Start)
 		h.record(entry)

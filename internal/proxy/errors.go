@@ -16,41 +16,17 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/headlimit"
 	"github.com/warmproxy/warmproxy/internal/parentproxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // StatusClientClosed is logged when the client went away before a
 // response; nothing is written to it (nginx's 499).
 const StatusClientClosed = 499
 
-// Proxy-Status error types of RFC 9209 section 2.3.
-const (
-	PSDNSTimeout             = "dns_timeout"
-	PSDNSError               = "dns_error"
-	PSDestinationNotFound    = "destination_not_found"
-	PSDestinationIPDenied    = "destination_ip_prohibited"
-	PSConnectionRefused      = "connection_refused"
-	PSConnectionTerminated   = "connection_terminated"
-	PSConnectionTimeout      = "connection_timeout"
-	PSConnectionLimit        = "connection_limit_reached"
-	PSTLSProtocolError       = "tls_protocol_error"
-	PSTLSCertificateError    = "tls_certificate_error"
-	PSTLSAlertReceived       = "tls_alert_received"
-	PSHTTPRequestError       = "http_request_error"
-	PSHTTPRequestDenied      = "http_request_denied"
-	PSHTTPResponseIncomplete = "http_response_incomplete"
-	PSHTTPResponseTimeout    = "http_response_timeout"
-	PSHTTPResponseHeaderSize = "http_response_header_size"
-	PSHTTPUpgradeFailed      = "http_upgrade_failed"
-	PSHTTPProtocolError      = "http_protocol_error"
-	PSProxyInternalError     = "proxy_internal_error"
-	PSProxyLoopDetected      = "proxy_loop_detected"
-	PSProxyInternalResponse  = "proxy_internal_response"
-	PSDestinationUnavailable = "destination_unavailable"
-	PSDestinationUnroutable  = "destination_ip_unroutable"
-)
-
 // Error is a failure with the status and Proxy-Status type it maps to.
-// Every client-visible error of the proxy is one, built here, in one place.
+// Every client-visible error of the proxy is one: errorFor below maps the
+// failures of a dial or a round trip to one, and a handler that refuses a
+// request builds its own where it finds the fault. writeError sends it.
 type Error struct {
 	Status int
 	// Type is the RFC 9209 error type.
@@ -73,7 +49,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // badRequest is a 400 for a request warmproxy cannot or will not forward.
 func badRequest(format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: fmt.Sprintf(format, args...)}
 }
 
 // errorFor maps an upstream failure on target to the response the client
@@ -92,7 +68,7 @@ func errorFor(target string, err error) *Error {
 	}
 	var tooLarge *headlimit.TooLargeError
 	if errors.As(err, &tooLarge) {
-		return &Error{Status: http.StatusBadGateway, Type: PSHTTPResponseHeaderSize, Msg: target + " sent a response head over " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
+		return &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPResponseHeaderSize, Msg: target + " sent a response head over " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
 	}
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	var (
@@ -111,45 +87,45 @@ func errorFor(target string, err error) *Error {
 	case errors.As(err, &dnsErr):
 		switch {
 		case dnsErr.IsTimeout:
-			e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSDNSTimeout, "dns lookup of "+target+" timed out"
+			e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, proxystatus.DNSTimeout, "dns lookup of "+target+" timed out"
 		case dnsErr.IsNotFound:
-			e.Type, e.Msg = PSDNSError, "dns lookup of "+target+" failed: no such host"
+			e.Type, e.Msg = proxystatus.DNSError, "dns lookup of "+target+" failed: no such host"
 		default:
-			e.Type, e.Msg = PSDNSError, "dns lookup of "+target+" failed"
+			e.Type, e.Msg = proxystatus.DNSError, "dns lookup of "+target+" failed"
 		}
 	case errors.As(err, &certErr), errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
-		e.Type, e.Msg = PSTLSCertificateError, certMessage(target, err)
+		e.Type, e.Msg = proxystatus.TLSCertificateError, certMessage(target, err)
 	case errors.As(err, &hsErr) && handshakeTimedOut(hsErr):
 		// RFC 9209 has no TLS timeout type: the connection to the next
 		// hop is not made until its handshake is done.
 		limit, _ := hsErr.HandshakeTimedOut()
-		e.Status, e.Type = http.StatusGatewayTimeout, PSConnectionTimeout
+		e.Status, e.Type = http.StatusGatewayTimeout, proxystatus.ConnectionTimeout
 		e.Msg = "tls handshake with " + target + " timed out after " + limit.String() +
 			": the origin accepted the TCP connection but did not complete the handshake (bounded by -tls-handshake-timeout)"
 	case errors.As(err, &alertErr):
-		e.Type, e.Msg = PSTLSAlertReceived, "tls handshake with "+target+" failed: alert received"
+		e.Type, e.Msg = proxystatus.TLSAlertReceived, "tls handshake with "+target+" failed: alert received"
 	case errors.As(err, &recErr):
-		e.Type, e.Msg = PSTLSProtocolError, "tls handshake with "+target+" failed: not a tls server"
+		e.Type, e.Msg = proxystatus.TLSProtocolError, "tls handshake with "+target+" failed: not a tls server"
 	case errors.Is(err, syscall.ECONNREFUSED):
-		e.Type, e.Msg = PSConnectionRefused, "connection to "+target+" refused"
+		e.Type, e.Msg = proxystatus.ConnectionRefused, "connection to "+target+" refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		e.Type, e.Msg = PSConnectionTerminated, "connection to "+target+" reset"
+		e.Type, e.Msg = proxystatus.ConnectionTerminated, "connection to "+target+" reset"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		e.Type, e.Msg = PSDestinationUnroutable, target+" is unreachable"
+		e.Type, e.Msg = proxystatus.DestinationIPUnroutable, target+" is unreachable"
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-		e.Status, e.Type, e.Msg, e.RetryAfter = http.StatusServiceUnavailable, PSConnectionLimit, "no file descriptor left to reach "+target, 1
+		e.Status, e.Type, e.Msg, e.RetryAfter = http.StatusServiceUnavailable, proxystatus.ConnectionLimitReached, "no file descriptor left to reach "+target, 1
 	case errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Timeout():
-		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSConnectionTimeout,
+		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, proxystatus.ConnectionTimeout,
 			"connection to "+target+" timed out: no TCP connection within -dial-timeout"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		// The connect and the handshake are classified above: what is
 		// left is the wait for the response head.
-		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, PSHTTPResponseTimeout,
+		e.Status, e.Type, e.Msg = http.StatusGatewayTimeout, proxystatus.HTTPResponseTimeout,
 			target+" sent no response head in time (bounded by -response-header-timeout)"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		e.Type, e.Msg = PSHTTPResponseIncomplete, target+" closed the connection before a complete response"
+		e.Type, e.Msg = proxystatus.HTTPResponseIncomplete, target+" closed the connection before a complete response"
 	default:
-		e.Type, e.Msg = PSHTTPProtocolError, "bad response from "+target
+		e.Type, e.Msg = proxystatus.HTTPProtocolError, "bad response from "+target
 	}
 	return e
 }
@@ -204,19 +180,19 @@ func parentError(target string, pe *parentproxy.Error, err error) *Error {
 	e := &Error{Status: http.StatusBadGateway, Err: err}
 	switch {
 	case pe.AuthFailed:
-		e.Type, e.Msg = PSHTTPRequestDenied, via+" refused warmproxy's credentials for "+target+" ("+pe.Reply+"); check the user:password in -parent-proxy"
+		e.Type, e.Msg = proxystatus.HTTPRequestDenied, via+" refused warmproxy's credentials for "+target+" ("+pe.Reply+"); check the user:password in -parent-proxy"
 	case pe.HTTPStatus == http.StatusForbidden, pe.SOCKSReply == 2:
-		e.Type, e.Msg = PSHTTPRequestDenied, via+" does not allow a connection to "+target+" ("+pe.Reply+")"
+		e.Type, e.Msg = proxystatus.HTTPRequestDenied, via+" does not allow a connection to "+target+" ("+pe.Reply+")"
 	case pe.SOCKSReply == 5:
-		e.Type, e.Msg = PSConnectionRefused, via+" reports connection to "+target+" refused"
+		e.Type, e.Msg = proxystatus.ConnectionRefused, via+" reports connection to "+target+" refused"
 	case pe.SOCKSReply == 3, pe.SOCKSReply == 4:
-		e.Type, e.Msg = PSDestinationUnroutable, via+" cannot reach "+target+" ("+pe.Reply+")"
+		e.Type, e.Msg = proxystatus.DestinationIPUnroutable, via+" cannot reach "+target+" ("+pe.Reply+")"
 	case pe.SOCKSReply == 6, pe.HTTPStatus == http.StatusGatewayTimeout:
-		e.Type, e.Msg = PSConnectionTimeout, via+" timed out reaching "+target+" ("+pe.Reply+")"
+		e.Type, e.Msg = proxystatus.ConnectionTimeout, via+" timed out reaching "+target+" ("+pe.Reply+")"
 	case pe.HTTPStatus != 0, pe.SOCKSReply != 0:
-		e.Type, e.Msg = PSDestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
+		e.Type, e.Msg = proxystatus.DestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
 	case pe.BadReply:
-		e.Type, e.Msg = PSHTTPProtocolError, via+" sent a bad answer ("+pe.Reply+")"
+		e.Type, e.Msg = proxystatus.HTTPProtocolError, via+" sent a bad answer ("+pe.Reply+")"
 	case pe.Err != nil:
 		// The parent could not be reached, or went silent or away: the
 		// causes of a direct dial, told of the parent.
@@ -225,7 +201,7 @@ func parentError(target string, pe *parentproxy.Error, err error) *Error {
 		inner.Msg += " (on the way to " + target + ")"
 		return inner
 	default:
-		e.Type, e.Msg = PSDestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
+		e.Type, e.Msg = proxystatus.DestinationUnavailable, via+" could not connect to "+target+" ("+pe.Reply+")"
 	}
 	return e
 }

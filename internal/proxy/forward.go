@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // copyBufSize is the size of the pooled buffers bodies are copied through.
@@ -193,10 +194,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested stri
 		h.fail(w, entry, perr)
 		return
 	}
-	if perr := h.answerMaxForwards(w, r, entry); perr != nil || entry.Status != 0 {
-		if perr != nil {
-			h.fail(w, entry, perr)
-		}
+	answered, perr := h.answerMaxForwards(w, r, entry)
+	if perr != nil {
+		h.fail(w, entry, perr)
+		return
+	}
+	if answered {
 		return
 	}
 	ctx, watch, w := h.watchBody(r.Context(), w, r)
@@ -254,11 +257,11 @@ func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outre
 		closeAfter(w, r)
 		h.fail(w, entry, watch.stallError(outreq.URL.Host))
 	case ctx.Err() != nil:
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
 	case cb != nil && cb.failed.Load():
 		// The client's body, not the origin, broke the request: a bad
 		// chunk size, or fewer bytes than its Content-Length.
-		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
+		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
 	default:
 		h.fail(w, entry, errorFor(outreq.URL.Host, err))
 	}
@@ -289,7 +292,7 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 		return nil, perr
 	}
 	if viaNames(r.Header, h.viaName) {
-		return nil, &Error{Status: http.StatusLoopDetected, Type: PSProxyLoopDetected, Msg: "request to " + u.Host + " already passed through " + h.viaName + " (Via): refusing to loop"}
+		return nil, &Error{Status: http.StatusLoopDetected, Type: proxystatus.ProxyLoopDetected, Msg: "request to " + u.Host + " already passed through " + h.viaName + " (Via): refusing to loop"}
 	}
 	if scheme != u.Scheme {
 		u.Scheme = scheme
@@ -388,23 +391,24 @@ func validHost(host string) bool {
 }
 
 // answerMaxForwards implements RFC 9110 section 7.6.2 for TRACE and
-// OPTIONS: with Max-Forwards 0 warmproxy answers itself (and sets
-// entry.Status); above 0 the value is decremented.
-func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) *Error {
+// OPTIONS: with Max-Forwards 0 warmproxy answers itself, records the
+// exchange and returns answered; above 0 the value is decremented and the
+// request goes on. A value that is not a number is an error to send.
+func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) (answered bool, perr *Error) {
 	if r.Method != http.MethodTrace && r.Method != http.MethodOptions {
-		return nil
+		return false, nil
 	}
 	v, ok := r.Header["Max-Forwards"]
 	if !ok {
-		return nil
+		return false, nil
 	}
 	n, err := strconv.ParseUint(textproto.TrimString(strings.Join(v, "")), 10, 31)
 	if err != nil {
-		return badRequest("Max-Forwards %q: want a whole number", strings.Join(v, ","))
+		return false, badRequest("Max-Forwards %q: want a whole number", strings.Join(v, ","))
 	}
 	if n > 0 {
 		r.Header["Max-Forwards"] = []string{strconv.FormatUint(n-1, 10)}
-		return nil
+		return false, nil
 	}
 	var body []byte
 	if r.Method == http.MethodTrace {
@@ -418,7 +422,7 @@ func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entr
 	n2, _ := w.Write(body)
 	entry.Status, entry.BytesOut, entry.Duration = http.StatusOK, int64(n2), time.Since(entry.Start)
 	h.record(entry)
-	return nil
+	return true, nil
 }
 
 // traceEcho renders the request as received, less fields that carry
@@ -449,9 +453,9 @@ func (h *Handler) bufferRetryBody(r, outreq *http.Request, watch *bodyWatch) *Er
 			return watch.stallError(outreq.URL.Host)
 		}
 		if r.Context().Err() != nil {
-			return &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err}
+			return &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}
 		}
-		return &Error{Status: http.StatusBadRequest, Type: PSHTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
+		return &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
 	}
 	outreq.Body = &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}
 	outreq.GetBody = func() (io.ReadCloser, error) { return &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}, nil }
@@ -465,7 +469,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 	defer resp.Body.Close()
 	entry.Status = resp.StatusCode
 	if resp.StatusCode < 100 || resp.StatusCode > 999 {
-		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
+		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
 		return
 	}
 	announced := h.responseHead(w.Header(), resp)
@@ -519,16 +523,16 @@ func (h *Handler) responseHead(dst http.Header, resp *http.Response) (announced 
 // short one.
 func (h *Handler) failMidBody(r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch, err error) {
 	entry.Duration = time.Since(entry.Start)
-	var we writeError_
+	var we clientWriteError
 	switch {
 	case watch.hasStalled():
-		entry.Error, entry.Detail = PSHTTPRequestError, watch.abortDetail()
+		entry.Error, entry.Detail = proxystatus.HTTPRequestError, watch.abortDetail()
 	case errors.As(err, &we) || r.Context().Err() != nil:
-		entry.Error, entry.Detail = PSConnectionTerminated, "client went away mid-response"
+		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away mid-response"
 		h.record(entry)
 		return
 	default:
-		entry.Error, entry.Detail = PSHTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+		entry.Error, entry.Detail = proxystatus.HTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
 	}
 	h.record(entry)
 	resp.Body.Close()
@@ -556,12 +560,12 @@ func (h *Handler) responseTrailers(dst, trailer http.Header, announced int) {
 	}
 }
 
-// writeError_ marks a failure to write to the client, as opposed to a
+// clientWriteError marks a failure to write to the client, as opposed to a
 // failure to read from the origin.
-type writeError_ struct{ err error }
+type clientWriteError struct{ err error }
 
-func (e writeError_) Error() string { return "write to client: " + e.err.Error() }
-func (e writeError_) Unwrap() error { return e.err }
+func (e clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e clientWriteError) Unwrap() error { return e.err }
 
 // copyBody streams src to w through a pooled buffer. With flushAll it
 // flushes after every write, so a stream's pieces reach the client as
@@ -579,7 +583,7 @@ func copyBody(w http.ResponseWriter, src io.Reader, flushAll bool, length int64)
 			nw, werr := w.Write(buf[:nr])
 			total += int64(nw)
 			if werr != nil {
-				return total, writeError_{werr}
+				return total, clientWriteError{werr}
 			}
 			if flusher != nil && (flushAll || nr < len(buf) && total < length) {
 				flusher.Flush()

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,11 +278,11 @@ func readResponse(t *testing.T, br *bufio.Reader, method string) (*http.Response
 // runServer runs the whole server (server.Run, with its listener, framing
 // scan and timeouts) for cfg and returns its address; access records go to
 // the returned buffer. Cleanup stops it and checks it returned nil.
-func runServer(t *testing.T, cfg config.Config) (string, *syncBuffer) {
+func runServer(t *testing.T, cfg config.Config) (string, *testnet.Buffer) {
 	t.Helper()
 	addrc := make(chan string, 1)
 	log := slog.New(&addrHandler{addr: addrc})
-	access := &syncBuffer{}
+	access := &testnet.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- server.Run(ctx, config.MustParse(cfg), log, access) }()
@@ -333,24 +332,6 @@ func (h *addrHandler) Handle(_ context.Context, r slog.Record) error {
 		return true
 	})
 	return nil
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // waitFor polls cond until it holds or the test timeout passes.

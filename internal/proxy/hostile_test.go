@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // hintsOrigin is a raw origin that answers every request on a connection
@@ -463,7 +465,7 @@ func TestTrailerFieldsDropped(t *testing.T) {
 
 // accessRecord waits for a JSON access record of the server whose url
 // ends with suffix, and returns it.
-func accessRecord(t *testing.T, access *syncBuffer, suffix string) map[string]any {
+func accessRecord(t *testing.T, access *testnet.Buffer, suffix string) map[string]any {
 	t.Helper()
 	var rec map[string]any
 	waitFor(t, "the access record of "+suffix, func() bool {

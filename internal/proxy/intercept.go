@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // Interceptor decides which CONNECT targets are intercepted (-intercept)
@@ -47,7 +48,7 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	entry.Kind = accesslog.KindIntercepted
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
+		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
 		return
 	}
 	defer h.track(client)()
@@ -64,7 +65,7 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	}
 	client.SetDeadline(time.Now().Add(h.inner.handshakeTimeout))
 	if _, err := io.WriteString(client, connectEstablished); err != nil {
-		finish(PSConnectionTerminated, "client went away: "+err.Error())
+		finish(proxystatus.ConnectionTerminated, "client went away: "+err.Error())
 		return
 	}
 	var conn net.Conn = client
@@ -79,7 +80,7 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	host, _, _ := net.SplitHostPort(target)
 	tc := h.intercept.Server(conn, host)
 	if err := tc.HandshakeContext(r.Context()); err != nil {
-		finish(PSTLSProtocolError, "client tls handshake for "+target+" failed: "+err.Error())
+		finish(proxystatus.TLSProtocolError, "client tls handshake for "+target+" failed: "+err.Error())
 		return
 	}
 	client.SetDeadline(time.Time{})
@@ -194,7 +195,7 @@ func (h *Handler) serveIntercepted(w http.ResponseWriter, r *http.Request, targe
 	}
 	if !sameAuthority(host, target) || !sameAuthority(r.Host, target) {
 		entry := &accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: r.RequestURI, Kind: accesslog.KindIntercepted}
-		h.fail(w, entry, &Error{Status: http.StatusMisdirectedRequest, Type: PSHTTPRequestDenied,
+		h.fail(w, entry, &Error{Status: http.StatusMisdirectedRequest, Type: proxystatus.HTTPRequestDenied,
 			Msg: "request for " + host + " inside the tunnel to " + target + ": this connection serves " + target + " only; open a tunnel to " + host})
 		return
 	}

@@ -4,18 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +27,9 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/intercept"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/server"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 	"golang.org/x/net/http2"
 )
@@ -86,26 +82,8 @@ func newICPTOrigin(t *testing.T, h http.Handler, h2 bool) *icptOrigin {
 // 127.0.0.1 that is its own root.
 func icptOriginCert(t *testing.T) (tls.Certificate, []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "test origin"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	c := testnet.SelfSigned(t, testnet.Cert{CommonName: "test origin", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	return c, testnet.CertPEM(c)
 }
 
 // icptRig is the proxy handler with an Interceptor, on a real listener.
@@ -346,8 +324,8 @@ func TestInterceptUntrustedOrigin(t *testing.T) {
 	default:
 	}
 	e := rig.record(t)
-	if e.Kind != accesslog.KindIntercepted || e.Status != 502 || e.Error != proxy.PSTLSCertificateError {
-		t.Errorf("access record kind %q status %d error %q, want intercepted 502 %s", e.Kind, e.Status, e.Error, proxy.PSTLSCertificateError)
+	if e.Kind != accesslog.KindIntercepted || e.Status != 502 || e.Error != proxystatus.TLSCertificateError {
+		t.Errorf("access record kind %q status %d error %q, want intercepted 502 %s", e.Kind, e.Status, e.Error, proxystatus.TLSCertificateError)
 	}
 }
 
@@ -415,8 +393,8 @@ func TestInterceptSNIMismatch(t *testing.T) {
 				t.Fatalf("handshake with SNI %q in a tunnel to localhost succeeded, want it refused", sni)
 			}
 			e := rig.record(t)
-			if e.Kind != accesslog.KindIntercepted || e.Error != proxy.PSTLSProtocolError || !strings.Contains(e.Detail, "server name") {
-				t.Errorf("access record kind %q error %q detail %q, want intercepted %s naming the server name", e.Kind, e.Error, e.Detail, proxy.PSTLSProtocolError)
+			if e.Kind != accesslog.KindIntercepted || e.Error != proxystatus.TLSProtocolError || !strings.Contains(e.Detail, "server name") {
+				t.Errorf("access record kind %q error %q detail %q, want intercepted %s naming the server name", e.Kind, e.Error, e.Detail, proxystatus.TLSProtocolError)
 			}
 		})
 	}
@@ -617,8 +595,8 @@ func TestInterceptDialPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusForbidden || !strings.Contains(ps, "error="+proxy.PSDestinationIPDenied) {
-		t.Errorf("intercepted request to a private address with -deny-private: %d %q, want 403 %s", resp.StatusCode, ps, proxy.PSDestinationIPDenied)
+	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusForbidden || !strings.Contains(ps, "error="+proxystatus.DestinationIPProhibited) {
+		t.Errorf("intercepted request to a private address with -deny-private: %d %q, want 403 %s", resp.StatusCode, ps, proxystatus.DestinationIPProhibited)
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("origin reached %d times, want 0", n)

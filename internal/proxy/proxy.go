@@ -17,6 +17,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // DialFunc opens a connection, as net.Dialer.DialContext does.
@@ -199,7 +200,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// connection to take over, and splice, half-close and the tunnel
 		// registry all work on connections. No client that speaks h2c to a
 		// proxy needs it: curl and PHP open tunnels over HTTP/1.1.
-		h.refuse(w, r, &Error{Status: http.StatusNotImplemented, Type: PSHTTPRequestError,
+		h.refuse(w, r, &Error{Status: http.StatusNotImplemented, Type: proxystatus.HTTPRequestError,
 			Msg: "CONNECT " + r.RequestURI + " over HTTP/2 is not supported: open tunnels over HTTP/1.1"})
 	case r.Method == http.MethodConnect:
 		h.serveConnect(w, r)

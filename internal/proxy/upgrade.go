@@ -12,6 +12,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/headlimit"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -71,13 +72,13 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 	entry.Status = resp.StatusCode
 	reqUp, respUp := upgradeType(outreq.Header), upgradeType(resp.Header)
 	if !switchAllowed(reqUp, respUp) {
-		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPUpgradeFailed,
+		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPUpgradeFailed,
 			Msg: "origin " + u.Host + " switched to protocol " + quote(respUp) + " the client did not ask for (" + quote(reqUp) + ")"})
 		return
 	}
 	if !stop() {
 		// The client left while the origin answered.
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: context.Cause(ctx)})
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: context.Cause(ctx)})
 		return
 	}
 
@@ -92,7 +93,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 	appendVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: PSProxyInternalError, Msg: "cannot take over the client connection for the upgrade to " + u.Host, Err: err})
+		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for the upgrade to " + u.Host, Err: err})
 		return
 	}
 	// Tracked at once: the server stopped counting it at the hijack.
@@ -104,7 +105,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 	}
 	if err := writeSwitch(brw.Writer, resp.Header); err != nil {
 		client.Close()
-		entry.Error, entry.Detail = PSConnectionTerminated, "client went away: "+err.Error()
+		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away: "+err.Error()
 		entry.End = tunnel.EndError
 		entry.Duration = time.Since(entry.Start)
 		h.record(entry)
@@ -121,7 +122,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 func (h *Handler) dialUpgrade(ctx context.Context, scheme, host string) (net.Conn, error) {
 	if scheme == "https" {
 		if h.dialTLS == nil {
-			return nil, &Error{Status: http.StatusBadGateway, Type: PSProxyInternalError, Msg: "no TLS dialer configured for upgrades to https origins"}
+			return nil, &Error{Status: http.StatusBadGateway, Type: proxystatus.ProxyInternalError, Msg: "no TLS dialer configured for upgrades to https origins"}
 		}
 		return h.dialTLS(ctx, "tcp", hostPort(host, "443"))
 	}
@@ -149,7 +150,7 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 			return nil, nil, err
 		}
 		if resp.StatusCode < 100 {
-			return nil, nil, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + outreq.URL.Host}
+			return nil, nil, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + outreq.URL.Host}
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			lr.Lift()
@@ -157,14 +158,14 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 			return resp, br, nil
 		}
 	}
-	return nil, nil, &Error{Status: http.StatusBadGateway, Type: PSHTTPProtocolError, Msg: "origin " + outreq.URL.Host + " sent more than 8 interim responses"}
+	return nil, nil, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "origin " + outreq.URL.Host + " sent more than 8 interim responses"}
 }
 
 // upstreamFail answers a failure to reach the origin, or logs a 499 when
 // the client is the one that went away.
 func (h *Handler) upstreamFail(ctx context.Context, w http.ResponseWriter, entry *accesslog.Entry, host string, err error) {
 	if ctx.Err() != nil {
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: PSConnectionTerminated, Msg: "client went away", Err: err})
+		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err})
 		return
 	}
 	h.fail(w, entry, errorFor(host, err))
@@ -174,7 +175,7 @@ func (h *Handler) upstreamFail(ctx context.Context, w http.ResponseWriter, entry
 // origin switched to something the client cannot speak.
 func (h *Handler) refuseSwitch(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry) {
 	resp.Body.Close()
-	h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: PSHTTPUpgradeFailed,
+	h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPUpgradeFailed,
 		Msg: "origin " + r.URL.Host + " switched to protocol " + quote(upgradeType(resp.Header)) + " though the client asked for no upgrade"})
 }
 

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -38,13 +37,13 @@ type running struct {
 	addr, admin string // admin is "" without -admin-listen
 	cancel      context.CancelFunc
 	done        chan error
-	access      *syncBuffer
+	access      *testnet.Buffer
 	// reloads feeds server.WithReload; reloaded hears each reload's
 	// outcome message.
 	reloads  chan config.Parsed
 	reloaded chan string
 	// log holds the lifecycle log (stderr) as text.
-	log *syncBuffer
+	log *testnet.Buffer
 }
 
 // reload applies cfg as a SIGHUP would and waits until Run logged the
@@ -83,24 +82,6 @@ func (r *running) stop(t *testing.T) {
 		t.Fatal("Run did not return 15s after cancel")
 	}
 	r.done = nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the access log's flush goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // addrHandler passes the addr attribute of the "listening" and "admin
@@ -146,8 +127,8 @@ func startOn(t *testing.T, cfg config.Config) *running {
 		t.Fatalf("Validate() = %v", err)
 	}
 	addrs := make(chan [2]string, 2)
-	r := &running{done: make(chan error, 1), access: &syncBuffer{}, reloads: make(chan config.Parsed),
-		reloaded: make(chan string, 1), log: &syncBuffer{}}
+	r := &running{done: make(chan error, 1), access: &testnet.Buffer{}, reloads: make(chan config.Parsed),
+		reloaded: make(chan string, 1), log: &testnet.Buffer{}}
 	log := slog.New(addrHandler{Handler: slog.NewTextHandler(r.log, nil), addrs: addrs, reloaded: r.reloaded})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel

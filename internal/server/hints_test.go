@@ -13,6 +13,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/server"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // recordsHandler keeps the message and string attributes of every record.
@@ -76,7 +77,7 @@ func TestStartHints(t *testing.T) {
 			h := &recordsHandler{Handler: slog.DiscardHandler, recs: map[string]map[string]string{}}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- server.Run(ctx, config.MustParse(cfg), slog.New(h), &syncBuffer{}) }()
+			go func() { done <- server.Run(ctx, config.MustParse(cfg), slog.New(h), &testnet.Buffer{}) }()
 			t.Cleanup(func() {
 				cancel()
 				select {

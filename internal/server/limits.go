@@ -15,6 +15,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // rejectLogEvery is the least time between two log lines about refused
@@ -23,12 +24,14 @@ const rejectLogEvery = 10 * time.Second
 
 // limits guards the client side of the proxy: only clients in
 // -allow-clients get past accept (the list the proxy handler holds, so a
-// reload changes both checks at once), and at most -max-client-conns
-// connections are served at once, tunnels included. It counts without
-// wrapping the accepted conns, so CONNECT tunnels keep splice(2):
-// connections being served are counted from accept to the server's
-// StateClosed or StateHijacked, and hijacked ones (tunnels, upgrades)
-// while the proxy's tunnel tracker holds them.
+// reload changes both checks at once); at most -max-client-conns
+// connections are served at once, tunnels included; at most
+// -max-requests-in-flight requests (HTTP/1.1 requests and h2c streams)
+// are served at once; and an h2c connection that resets most of its
+// streams is closed. The accepted conns are counted, not wrapped, so
+// CONNECT tunnels keep splice(2): a connection is counted from accept to
+// the server's StateClosed or StateHijacked, and a hijacked one (tunnel,
+// upgrade) while the proxy's tunnel tracker holds it.
 type limits struct {
 	// clients returns the client list in force (nil: every client); set
 	// before the first Accept.
@@ -154,7 +157,7 @@ func (l *limits) rejectRequest(w http.ResponseWriter, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Proxy-Status", l.via+"; error="+proxy.PSConnectionLimit+"; details="+strconv.Quote(err.Error()))
+	h.Set("Proxy-Status", l.via+"; error="+proxystatus.ConnectionLimitReached+"; details="+strconv.Quote(err.Error()))
 	h.Set("Retry-After", "1")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusServiceUnavailable)
@@ -231,7 +234,7 @@ func (l *limits) rejectBusy(c net.Conn) {
 	body := "warmproxy: too many client connections (max-client-conns " + strconv.FormatInt(l.max, 10) + "); retry later\n"
 	resp := "HTTP/1.1 503 Service Unavailable\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
-		"Proxy-Status: " + l.via + "; error=" + proxy.PSConnectionLimit + "\r\n" +
+		"Proxy-Status: " + l.via + "; error=" + proxystatus.ConnectionLimitReached + "\r\n" +
 		"Retry-After: 1\r\n" +
 		"Connection: close\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body

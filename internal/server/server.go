@@ -50,20 +50,9 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
-	ln, err := listen(cfg)
+	ln, adminLn, err := listenAll(cfg, up.Guard)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	var adminLn net.Listener
-	if cfg.AdminListen != "" {
-		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-			ln.Close()
-			return fmt.Errorf("admin listen: %w", err)
-		}
-		// A proxy request to the admin address is a loop too.
-		up.Guard.SetSelf(ln.Addr(), adminLn.Addr())
-	} else {
-		up.Guard.SetSelf(ln.Addr())
+		return err
 	}
 	ln = lim.listener(framingListener{ln})
 	access := newLiveAccessLog(accessOut, cfg.LogFormat)
@@ -74,27 +63,8 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	var ready atomic.Bool
 	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
 	var running inflight
-	admin := http.NewServeMux()
-	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		select {
-		case <-up.Prewarm.Ready():
-		default:
-			http.Error(w, "prewarming", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
 	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
-	admin.Handle("GET /metrics", m.Handler())
-	admin.Handle("GET /debug/pool", m.PoolHandler())
-	admin.Handle("GET /stats", m.StatsHandler())
+	admin := adminMux(up, m, &ready)
 	// With a separate admin address, the proxy's own address serves no
 	// admin path: every origin-form request there gets usage help. The
 	// admin address's root is the stats page; the proxy's root keeps the
@@ -142,22 +112,10 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	go func() { errc <- srv.Serve(ln) }()
 	// The admin server outlives the proxy's drain, so /readyz can say 503
 	// while in-flight requests finish.
-	var adminSrv *http.Server
 	adminErrc := make(chan error, 1)
 	if adminLn != nil {
-		adminSrv = &http.Server{
-			Handler:           admin,
-			ReadHeaderTimeout: cfg.ClientHeaderTimeout,
-			IdleTimeout:       cfg.ClientIdleTimeout,
-			MaxHeaderBytes:    cfg.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
-		go func() { adminErrc <- adminSrv.Serve(adminLn) }()
-		defer func() {
-			adminSrv.Close()
-			<-adminErrc
-		}()
-		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.PProf)
+		stop := serveAdmin(cfg, log, admin, adminLn, adminErrc)
+		defer stop()
 	}
 	// Prewarm dials once the guard knows the proxy's own addresses.
 	up.Prewarm.Start(log)
@@ -183,6 +141,83 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	}
 
 	ready.Store(false)
+	drain(log, cfg, srv, handler, tunnels, &running, up)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// listenAll opens the proxy's listener and, with -admin-listen, the admin
+// one, and tells guard both addresses: a proxy request to either is a
+// loop.
+func listenAll(cfg config.Parsed, guard *upstream.Guard) (ln, adminLn net.Listener, err error) {
+	ln, err = listen(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
+	}
+	if cfg.AdminListen == "" {
+		guard.SetSelf(ln.Addr())
+		return ln, nil, nil
+	}
+	if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("admin listen: %w", err)
+	}
+	guard.SetSelf(ln.Addr(), adminLn.Addr())
+	return ln, adminLn, nil
+}
+
+// serveAdmin serves h on ln until the returned stop is called; Serve's
+// error goes to errc (buffered, one place), and stop waits for it.
+func serveAdmin(cfg config.Parsed, log *slog.Logger, h http.Handler, ln net.Listener, errc chan error) (stop func()) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
+		IdleTimeout:       cfg.ClientIdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("admin listening", "addr", ln.Addr().String(), "pprof", cfg.PProf)
+	return func() {
+		srv.Close()
+		<-errc
+	}
+}
+
+// adminMux serves the admin paths: liveness, readiness (503 while
+// shutting down or prewarming), the metrics and the pool and stats pages.
+func adminMux(up *upstream.Upstream, m *metrics.Metrics, ready *atomic.Bool) *http.ServeMux {
+	admin := http.NewServeMux()
+	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		select {
+		case <-up.Prewarm.Ready():
+		default:
+			http.Error(w, "prewarming", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	admin.Handle("GET /metrics", m.Handler())
+	admin.Handle("GET /debug/pool", m.PoolHandler())
+	admin.Handle("GET /stats", m.StatsHandler())
+	return admin
+}
+
+// drain shuts the proxy down in the house order: stop accepting and let
+// in-flight requests and tunnels finish within -shutdown-grace, cut what
+// is left, then close the upstream side. The admin server is not its
+// business: it outlives the drain, so /readyz can say 503 meanwhile.
+func drain(log *slog.Logger, cfg config.Parsed, srv *http.Server, handler *proxy.Handler, tunnels *connRegistry, running *inflight, up *upstream.Upstream) {
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
@@ -195,16 +230,11 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	handler.ShutdownIntercepted(drainCtx)
 	tunnels.waitEmpty(drainCtx)
 	if shutdownErr != nil || tunnels.len() > 0 {
-		cutLeft(log, srv, tunnels, &running)
+		cutLeft(log, srv, tunnels, running)
 	}
 	tunnels.closeAll()
 	up.Prewarm.Stop()
 	up.Transport.CloseIdleConnections()
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	log.Info("stopped")
-	return nil
 }
 
 // connRegistry holds the hijacked connections of open tunnels.

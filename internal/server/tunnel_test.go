@@ -2,14 +2,12 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,24 +33,6 @@ func (h tunnelAddrHandler) Handle(_ context.Context, r slog.Record) error {
 		})
 	}
 	return nil
-}
-
-// tunnelBuffer is a bytes.Buffer safe for the access log's flusher.
-type tunnelBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *tunnelBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *tunnelBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // tunnelEchoOrigin echoes each connection until EOF, then half-closes.
@@ -105,7 +85,7 @@ func TestRunDrainsTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrc := make(chan string, 1)
-	var access tunnelBuffer
+	var access testnet.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)

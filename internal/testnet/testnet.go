@@ -4,7 +4,9 @@
 package testnet
 
 import (
+	"bytes"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -65,4 +67,29 @@ func ServeListener(t testing.TB, ln net.Listener, serve func(net.Conn)) {
 		mu.Unlock()
 		wg.Wait()
 	})
+}
+
+// Buffer is a bytes.Buffer that goroutines may write and read at once: a
+// log sink for a server under test. Its zero value is ready.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Count returns how many times sub was written so far.
+func (b *Buffer) Count(sub string) int {
+	return strings.Count(b.String(), sub)
 }

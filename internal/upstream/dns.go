@@ -466,7 +466,9 @@ func ttlResolver(base *net.Resolver) *net.Resolver {
 	dial := base.Dial
 	if dial == nil {
 		var d net.Dialer
-		dial = d.DialContext
+		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			return endWithLookup(ctx)(d.DialContext(ctx, network, address))
+		}
 	}
 	return &net.Resolver{
 		PreferGo:     true,

@@ -57,7 +57,7 @@ func NewGuard(cfg config.Parsed, dialer *net.Dialer) (*Guard, error) {
 			PreferGo: true,
 			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				var d net.Dialer
-				return d.DialContext(ctx, network, server)
+				return endWithLookup(ctx)(d.DialContext(ctx, network, server))
 			},
 		}
 	}
@@ -76,21 +76,26 @@ func NewGuard(cfg config.Parsed, dialer *net.Dialer) (*Guard, error) {
 	return g, nil
 }
 
+// endWithLookup returns a function that makes a DNS connection dialed for
+// a lookup end with the lookup's context: Go's resolver bounds its read by
+// the context's deadline only, so a lookup cancelled because every
+// waiter left would otherwise keep its socket and goroutines until the
+// resolver's timeout (resolv.conf's, 5 s by default).
+func endWithLookup(ctx context.Context) func(net.Conn, error) (net.Conn, error) {
+	return func(c net.Conn, err error) (net.Conn, error) {
+		if err == nil {
+			context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		}
+		return c, err
+	}
+}
+
 // SetPolicy replaces the destination policy for the dials that start from
 // now on, and for the next write on every pooled connection dialed before
 // (recheck.go); a configuration reload calls it.
 func (g *Guard) SetPolicy(p *acl.Policy) {
 	g.policy.Store(p)
 	g.gen.Add(1)
-}
-
-// SetLookup replaces the resolver, under the cache if there is one; for
-// tests, before the first dial.
-func (g *Guard) SetLookup(f LookupFunc) {
-	g.lookup = f
-	if g.dns != nil {
-		g.dns.lookup = f
-	}
 }
 
 // DNS returns the guard's DNS cache, nil when caching is off.

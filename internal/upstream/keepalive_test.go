@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -86,6 +87,31 @@ func startKAOrigin(t *testing.T, timeout, band time.Duration, announce bool) *ka
 		o.serve(c)
 	})
 	return o
+}
+
+// pipeKAOrigin is a kaOrigin for synctest bubbles: it has no listener,
+// and serves each connection its dial hands out over net.Pipe.
+func pipeKAOrigin(timeout, band time.Duration, announce bool) *kaOrigin {
+	return &kaOrigin{addr: "origin.test:80", timeout: timeout, band: band, announce: announce}
+}
+
+func (o *kaOrigin) dial(context.Context, string, string) (net.Conn, error) {
+	c, s := net.Pipe()
+	o.accepts.Add(1)
+	go o.serve(s)
+	return c, nil
+}
+
+// newPipeUpstream is the pool and transport of New with the given
+// -honor-keepalive-timeout, dialing o over pipes, for a synctest bubble.
+func newPipeUpstream(t *testing.T, o *kaOrigin, honor bool) (*Pool, http.RoundTripper) {
+	t.Helper()
+	p := NewPool()
+	p.honorKeepAlive = honor
+	tr := &http.Transport{DialContext: o.dial}
+	p.instrument(tr)
+	t.Cleanup(tr.CloseIdleConnections)
+	return p, p.Wrap(tr)
 }
 
 func (o *kaOrigin) serve(c net.Conn) {
@@ -175,37 +201,36 @@ func TestKeepAliveRetirement(t *testing.T) {
 		{"off", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			o := startKAOrigin(t, time.Second, 200*time.Millisecond, true)
-			cfg := config.Default()
-			cfg.HonorKeepAliveTimeout = tt.honor
-			up := newTestUpstream(t, cfg)
-			rt := up.Pool.Wrap(up.Transport)
-			url := "http://" + o.addr + "/"
-			retries := 0
-			for i := range 4 {
-				if i > 0 {
-					time.Sleep(900 * time.Millisecond)
+			synctest.Test(t, func(t *testing.T) {
+				o := pipeKAOrigin(time.Second, 200*time.Millisecond, true)
+				pool, rt := newPipeUpstream(t, o, tt.honor)
+				url := "http://" + o.addr + "/"
+				retries := 0
+				for i := range 4 {
+					if i > 0 {
+						time.Sleep(900 * time.Millisecond)
+					}
+					n, _ := getCounting(t, rt, url)
+					retries += n - 1
 				}
-				n, _ := getCounting(t, rt, url)
-				retries += n - 1
-			}
-			st := up.Pool.Hosts()[0]
-			t.Logf("retries %d, stale hits at the origin %d, retired %d, accepts %d", retries, o.stale.Load(), st.Retired, o.accepts.Load())
-			if tt.honor {
-				if retries != 0 || o.stale.Load() != 0 {
-					t.Errorf("with retirement: %d retries, %d requests met a closing connection, want 0", retries, o.stale.Load())
+				st := pool.Hosts()[0]
+				t.Logf("retries %d, stale hits at the origin %d, retired %d, accepts %d", retries, o.stale.Load(), st.Retired, o.accepts.Load())
+				if tt.honor {
+					if retries != 0 || o.stale.Load() != 0 {
+						t.Errorf("with retirement: %d retries, %d requests met a closing connection, want 0", retries, o.stale.Load())
+					}
+					if st.Retired < 3 || st.KeepAliveTimeout != 1 {
+						t.Errorf("retired %d, keep-alive timeout %vs, want 3 or more and 1s", st.Retired, st.KeepAliveTimeout)
+					}
+				} else {
+					if retries == 0 || o.stale.Load() == 0 {
+						t.Errorf("without retirement: %d retries, %d stale hits, want some (else this test proves nothing)", retries, o.stale.Load())
+					}
+					if st.Retired != 0 {
+						t.Errorf("retired %d with -honor-keepalive-timeout=false, want 0", st.Retired)
+					}
 				}
-				if st.Retired < 3 || st.KeepAliveTimeout != 1 {
-					t.Errorf("retired %d, keep-alive timeout %vs, want 3 or more and 1s", st.Retired, st.KeepAliveTimeout)
-				}
-			} else {
-				if retries == 0 || o.stale.Load() == 0 {
-					t.Errorf("without retirement: %d retries, %d stale hits, want some (else this test proves nothing)", retries, o.stale.Load())
-				}
-				if st.Retired != 0 {
-					t.Errorf("retired %d with -honor-keepalive-timeout=false, want 0", st.Retired)
-				}
-			}
+			})
 		})
 	}
 }
@@ -213,52 +238,54 @@ func TestKeepAliveRetirement(t *testing.T) {
 // Retirement never cuts a request in flight: a head that comes after the
 // limit, a body that pauses past it.
 func TestKeepAliveRetirementSparesBusyConns(t *testing.T) {
-	o := startKAOrigin(t, time.Second, 0, true)
-	up := newTestUpstream(t, config.Default())
-	rt := up.Pool.Wrap(up.Transport)
-	base := "http://" + o.addr
-	getCounting(t, rt, base+"/") // learn the timeout
-	for _, path := range []string{"/slow", "/pause"} {
-		if n, reused := getCounting(t, rt, base+path); n != 1 || !reused {
-			t.Errorf("GET %s took %d connections (reused %v), want 1 reused", path, n, reused)
+	synctest.Test(t, func(t *testing.T) {
+		o := pipeKAOrigin(time.Second, 0, true)
+		pool, rt := newPipeUpstream(t, o, config.Default().HonorKeepAliveTimeout)
+		base := "http://" + o.addr
+		getCounting(t, rt, base+"/") // learn the timeout
+		for _, path := range []string{"/slow", "/pause"} {
+			if n, reused := getCounting(t, rt, base+path); n != 1 || !reused {
+				t.Errorf("GET %s took %d connections (reused %v), want 1 reused", path, n, reused)
+			}
 		}
-	}
-	if st := up.Pool.Hosts()[0]; st.Retired != 0 {
-		t.Errorf("retired %d connections while requests used them, want 0", st.Retired)
-	}
+		if st := pool.Hosts()[0]; st.Retired != 0 {
+			t.Errorf("retired %d connections while requests used them, want 0", st.Retired)
+		}
+	})
 }
 
 // An idle connection is retired even while another request to the same
 // origin is in flight on a second connection: under steady load the
 // surplus idle connections are the ones that meet the origin's close.
 func TestKeepAliveRetiresIdleConnUnderLoad(t *testing.T) {
-	o := startKAOrigin(t, time.Second, 0, true)
-	up := newTestUpstream(t, config.Default())
-	rt := up.Pool.Wrap(up.Transport)
-	base := "http://" + o.addr
-	getCounting(t, rt, base+"/") // learn the timeout
-	// Two connections: the slow request holds one for 1.5 s; the other,
-	// used once alongside it and then idle, must be retired meanwhile.
-	slow := make(chan struct{})
-	go func() {
-		defer close(slow)
-		getCounting(t, rt, base+"/slow")
-	}()
-	waitUntil(t, "the slow request to be in flight", func() bool { return up.Pool.Hosts()[0].InFlight == 1 })
-	getCounting(t, rt, base+"/")
-	if got := o.accepts.Load(); got != 2 {
-		t.Fatalf("origin accepted %d connections, want 2", got)
-	}
-	// The idle one is retired 0.5 s after its last use, while the slow
-	// request (1.5 s) is still in flight.
-	waitUntil(t, "the idle connection to be retired", func() bool { return up.Pool.Hosts()[0].Retired == 1 })
-	if st := up.Pool.Hosts()[0]; st.InFlight != 1 {
-		t.Errorf("retired while %d requests were in flight, want it while the slow one (1) still was", st.InFlight)
-	}
-	<-slow
-	if st := up.Pool.Hosts()[0]; st.Retired != 1 {
-		t.Errorf("retired %d connections, want 1: never the one the slow request held", st.Retired)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		o := pipeKAOrigin(time.Second, 0, true)
+		pool, rt := newPipeUpstream(t, o, config.Default().HonorKeepAliveTimeout)
+		base := "http://" + o.addr
+		getCounting(t, rt, base+"/") // learn the timeout
+		// Two connections: the slow request holds one for 1.5 s; the other,
+		// used once alongside it and then idle, must be retired meanwhile.
+		slow := make(chan struct{})
+		go func() {
+			defer close(slow)
+			getCounting(t, rt, base+"/slow")
+		}()
+		waitUntil(t, "the slow request to be in flight", func() bool { return pool.Hosts()[0].InFlight == 1 })
+		getCounting(t, rt, base+"/")
+		if got := o.accepts.Load(); got != 2 {
+			t.Fatalf("origin accepted %d connections, want 2", got)
+		}
+		// The idle one is retired 0.5 s after its last use, while the slow
+		// request (1.5 s) is still in flight.
+		waitUntil(t, "the idle connection to be retired", func() bool { return pool.Hosts()[0].Retired == 1 })
+		if st := pool.Hosts()[0]; st.InFlight != 1 {
+			t.Errorf("retired while %d requests were in flight, want it while the slow one (1) still was", st.InFlight)
+		}
+		<-slow
+		if st := pool.Hosts()[0]; st.Retired != 1 {
+			t.Errorf("retired %d connections, want 1: never the one the slow request held", st.Retired)
+		}
+	})
 }
 
 // waitUntil polls cond for at most 5 s.

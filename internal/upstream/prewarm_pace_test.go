@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // pipeOrigin is a fake origin for synctest bubbles: each dial returns one
@@ -59,6 +61,29 @@ func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool
 		po.close()
 	})
 	return w, p, po
+}
+
+// startPipeUpstream builds for a synctest bubble what New and
+// startPrewarm build from cfg (pool, transport, prewarm), every dial
+// going to dial, and waits for the prewarm to be ready.
+func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstream, *testnet.Buffer) {
+	t.Helper()
+	p := NewPool()
+	p.honorKeepAlive = cfg.HonorKeepAliveTimeout
+	tr := &http.Transport{DialContext: dial}
+	p.instrument(tr)
+	w, err := newPrewarm(config.MustParse(cfg), p, tr, nil)
+	if err != nil || w == nil {
+		t.Fatalf("newPrewarm(%q) = %v, %v", cfg.Prewarm, w, err)
+	}
+	logs := &testnet.Buffer{}
+	w.Start(slog.New(slog.NewTextHandler(logs, nil)))
+	t.Cleanup(func() {
+		w.Stop()
+		tr.CloseIdleConnections()
+	})
+	<-w.Ready()
+	return &Upstream{Transport: tr, Pool: p, Prewarm: w}, logs
 }
 
 // Issue 12: with -prewarm *8 and an origin announcing timeout=1, the

@@ -1,7 +1,7 @@
 package upstream
 
 import (
-	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"io"
@@ -14,10 +14,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // countingOrigin is an httptest origin that counts accepted connections
@@ -96,31 +99,13 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// logBuf is a goroutine-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *logBuf) {
+func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *testnet.Buffer) {
 	t.Helper()
 	up := newTestUpstream(t, cfg)
 	if up.Prewarm == nil {
 		t.Fatalf("New(prewarm %q) built no Prewarm", cfg.Prewarm)
 	}
-	logs := &logBuf{}
+	logs := &testnet.Buffer{}
 	up.Prewarm.Start(slog.New(slog.NewTextHandler(logs, nil)))
 	select {
 	case <-up.Prewarm.Ready():
@@ -195,8 +180,8 @@ func TestPrewarmOpensAtStart(t *testing.T) {
 			if st := up.hostStats(t, name, host); st.Opened != 3 || st.Warm != 0 {
 				t.Errorf("after the requests: opened %d, warm %d, want 3 and 0 (all in the pool)", st.Opened, st.Warm)
 			}
-			if n := logs.count("prewarmed"); n != 1 {
-				t.Errorf("%d 'prewarmed' log lines, want 1:\n%s", n, logs.b.String())
+			if n := logs.Count("prewarmed"); n != 1 {
+				t.Errorf("%d 'prewarmed' log lines, want 1:\n%s", n, logs.String())
 			}
 		})
 	}
@@ -227,90 +212,78 @@ func TestPrewarmReopens(t *testing.T) {
 func TestPrewarmFailingBacksOff(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		addr func(t *testing.T) (string, *atomic.Int64)
+		// hangUp: the origin accepts and closes at once; else it
+		// refuses.
+		hangUp bool
 	}{
-		{"refused", func(t *testing.T) (string, *atomic.Int64) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
-			return addr, nil
-		}},
-		{"hangs up", func(t *testing.T) (string, *atomic.Int64) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var accepts atomic.Int64
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					accepts.Add(1)
-					c.Close()
-				}
-			}()
-			t.Cleanup(func() { ln.Close(); <-done })
-			return ln.Addr().String(), &accepts
-		}},
+		{"refused", false},
+		{"hangs up", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			addr, accepts := tt.addr(t)
-			cfg := config.Default()
-			cfg.Prewarm = "http://" + addr + "*2"
-			up, logs := startPrewarm(t, cfg)
-			time.Sleep(2 * time.Second)
-			st := up.hostStats(t, "http", addr)
-			attempts := int64(st.DialErrors)
-			if accepts != nil {
-				attempts = accepts.Load()
-			}
-			// Backoff 0.25, 0.5, 1, ... s (±20%): within 2 s some five
-			// rounds of two dials at most, not a loop.
-			if attempts < 2 || attempts > 12 {
-				t.Errorf("%d dial attempts in 2s, want 2 to 12 (backoff)", attempts)
-			}
-			if n := logs.count("prewarm failing"); n != 1 {
-				t.Errorf("%d 'prewarm failing' log lines, want 1:\n%s", n, logs.b.String())
-			}
-			t.Logf("%d attempts in 2s; log:\n%s", attempts, logs.b.String())
+			synctest.Test(t, func(t *testing.T) {
+				const addr = "origin.test:80"
+				var accepts atomic.Int64
+				dial := func(context.Context, string, string) (net.Conn, error) {
+					if !tt.hangUp {
+						return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+					}
+					accepts.Add(1)
+					c, s := net.Pipe()
+					s.Close()
+					return c, nil
+				}
+				cfg := config.Default()
+				cfg.Prewarm = "http://" + addr + "*2"
+				up, logs := startPipeUpstream(t, cfg, dial)
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				st := up.hostStats(t, "http", addr)
+				attempts := int64(st.DialErrors)
+				if tt.hangUp {
+					attempts = accepts.Load()
+				}
+				// Backoff 0.25, 0.5, 1, ... s (±20%): within 2 s some five
+				// rounds of two dials at most, not a loop.
+				if attempts < 2 || attempts > 12 {
+					t.Errorf("%d dial attempts in 2s, want 2 to 12 (backoff)", attempts)
+				}
+				if n := logs.Count("prewarm failing"); n != 1 {
+					t.Errorf("%d 'prewarm failing' log lines, want 1:\n%s", n, logs.String())
+				}
+				t.Logf("%d attempts in 2s; log:\n%s", attempts, logs.String())
+			})
 		})
 	}
 }
 
 // A failing origin that comes back is logged once as recovered.
 func TestPrewarmRecovers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := config.Default()
-	cfg.Prewarm = "http://" + addr
-	up, logs := startPrewarm(t, cfg)
-	time.Sleep(300 * time.Millisecond)
-	ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		skipUnlessCI(t, "port %s taken again: %v", addr, err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	waitFor(t, 5*time.Second, "no 'prewarm recovered' line", func() bool { return logs.count("prewarm recovered") == 1 })
-	if st := up.hostStats(t, "http", addr); st.Warm != 1 {
-		t.Errorf("warm %d after recovery, want 1", st.Warm)
-	}
-	if n := logs.count("prewarm failing"); n != 1 {
-		t.Errorf("%d 'prewarm failing' lines, want 1:\n%s", n, logs.b.String())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const addr = "origin.test:80"
+		var (
+			up   atomic.Bool
+			ends pipeOrigin
+		)
+		dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+			if !up.Load() {
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+			}
+			return ends.dial(ctx, network, address)
+		}
+		t.Cleanup(ends.close)
+		cfg := config.Default()
+		cfg.Prewarm = "http://" + addr
+		upst, logs := startPipeUpstream(t, cfg, dial)
+		time.Sleep(300 * time.Millisecond)
+		up.Store(true)
+		waitFor(t, 5*time.Second, "no 'prewarm recovered' line", func() bool { return logs.Count("prewarm recovered") == 1 })
+		if st := upst.hostStats(t, "http", addr); st.Warm != 1 {
+			t.Errorf("warm %d after recovery, want 1", st.Warm)
+		}
+		if n := logs.Count("prewarm failing"); n != 1 {
+			t.Errorf("%d 'prewarm failing' lines, want 1:\n%s", n, logs.String())
+		}
+	})
 }
 
 // Prewarm adds nothing while the pool holds N connections of its own, and
@@ -379,22 +352,24 @@ func TestPrewarmStop(t *testing.T) {
 // is replaced before that timeout, no sooner than 1 s after the one
 // before it was opened (paced, see TestPrewarmPacesRedials).
 func TestPrewarmRetiresStash(t *testing.T) {
-	o := startKAOrigin(t, time.Second, 0, true)
-	cfg := config.Default()
-	cfg.Prewarm = "http://" + o.addr
-	up, _ := startPrewarm(t, cfg)
-	getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
-	before := o.accepts.Load()
-	time.Sleep(1500 * time.Millisecond)
-	if got := o.accepts.Load() - before; got < 1 {
-		t.Errorf("%d connections opened in 1.5s with a 1s keep-alive timeout, want 1 or more (retired at 0.5s)", got)
-	}
-	if st := up.Pool.Hosts()[0]; st.Retired < 1 {
-		t.Errorf("retired %d, want 1 or more", st.Retired)
-	}
-	if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
-		t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		o := pipeKAOrigin(time.Second, 0, true)
+		cfg := config.Default()
+		cfg.Prewarm = "http://" + o.addr
+		up, _ := startPipeUpstream(t, cfg, o.dial)
+		getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
+		before := o.accepts.Load()
+		time.Sleep(1500 * time.Millisecond)
+		if got := o.accepts.Load() - before; got < 1 {
+			t.Errorf("%d connections opened in 1.5s with a 1s keep-alive timeout, want 1 or more (retired at 0.5s)", got)
+		}
+		if st := up.Pool.Hosts()[0]; st.Retired < 1 {
+			t.Errorf("retired %d, want 1 or more", st.Retired)
+		}
+		if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
+			t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
+		}
+	})
 }
 
 // Issue 8: an HTTP/2 origin carries every request on one connection, so

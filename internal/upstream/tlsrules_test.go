@@ -1,7 +1,6 @@
 package upstream_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,12 +19,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -154,9 +153,9 @@ func startTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPoo
 // testUpstream builds the upstream from cfg, with names resolved by
 // names (host → 127.0.0.1 only) and warnings logged to the returned
 // buffer.
-func testUpstream(t *testing.T, cfg config.Config, names ...string) (*upstream.Upstream, *syncBuf) {
+func testUpstream(t *testing.T, cfg config.Config, names ...string) (*upstream.Upstream, *testnet.Buffer) {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &testnet.Buffer{}
 	up, err := upstream.New(config.MustParse(cfg), upstream.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatalf("upstream.New: %v", err)
@@ -179,23 +178,6 @@ func testConfig() config.Config {
 	cfg.TLSHandshakeTimeout = 3 * time.Second
 	cfg.ResponseHeaderTimeout = 5 * time.Second
 	return cfg
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // get sends GET url on rt and returns the body, failing the test on an

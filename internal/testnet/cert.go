@@ -1,0 +1,72 @@
+package testnet
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+)
+
+// Cert describes a certificate that SelfSigned makes.
+type Cert struct {
+	CommonName string
+	DNSNames   []string
+	IPs        []net.IP
+	// Use is what the certificate is for; nil means server auth.
+	Use []x509.ExtKeyUsage
+}
+
+// SelfSigned makes an ECDSA P-256 certificate that is its own root
+// (a CA, so a client may trust it as one), valid from an hour ago for a
+// day. Its Leaf is set.
+func SelfSigned(t testing.TB, c Cert) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := c.Use
+	if use == nil {
+		use = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: c.CommonName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: use,
+		DNSNames:    c.DNSNames,
+		IPAddresses: c.IPs,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// CertPEM is c's certificate, PEM-encoded.
+func CertPEM(c tls.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
+}
+
+// KeyPEM is the private key of a certificate SelfSigned made, PEM-encoded.
+func KeyPEM(t testing.TB, c tls.Certificate) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}

@@ -1,0 +1,52 @@
+package testnet
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// A client that trusts CertPEM completes a TLS handshake on loopback with
+// a server presenting the certificate.
+func TestSelfSignedOnLoopback(t *testing.T) {
+	cert := SelfSigned(t, Cert{CommonName: "testnet", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if len(KeyPEM(t, cert)) == 0 {
+		t.Fatal("KeyPEM is empty")
+	}
+	addr := Serve(t, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		io.WriteString(tc, "hello")
+		tc.Close()
+	})
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(CertPEM(cert)) {
+		t.Fatal("CertPEM does not parse")
+	}
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatalf("tls.Dial(%s) = %v", addr, err)
+	}
+	defer c.Close()
+	if b, _ := io.ReadAll(c); string(b) != "hello" {
+		t.Errorf("read %q, want hello", b)
+	}
+}
+
+func TestBufferConcurrent(t *testing.T) {
+	var b Buffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				io.WriteString(&b, "line\n")
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.Count("line\n"); n != 800 {
+		t.Errorf("Count = %d after 800 writes, want 800", n)
+	}
+}
