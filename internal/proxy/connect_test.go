@@ -18,6 +18,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -52,7 +53,7 @@ func tunnelFDCount(t *testing.T) int {
 	runtime.GC()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		skipUnlessCI(t, "no /proc/self/fd: %v", err)
+		testnet.SkipUnlessCI(t, "no /proc/self/fd: %v", err)
 	}
 	return len(ents)
 }

@@ -6,6 +6,7 @@ package testnet
 import (
 	"bytes"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -92,4 +93,14 @@ func (b *Buffer) String() string {
 // Count returns how many times sub was written so far.
 func (b *Buffer) Count(sub string) int {
 	return strings.Count(b.String(), sub)
+}
+
+// SkipUnlessCI skips t for a missing piece of the environment (no /proc,
+// a port taken), or fails it when CI is set: there every test must run.
+func SkipUnlessCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set and the test cannot run: "+format, args...)
+	}
+	t.Skipf("skipping: "+format, args...)
 }

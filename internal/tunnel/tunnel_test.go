@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -61,7 +62,7 @@ func fdCount(t *testing.T) int {
 	runtime.GC()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		skipUnlessCI(t, "no /proc/self/fd: %v", err)
+		testnet.SkipUnlessCI(t, "no /proc/self/fd: %v", err)
 	}
 	return len(ents)
 }
@@ -428,7 +429,7 @@ func syscw(t *testing.T) int64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/io")
 	if err != nil {
-		skipUnlessCI(t, "no /proc/self/io: %v", err)
+		testnet.SkipUnlessCI(t, "no /proc/self/io: %v", err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
@@ -439,7 +440,7 @@ func syscw(t *testing.T) int64 {
 			return n
 		}
 	}
-	skipUnlessCI(t, "no syscw in /proc/self/io")
+	testnet.SkipUnlessCI(t, "no syscw in /proc/self/io")
 	return 0
 }
 

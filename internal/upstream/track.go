@@ -148,22 +148,32 @@ func (p *Pool) instrument(t *http.Transport) {
 func (p *Pool) dialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTP, addr)
-		gen := p.policyGen()
-		ctx, cancel, gone := dialContext(ctx)
-		defer cancel()
-		release, err := hs.dialSlot(ctx, gone)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			p.dialFailed(ctx, hs, err)
-			return nil, err
-		}
-		hs.proto.Store(protoHTTP1)
-		return p.track(c, hs, addr, gen), nil
+		return p.dialTracked(ctx, hs, dial, network, addr, func(_ context.Context, c net.Conn) (net.Conn, error) {
+			hs.proto.Store(protoHTTP1)
+			return c, nil
+		})
 	}
+}
+
+// dialTracked dials addr for hs within one of its dial slots, counts and
+// tracks the connection under the current policy generation, and hands
+// it to then, which finishes it (a TLS handshake) while the slot and
+// the request-bound context still hold.
+func (p *Pool) dialTracked(ctx context.Context, hs *hostStats, dial DialFunc, network, addr string, then func(context.Context, net.Conn) (net.Conn, error)) (net.Conn, error) {
+	gen := p.policyGen()
+	ctx, cancel, gone := dialContext(ctx)
+	defer cancel()
+	release, err := hs.dialSlot(ctx, gone)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	c, err := dial(ctx, network, addr)
+	if err != nil {
+		p.dialFailed(ctx, hs, err)
+		return nil, err
+	}
+	return then(ctx, p.track(c, hs, addr, gen))
 }
 
 func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration) DialFunc {
@@ -172,52 +182,46 @@ func (p *Pool) tlsDialer(dial DialFunc, base *tls.Config, timeout time.Duration)
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		hs := p.host(SchemeHTTPS, addr)
-		gen := p.policyGen()
-		ctx, cancel, gone := dialContext(ctx)
-		defer cancel()
-		release, err := hs.dialSlot(ctx, gone)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-		raw, err := dial(ctx, network, addr)
-		if err != nil {
-			p.dialFailed(ctx, hs, err)
-			return nil, err
-		}
-		c := p.track(raw, hs, addr, gen)
-		cfg := p.tlsRules.clientConfig(base, addr)
-		tc := tls.Client(c, cfg)
-		start := time.Now()
-		if err := handshake(ctx, tc, addr, timeout); err != nil {
-			c.Close()
-			hs.tlsErrors.Add(1)
-			p.totals[SchemeHTTPS].tlsErrors.Add(1)
-			if ctx.Err() == nil {
-				hs.setErr("tls handshake: " + err.Error())
-			}
-			return nil, err
-		}
-		d := time.Since(start)
-		resumed := tc.ConnectionState().DidResume
-		if resumed {
-			hs.tlsResumed.Add(1)
-			p.totals[SchemeHTTPS].tlsResumed.Add(1)
-		} else {
-			hs.tlsFull.Add(1)
-			p.totals[SchemeHTTPS].tlsFull.Add(1)
-		}
-		if p.onTLS != nil {
-			p.onTLS(resumed, d)
-		}
-		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			c.(*trackedConn).markH2()
-			hs.proto.Store(protoH2)
-		} else {
-			hs.proto.Store(protoHTTP1)
-		}
-		return tc, nil
+		return p.dialTracked(ctx, hs, dial, network, addr, func(ctx context.Context, c net.Conn) (net.Conn, error) {
+			return p.clientHandshake(ctx, hs, c, base, addr, timeout)
+		})
 	}
+}
+
+// clientHandshake runs the TLS handshake on c, a tracked connection to
+// addr, and counts it (full, resumed or failed) for hs.
+func (p *Pool) clientHandshake(ctx context.Context, hs *hostStats, c net.Conn, base *tls.Config, addr string, timeout time.Duration) (net.Conn, error) {
+	cfg := p.tlsRules.clientConfig(base, addr)
+	tc := tls.Client(c, cfg)
+	start := time.Now()
+	if err := handshake(ctx, tc, addr, timeout); err != nil {
+		c.Close()
+		hs.tlsErrors.Add(1)
+		p.totals[SchemeHTTPS].tlsErrors.Add(1)
+		if ctx.Err() == nil {
+			hs.setErr("tls handshake: " + err.Error())
+		}
+		return nil, err
+	}
+	d := time.Since(start)
+	resumed := tc.ConnectionState().DidResume
+	if resumed {
+		hs.tlsResumed.Add(1)
+		p.totals[SchemeHTTPS].tlsResumed.Add(1)
+	} else {
+		hs.tlsFull.Add(1)
+		p.totals[SchemeHTTPS].tlsFull.Add(1)
+	}
+	if p.onTLS != nil {
+		p.onTLS(resumed, d)
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		c.(*trackedConn).markH2()
+		hs.proto.Store(protoH2)
+	} else {
+		hs.proto.Store(protoHTTP1)
+	}
+	return tc, nil
 }
 
 func (p *Pool) dialFailed(ctx context.Context, hs *hostStats, err error) {
