@@ -51,15 +51,15 @@ const (
 type chunkState uint8
 
 const (
-	stSize     chunkState = iota // hex digits of a chunk-size
-	stSizeOWS                    // whitespace after the size
-	stExt                        // a chunk extension
-	stSizeLF                     // the LF ending the size line
-	stData                       // chunk data
-	stDataCR                     // the CRLF after chunk data
-	stDataLF                     //
-	stTrailer                    // the trailer section
-	stDone                       // the message has ended
+	stSize    chunkState = iota // hex digits of a chunk-size
+	stSizeOWS                   // whitespace after the size
+	stExt                       // a chunk extension
+	stSizeLF                    // the LF ending the size line
+	stData                      // chunk data
+	stDataCR                    // the CRLF after chunk data
+	stDataLF                    //
+	stTrailer                   // the trailer section
+	stDone                      // the message has ended
 )
 
 // Reset readies s for the next body, keeping its trailer buffer.

@@ -106,8 +106,9 @@ func compareRequest(t *testing.T, b []byte, h *RequestHead, req *http.Request) {
 	if (h.Framing == BodyChunked) != chunked {
 		t.Errorf("Parse(%q): framing %v, net/http TE %q", b, h.Framing, req.TransferEncoding)
 	}
+	none := h.Framing == BodyNone || h.Framing == BodyLength && h.ContentLength == 0
 	if !chunked && (h.ContentLength != req.ContentLength && !(h.ContentLength == -1 && req.ContentLength == 0) ||
-		(h.Framing == BodyNone) != (req.ContentLength == 0)) {
+		none != (req.ContentLength == 0)) {
 		t.Errorf("Parse(%q): framing %v length %d, net/http length %d", b, h.Framing, h.ContentLength, req.ContentLength)
 	}
 	if h.Close != req.Close {

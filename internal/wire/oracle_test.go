@@ -41,6 +41,10 @@ import (
 //     obs-fold, or a space before the colon (net/http reads the trailer
 //     with textproto, as lax as in heads). RFC 9112 section 7.1.1 and 7.1.2.
 //
+//  7. CONNECT with an empty request-target: net/http parses "http://"
+//     and accepts an empty authority; wire rejects an empty target for
+//     every method (RFC 9112 section 3.2.3).
+//
 // Requests are judged as http.Server does: http.ReadRequest, then the
 // server's own checks (HTTP/1.x only, the Host rules, valid field names
 // and values). The h2c preface (PRI * HTTP/2.0) is the connection
@@ -171,7 +175,7 @@ func hasSpaceBeforeColon(b []byte) bool {
 // requestDifference reports whether wire's rejection of b, which net/http
 // accepted as req, is one of the documented differences.
 func requestDifference(b []byte, req *http.Request) bool {
-	return hasObsFold(b) || hasBareCR(b) ||
+	return hasObsFold(b) || hasBareCR(b) || req.RequestURI == "" ||
 		len(req.TransferEncoding) > 0 && len(b) > 0 && bytes.Contains(bytes.ToLower(b), []byte("content-length"))
 }
 
