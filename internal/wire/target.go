@@ -23,7 +23,7 @@ func (h *RequestHead) parseTarget(b []byte) error {
 		// net/http parses "http://" + target: the authority runs to the
 		// first "/" (or "?"), and anything after it is a path.
 		a, rest := splitAuthority(t)
-		if err := checkAuthority(a, "http://"+string(t)); err != nil {
+		if err := checkAuthority(a, t, "http://"); err != nil {
 			return err
 		}
 		return checkPath(rest, start+len(a))
@@ -68,7 +68,7 @@ func (h *RequestHead) parseAbsolute(t []byte, start int) error {
 	}
 	a, path := splitAuthority(rest[2:])
 	h.Authority = Span{int32(off + 2), int32(off + 2 + len(a))}
-	if err := checkAuthority(a, string(t)); err != nil {
+	if err := checkAuthority(a, t, ""); err != nil {
 		return err
 	}
 	return checkPath(path, off+2+len(a))
@@ -87,21 +87,22 @@ func splitAuthority(t []byte) (authority, rest []byte) {
 
 // checkAuthority accepts host [":" port] where host is made of
 // unreserved characters and port of digits, which net/url accepts as is.
-// Anything else goes to url.ParseRequestURI(whole) for the verdict.
-func checkAuthority(a []byte, whole string) error {
+// Anything else goes to url.ParseRequestURI(prefix+target) for the
+// verdict.
+func checkAuthority(a, target []byte, prefix string) error {
 	host := a
 	for i, c := range a {
 		if c == ':' {
 			host = a[:i]
 			if !allDigits(a[i+1:]) {
-				return slowTarget(whole)
+				return slowTarget(prefix + string(target))
 			}
 			break
 		}
 	}
 	for _, c := range host {
 		if !(isAlpha(c) || isDigit(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-			return slowTarget(whole)
+			return slowTarget(prefix + string(target))
 		}
 	}
 	return nil
