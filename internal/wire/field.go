@@ -115,15 +115,15 @@ var comma = []byte(",")
 // starts at b[i], and the index where the line's content ends (before CRLF
 // or a bare LF), or -1 when b holds no LF from i on.
 func lineEnd(b []byte, i int) (content, next int) {
-	for j := i; j < len(b); j++ {
-		if b[j] == '\n' {
-			if j > i && b[j-1] == '\r' {
-				return j - 1, j + 1
-			}
-			return j, j + 1
-		}
+	k := bytes.IndexByte(b[i:], '\n')
+	if k < 0 {
+		return -1, -1
 	}
-	return -1, -1
+	j := i + k
+	if j > i && b[j-1] == '\r' {
+		return j - 1, j + 1
+	}
+	return j, j + 1
 }
 
 // parseFields parses the field lines of b from offset i up to and
@@ -183,4 +183,53 @@ func parseField(b []byte, i, end int) (Field, error) {
 		}
 	}
 	return Field{Name: Span{int32(i), int32(j)}, Value: Span{int32(v), int32(e)}}, nil
+}
+
+// fieldKind names the fields wire derives something from.
+type fieldKind uint8
+
+const (
+	kindOther fieldKind = iota
+	kindContentLength
+	kindTransferEncoding
+	kindConnection
+	kindUpgrade
+	kindTrailer
+	kindHost
+	kindExpect
+)
+
+// kindOf classifies a field name, ASCII case ignored, looking at its
+// length first so that most names cost one comparison.
+func kindOf(name []byte) fieldKind {
+	switch len(name) {
+	case 4:
+		if EqualFold(name, "host") {
+			return kindHost
+		}
+	case 6:
+		if EqualFold(name, "expect") {
+			return kindExpect
+		}
+	case 7:
+		if EqualFold(name, "upgrade") {
+			return kindUpgrade
+		}
+		if EqualFold(name, "trailer") {
+			return kindTrailer
+		}
+	case 10:
+		if EqualFold(name, "connection") {
+			return kindConnection
+		}
+	case 14:
+		if EqualFold(name, "content-length") {
+			return kindContentLength
+		}
+	case 17:
+		if EqualFold(name, "transfer-encoding") {
+			return kindTransferEncoding
+		}
+	}
+	return kindOther
 }

@@ -68,25 +68,24 @@ func (t *transfer) framingFields(b []byte, fields []Field, minor int) error {
 	nCL, nTE := 0, 0
 	keepAlive := false
 	for _, f := range fields {
-		name := f.Name.In(b)
-		switch {
-		case EqualFold(name, "content-length"):
+		switch kindOf(f.Name.In(b)) {
+		case kindContentLength:
 			if nCL > 0 && string(f.Value.In(b)) != string(cl.In(b)) {
 				return syntaxErr("content-length (differing values)", int(f.Line.Start))
 			}
 			cl = f.Value
 			nCL++
-		case EqualFold(name, "transfer-encoding"):
+		case kindTransferEncoding:
 			te = f.Value
 			nTE++
-		case EqualFold(name, "connection"):
+		case kindConnection:
 			v := f.Value.In(b)
 			t.Close = t.Close || HasToken(v, "close")
 			keepAlive = keepAlive || HasToken(v, "keep-alive")
 			t.ConnUpgrade = t.ConnUpgrade || HasToken(v, "upgrade")
-		case EqualFold(name, "upgrade"):
+		case kindUpgrade:
 			t.Upgrade = true
-		case EqualFold(name, "trailer"):
+		case kindTrailer:
 			t.Trailer = true
 		}
 	}
@@ -142,7 +141,7 @@ func parseContentLength(v []byte) (int64, bool) {
 func checkDeclaredTrailers(b []byte, fields []Field) error {
 	var err error
 	for _, f := range fields {
-		if !EqualFold(f.Name.In(b), "trailer") {
+		if kindOf(f.Name.In(b)) != kindTrailer {
 			continue
 		}
 		EachElement(f.Value.In(b), func(e []byte) bool {

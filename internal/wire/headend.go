@@ -1,5 +1,7 @@
 package wire
 
+import "bytes"
+
 // A HeadScanner finds where a head ends in a buffer that grows as bytes
 // arrive, without rescanning what it has already seen. A head ends at the
 // first empty line: CRLF CRLF, or, as net/http's textproto reader accepts,
@@ -31,9 +33,12 @@ func (s *HeadScanner) Scan(buf []byte) (n int, err error) {
 	// line, so look again from up to two bytes back.
 	i := max(s.seen-2, 0)
 	for ; i < len(buf); i++ {
-		if buf[i] != '\n' {
-			continue
+		k := bytes.IndexByte(buf[i:], '\n')
+		if k < 0 {
+			i = len(buf)
+			break
 		}
+		i += k
 		if i+1 < len(buf) && buf[i+1] == '\n' {
 			n = i + 2
 		} else if i+2 < len(buf) && buf[i+1] == '\r' && buf[i+2] == '\n' {

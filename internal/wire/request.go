@@ -146,12 +146,14 @@ func (h *RequestHead) checkHostExpect() error {
 	b := h.buf
 	nHost, seenExpect := 0, false
 	for _, f := range h.Fields {
-		name := f.Name.In(b)
-		switch {
-		case EqualFold(name, "host"):
+		switch kindOf(f.Name.In(b)) {
+		case kindHost:
 			nHost++
 			h.Host, h.HasHost = f.Value, true
-		case EqualFold(name, "expect") && !seenExpect:
+		case kindExpect:
+			if seenExpect {
+				continue
+			}
 			// Only the first Expect field counts, as in net/http.
 			seenExpect = true
 			h.ExpectContinue = HasToken(f.Value.In(b), "100-continue")

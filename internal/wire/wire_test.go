@@ -227,3 +227,26 @@ func TestResponseHeadReject(t *testing.T) {
 		})
 	}
 }
+
+// Issue 14: the flags a proxy acts on to avoid smuggling: CL+TE (drop the
+// Content-Length, close afterwards) and TE on HTTP/1.0 (never forward it).
+func TestRequestHeadSmugglingFlags(t *testing.T) {
+	tests := []struct {
+		in               string
+		clAndTE, ignored bool
+	}{
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", true, false},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", false, false},
+		{"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", false, true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", false, false},
+	}
+	var h RequestHead
+	for _, tt := range tests {
+		if err := h.Parse([]byte(tt.in)); err != nil {
+			t.Fatalf("Parse(%q) = %v", tt.in, err)
+		}
+		if h.CLAndTE != tt.clAndTE || h.TEIgnored != tt.ignored {
+			t.Errorf("Parse(%q) CLAndTE, TEIgnored = %v, %v, want %v, %v", tt.in, h.CLAndTE, h.TEIgnored, tt.clAndTE, tt.ignored)
+		}
+	}
+}
