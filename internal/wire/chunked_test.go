@@ -40,6 +40,7 @@ func TestChunkedScanner(t *testing.T) {
 		{"bare cr after size", "5\rhello\r\n0\r\n\r\n", 0, false, ""},
 		{"no crlf after data", "5\r\nhello0\r\n\r\n", 0, false, ""},
 		{"lf after data", "5\r\nhello\n0\r\n\r\n", 0, false, ""},
+		{"cr without lf after data", "5\r\nhello\rx0\r\n\r\n", 0, false, ""},
 		{"data too long", "5\r\nhelloX\r\n0\r\n\r\n", 0, false, ""},
 		{"ctl in extension", "5;\x01\r\nhello\r\n0\r\n\r\n", 0, false, ""},
 		{"trailer bare lf", "0\r\nX: 1\n\r\n", 0, false, ""},

@@ -128,17 +128,14 @@ func lineEnd(b []byte, i int) (content, next int) {
 
 // parseFields parses the field lines of b from offset i up to and
 // including the empty line that ends the section, appending them to dst.
-// bareLF says whether a line may end in LF alone (net/http accepts that in
-// heads, not in trailers). It returns the fields and the offset just past
-// the empty line.
-func parseFields(dst []Field, b []byte, i int, bareLF bool) ([]Field, int, error) {
+// A line may end in LF alone, as net/http accepts in heads (ScanTrailer
+// has refused that in a trailer before it gets here). It returns the
+// fields and the offset just past the empty line.
+func parseFields(dst []Field, b []byte, i int) ([]Field, int, error) {
 	for {
 		content, next := lineEnd(b, i)
 		if next < 0 {
 			return dst, i, syntaxErr("head end", i)
-		}
-		if content == next-1 && !bareLF {
-			return dst, i, syntaxErr("line ending (bare lf)", content)
 		}
 		if content == i {
 			return dst, next, nil

@@ -234,6 +234,7 @@ var chunkedSeeds = []string{
 	"5\nhello\r\n0\r\n\r\n",
 	"5\r\nhello0\r\n\r\n",
 	"5\r\nhello\n0\r\n\r\n",
+	"5\r\nhello\rx0\r\n\r\n",
 	"5\r\nhelloXX0\r\n\r\n",
 	"5\r\r\nhello\r\n0\r\n\r\n",
 	"00000000000000005\r\nhello\r\n0\r\n\r\n",

@@ -29,9 +29,9 @@ func (s *HeadScanner) Scan(buf []byte) (n int, err error) {
 	if limit <= 0 {
 		limit = DefaultMaxHead
 	}
-	// An LF seen at the very end of the last call may start the empty
-	// line, so look again from up to two bytes back.
-	i := max(s.seen-2, 0)
+	// The last call stopped at an LF whose next bytes had not arrived, or
+	// at the end of the buffer: start there.
+	i := s.seen
 	for ; i < len(buf); i++ {
 		k := bytes.IndexByte(buf[i:], '\n')
 		if k < 0 {

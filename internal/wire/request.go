@@ -85,7 +85,7 @@ func (h *RequestHead) Parse(b []byte) error {
 		return syntaxErr("field line (leading whitespace)", i)
 	}
 	var end int
-	h.Fields, end, err = parseFields(h.Fields, b, i, true)
+	h.Fields, end, err = parseFields(h.Fields, b, i)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func (h *ResponseHead) Parse(b []byte, reqMethod []byte) error {
 		return err
 	}
 	var end int
-	h.Fields, end, err = parseFields(h.Fields, b, i, true)
+	h.Fields, end, err = parseFields(h.Fields, b, i)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func (s *ChunkedScanner) trailerEnded() bool {
 // parseTrailer parses the complete trailer section into fields.
 func (s *ChunkedScanner) parseTrailer() error {
 	var err error
-	s.fields, _, err = parseFields(s.fields[:0], s.trailer, 0, false)
+	s.fields, _, err = parseFields(s.fields[:0], s.trailer, 0)
 	if err != nil {
 		return err
 	}
