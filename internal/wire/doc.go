@@ -18,6 +18,11 @@
 // relay can drop the fields AllowedInTrailer rejects. Parsing allocates
 // nothing once the reused structures have grown to fit.
 //
+// What stays with the connection server: the h2c preface (PRI * HTTP/2.0),
+// skipping the CR/LF bytes some clients send after a POST body (net/http
+// discards up to four), answering 100-continue or 417 from ExpectContinue
+// and ExpectOther, and closing after CLAndTE.
+//
 // Heads hold Spans (offsets) into the buffer they were parsed from, never
 // copies: the buffer must stay unchanged while the head is in use.
 //

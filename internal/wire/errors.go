@@ -3,8 +3,8 @@ package wire
 import "errors"
 
 var (
-	// ErrHeadTooLarge means a head, a chunk-size line or a trailer section
-	// is longer than its limit. A server answers 431 to a request head.
+	// ErrHeadTooLarge means a head or a trailer section is longer than its
+	// limit. A server answers 431 to a request head.
 	ErrHeadTooLarge = errors.New("wire: head too large")
 	// ErrVersion means the message's HTTP version is not 1.x. A server
 	// answers 505.

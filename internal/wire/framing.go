@@ -29,9 +29,9 @@ func (f Framing) String() string {
 	return "invalid"
 }
 
-// transfer is the framing information common to requests and responses,
+// Transfer is the framing information common to requests and responses,
 // derived from the fields as net/http's readTransfer does.
-type transfer struct {
+type Transfer struct {
 	// Framing and ContentLength say how the body is delimited.
 	// ContentLength is -1 unless a valid Content-Length was received and
 	// no chunked coding overrides it; it keeps the received value when the
@@ -62,8 +62,8 @@ type transfer struct {
 // It checks Content-Length (digits only; duplicates must be identical),
 // Transfer-Encoding (one field, exactly "chunked", on HTTP/1.1) and the
 // names a chunked message declares in Trailer, as net/http does.
-func (t *transfer) framingFields(b []byte, fields []Field, minor int) error {
-	*t = transfer{ContentLength: -1}
+func (t *Transfer) framingFields(b []byte, fields []Field, minor int) error {
+	*t = Transfer{ContentLength: -1}
 	var cl, te Span
 	nCL, nTE := 0, 0
 	keepAlive := false

@@ -40,7 +40,7 @@ type RequestHead struct {
 	// field with any other value (a server answers 417).
 	ExpectContinue, ExpectOther bool
 
-	transfer
+	Transfer
 }
 
 // Reset clears h and drops its reference to the buffer, keeping the

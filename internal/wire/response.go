@@ -13,7 +13,7 @@ type ResponseHead struct {
 	Minor               int
 	Fields              []Field
 
-	transfer
+	Transfer
 }
 
 // Reset clears h and drops its reference to the buffer, keeping the

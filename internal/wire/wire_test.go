@@ -108,7 +108,7 @@ func TestRequestHeadFields(t *testing.T) {
 		t.Errorf("Parse(%q) scheme, authority = %q, %q", in, s, a)
 	}
 	if !h.Close || !h.Upgrade || !h.ConnUpgrade || !h.ExpectContinue || h.ExpectOther || !h.Trailer || string(h.Host.In(b)) != "a" {
-		t.Errorf("Parse(%q) flags = %+v", in, h.transfer)
+		t.Errorf("Parse(%q) flags = %+v", in, h.Transfer)
 	}
 	if v, ok := h.Get("x-mixed-case"); !ok || string(v) != "v 1" {
 		t.Errorf("Get(x-mixed-case) = %q, %v", v, ok)
@@ -123,6 +123,7 @@ func TestRequestHeadReject(t *testing.T) {
 		err  error // nil: any *SyntaxError
 	}{
 		{"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", nil},
+		{"space before colon, other field", "GET / HTTP/1.1\r\n" + host + "X-A : 1\r\n\r\n", nil},
 		{"obs-fold", "GET / HTTP/1.1\r\n" + host + "X: a\r\n b\r\n\r\n", nil},
 		{"leading whitespace", "GET / HTTP/1.1\r\n " + host + "\r\n", nil},
 		{"no colon", "GET / HTTP/1.1\r\n" + host + "X\r\n\r\n", nil},
