@@ -22,7 +22,7 @@ func TestLoopbackClientRequests(t *testing.T) {
 	}
 	defer ln.Close()
 	got := make(chan string, 8)
-	go serveWireLoop(t, ln, got)
+	go serveWireLoop(ln, got)
 
 	proxy, _ := url.Parse("http://" + ln.Addr().String())
 	tr := &http.Transport{Proxy: http.ProxyURL(proxy)}
@@ -53,7 +53,7 @@ func TestLoopbackClientRequests(t *testing.T) {
 
 // serveWireLoop accepts one connection and serves requests on it until
 // it closes, answering 200 to each request wire parses and 400 otherwise.
-func serveWireLoop(t *testing.T, ln net.Listener, got chan<- string) {
+func serveWireLoop(ln net.Listener, got chan<- string) {
 	c, err := ln.Accept()
 	if err != nil {
 		return
