@@ -35,6 +35,11 @@ type bodyWatch struct {
 	stalled atomic.Bool
 	// eof is set once the body was read to its end.
 	eof atomic.Bool
+	// duplex is set (by bodyWriter, on the handler's goroutine) when the
+	// final head went out before eof: the rest of the body is not read.
+	duplex bool
+	// body is the client's request body, as the server gave it.
+	body io.Closer
 
 	mu     sync.Mutex
 	closed bool
@@ -50,7 +55,7 @@ func (h *Handler) watchBody(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	rc := http.NewResponseController(w)
 	ctx, cancel := context.WithCancelCause(ctx)
-	b := &bodyWatch{timeout: h.clientBodyTimeout, rc: rc, cancel: cancel}
+	b := &bodyWatch{timeout: h.clientBodyTimeout, rc: rc, cancel: cancel, body: r.Body}
 	b.timer = time.AfterFunc(b.timeout, b.fire)
 	b.timer.Stop()
 	return ctx, b, &bodyWriter{ResponseWriter: w, watch: b, http1: r.ProtoMajor < 2}
@@ -92,10 +97,21 @@ func (b *bodyWatch) stop() {
 	b.cancel(context.Canceled)
 }
 
-// close stops the watch; the handler calls it before it returns.
+// close stops the watch; the handler calls it before it returns. After
+// an answer that went out before the body ended, it also closes the body
+// under a read deadline in the past: net/http's server would otherwise
+// read and discard up to 256 KiB of the rest after the handler, with no
+// deadline, for as long as the client trickles, whenever no read was
+// under way at that moment (the connection closes after the answer in
+// any case).
 func (b *bodyWatch) close() {
-	if b != nil {
-		b.stop()
+	if b == nil {
+		return
+	}
+	b.stop()
+	if b.duplex && !b.eof.Load() {
+		b.rc.SetReadDeadline(time.Now())
+		b.body.Close()
 	}
 }
 
@@ -166,6 +182,7 @@ func (w *bodyWriter) WriteHeader(code int) {
 		w.wrote = true
 		if w.http1 && !w.watch.eof.Load() {
 			w.watch.rc.EnableFullDuplex()
+			w.watch.duplex = true
 			w.Header()["Connection"] = []string{"close"}
 		}
 	}
