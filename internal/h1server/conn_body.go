@@ -1,0 +1,168 @@
+package h1server
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/proxystatus"
+	"github.com/warmproxy/warmproxy/internal/upstream"
+	"github.com/warmproxy/warmproxy/internal/wire"
+)
+
+// Request bodies. One of up to -retry-body-bytes with a Content-Length is
+// read whole first and goes out with the head in one write, so a stale
+// pooled connection's request can be sent again (today's rule). Any
+// other (larger, or chunked) is sent on as it arrives, through the client
+// buffer, after the head and what came with it: a Content-Length one by
+// count, a chunked one validated by a ChunkedScanner and relayed
+// byte-exact, its trailer section without the fields not allowed there.
+// Each read of the client waits at most -client-body-timeout.
+
+// firstBody prepares the body of the request whose head is hl bytes: it
+// reads a small one whole and appends it to x.out, or starts streaming,
+// appending what the buffer holds of the body. end is where the request
+// ends in the buffer for a body held whole.
+func (cc *clientConn) firstBody(hl int) (end int, perr *proxy.Error) {
+	x := cc.x
+	r := &x.req
+	x.stream, x.sent, x.done, x.rest, x.bodyLen = false, 0, true, 0, 0
+	buf := *cc.buf
+	switch r.Framing {
+	case wire.BodyLength:
+		cl := r.ContentLength
+		if cl <= cc.s.h.RetryBodyBytes() && hl+int(cl) <= len(buf) {
+			for cc.n < hl+int(cl) {
+				if perr := cc.readClient(buf[cc.n:]); perr != nil {
+					return 0, perr
+				}
+			}
+			x.out = append(x.out, buf[hl:hl+int(cl)]...)
+			x.bodyLen, x.sent = int(cl), cl
+			return hl + int(cl), nil
+		}
+		have := int64(min(cc.n-hl, int(cl)))
+		x.out = append(x.out, buf[hl:hl+int(have)]...)
+		x.stream, x.done, x.sent, x.rest = true, false, have, cl-have
+		cc.n = 0
+		return 0, nil
+	case wire.BodyChunked:
+		x.rcs.Reset()
+		x.stream, x.done = true, false
+		var err error
+		x.out, cc.n, err = cc.scanChunked(x.out, buf[hl:cc.n])
+		if err != nil {
+			return 0, cc.badBody(err)
+		}
+		return 0, nil
+	}
+	return hl, nil
+}
+
+// streamBody sends the rest of a streamed body to pc. A failure of the
+// client is an answer to send (perr); one of the origin is err.
+func (cc *clientConn) streamBody(pc *upstream.PConn) (perr *proxy.Error, err error) {
+	x := cc.x
+	buf := *cc.buf
+	for !x.done {
+		if x.stream && x.req.Framing == wire.BodyLength {
+			if perr := cc.readClient(buf[:min(int64(len(buf)), x.rest)]); perr != nil {
+				return perr, nil
+			}
+			n := cc.n
+			cc.n = 0
+			x.rest -= int64(n)
+			x.sent += int64(n)
+			x.done = x.rest == 0
+			if _, err := pc.Conn.Write(buf[:n]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if perr := cc.readClient(buf[cc.n:]); perr != nil {
+			return perr, nil
+		}
+		out, left, serr := cc.scanChunked(x.out[:0], buf[:cc.n])
+		cc.n = left
+		if serr != nil {
+			return cc.badBody(serr), nil
+		}
+		if _, err := pc.Conn.Write(out); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// scanChunked appends to out what of p is chunk framing and data and,
+// once the body ends, its trailer section; it moves what follows the body
+// (a pipelined request) to the front of the client buffer and returns its
+// length.
+func (cc *clientConn) scanChunked(out, p []byte) (_ []byte, left int, err error) {
+	x := cc.x
+	cs := &x.rcs
+	n, err := cs.Scan(p)
+	out = append(out, p[:n]...)
+	p = p[n:]
+	if err == nil && cs.InTrailer() {
+		var m int
+		m, err = cs.ScanTrailer(p)
+		p = p[m:]
+	}
+	if err != nil {
+		return out, 0, err
+	}
+	if cs.Done() {
+		raw, fields := cs.Trailer()
+		if dropped := countDropped(raw, fields); dropped > 0 {
+			cc.s.h.TrailersDropped(proxy.TrailerRequest, dropped)
+		}
+		out = cs.AppendTrailer(out, wire.AllowedInTrailer)
+		x.done = true
+		left = copy(*cc.buf, p)
+	}
+	x.sent = cs.DataBytes()
+	return out, left, nil
+}
+
+// countDropped counts the trailer fields not allowed in trailers.
+func countDropped(raw []byte, fields []wire.Field) int {
+	n := 0
+	for _, f := range fields {
+		if !wire.AllowedInTrailer(f.Name.In(raw)) {
+			n++
+		}
+	}
+	return n
+}
+
+// readClient reads the client's next bytes into p, advancing cc.n, within
+// -client-body-timeout.
+func (cc *clientConn) readClient(p []byte) *proxy.Error {
+	cc.c.SetReadDeadline(time.Now().Add(cc.s.o.BodyTimeout))
+	m, err := cc.c.Read(p)
+	cc.n += m
+	if err == nil || m > 0 {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &proxy.Error{Status: http.StatusRequestTimeout, Type: proxystatus.HTTPRequestError,
+			Msg: "request body for " + cc.target + " stalled: nothing arrived for " + cc.s.o.BodyTimeout.String() + " (-client-body-timeout)", Err: proxy.ErrBodyStalled}
+	}
+	return &proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}
+}
+
+// badBody is the 400 for a chunked body that breaks the framing.
+func (cc *clientConn) badBody(err error) *proxy.Error {
+	return &proxy.Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "bad request body for " + cc.target, Err: err}
+}
+
+// consume drops the request's n bytes from cc's buffer, keeping what a
+// pipelining client sent after them.
+func (cc *clientConn) consume(n int) {
+	buf := *cc.buf
+	cc.n = copy(buf, buf[n:cc.n])
+}
