@@ -42,6 +42,9 @@ type ConnOptions struct {
 	// Pool carries the requests; Key names the pool key of a target.
 	Pool *upstream.H1Pool
 	Key  func(upstream.Scheme, string) (upstream.H1Key, error)
+	// GiveH2 takes a connection whose origin chose HTTP/2, for the
+	// transport that net/http's side uses.
+	GiveH2 func(*upstream.PConn)
 	// Gate bounds the requests in flight (-max-requests-in-flight), shared
 	// with net/http's side; Busy renders the 503 past it.
 	Gate *limit.Gate

@@ -165,10 +165,11 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 		}
 		if pc.Proto == upstream.ProtoH2 {
 			s.h2.Store(cc.key, true)
-			pc.Conn.Close()
 			if attempt == 0 {
+				s.o.GiveH2(pc)
 				return false, true
 			}
+			pc.Conn.Close()
 			cc.fail(proxy.ErrorFor(cc.target, errors.New("origin switched to http/2")), false)
 			return true, false
 		}

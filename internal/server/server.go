@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	h1 := up.NewH1Pool(cfg)
 	defer h1.Close()
 	conns := h1server.New(handler, h1server.ConnOptions{
-		Pool: h1, Key: up.H1Key, Gate: lim.requests, Busy: lim.rejectRequest,
+		Pool: h1, Key: up.H1Key, GiveH2: up.GiveH2, Gate: lim.requests, Busy: lim.rejectRequest,
 		Fallback:      func(c net.Conn) { hand.push(&framingConn{Conn: c}) },
 		Closed:        func() { lim.served.Add(-1) },
 		Running:       &running.n,
