@@ -81,7 +81,15 @@ type ConnServer struct {
 	mu      sync.Mutex
 	conns   map[*clientConn]struct{}
 	closing atomic.Bool
+	// held counts the input buffers and exchange states out of their
+	// pools: what the connections between requests must not hold.
+	held atomic.Int64
 }
+
+// Held is the number of input buffers and exchange states the client
+// connections hold: requests in flight hold two each, idle connections
+// none.
+func (s *ConnServer) Held() int64 { return s.held.Load() }
 
 // upBufSize is the size of the buffer an exchange reads the origin
 // through: the response head and, for TLS or chunked bodies, the body.
@@ -214,6 +222,9 @@ func (cc *clientConn) serve() (handed bool) {
 		if !keep {
 			return false
 		}
+		if cc.n == 0 {
+			cc.release()
+		}
 		if !cc.state.CompareAndSwap(connActive, connIdle) {
 			return false
 		}
@@ -264,6 +275,7 @@ func (cc *clientConn) grab() {
 	if cc.buf == nil {
 		cc.buf = cc.s.bufs.Get().(*[]byte)
 		cc.n = 0
+		cc.s.held.Add(1)
 	}
 }
 
@@ -273,6 +285,7 @@ func (cc *clientConn) release() {
 	if cc.buf != nil {
 		cc.s.bufs.Put(cc.buf)
 		cc.buf, cc.n = nil, 0
+		cc.s.held.Add(-1)
 	}
 	cc.endExchange()
 }
@@ -281,6 +294,7 @@ func (cc *clientConn) release() {
 func (cc *clientConn) endExchange() {
 	if x := cc.x; x != nil {
 		cc.x = nil
+		cc.s.held.Add(-1)
 		x.req.Reset()
 		x.resp.Reset()
 		x.entry = accesslog.Entry{}

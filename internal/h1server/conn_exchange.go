@@ -28,6 +28,7 @@ func (cc *clientConn) eligible(hl int) bool {
 	}
 	if cc.x == nil {
 		cc.x = exchanges.Get().(*exchange)
+		s.held.Add(1)
 	}
 	r := &cc.x.req
 	if err := r.Parse((*cc.buf)[:hl]); err != nil {
