@@ -151,4 +151,3 @@ func BenchmarkProxied1KiB(b *testing.B) {
 		}
 	}
 }
-

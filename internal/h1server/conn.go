@@ -165,6 +165,24 @@ type exchange struct {
 	rcs     wire.ChunkedScanner
 	sent    int64
 	done    bool
+	// While a streamed body goes on its own goroutine (conn_body.go):
+	// bodyOut is its scratch; bodyEOF is set once it read the body to
+	// its end; under bodyMu, canceled stops it and headDone says the
+	// response head was read (no deadline for it any more). relayed
+	// keeps what relay found until the body's end is known.
+	bodyOut  []byte
+	bodyEOF  atomic.Bool
+	bodyMu   sync.Mutex
+	canceled bool
+	headDone bool
+	relayed  relayResult
+}
+
+// relayResult is the outcome of a response relay.
+type relayResult struct {
+	reusable bool
+	n        int64
+	err      error
 }
 
 var exchanges = sync.Pool{New: func() any { return &exchange{out: make([]byte, 0, 4096)} }}
@@ -299,6 +317,8 @@ func (cc *clientConn) endExchange() {
 		x.resp.Reset()
 		x.entry = accesslog.Entry{}
 		x.lr.R = nil
+		x.bodyEOF.Store(false)
+		x.canceled, x.headDone, x.relayed = false, false, relayResult{}
 		if x.up != nil {
 			upBufs.Put(x.up)
 			x.up = nil

@@ -61,11 +61,24 @@ func (cc *clientConn) firstBody(hl int) (end int, perr *proxy.Error) {
 	return hl, nil
 }
 
-// streamBody sends the rest of a streamed body to pc. A failure of the
-// client is an answer to send (perr); one of the origin is err.
+// streamBody sends the rest of a streamed body to pc, on a goroutine of
+// its own (see streamed). A failure of the client is an answer to send
+// (perr); one of the origin is err. Once the body ended, the wait for the
+// response head starts (-response-header-timeout counts from the
+// request's end, as in net/http's transport).
 func (cc *clientConn) streamBody(pc *upstream.PConn) (perr *proxy.Error, err error) {
 	x := cc.x
 	buf := *cc.buf
+	defer func() {
+		if x.done {
+			x.bodyEOF.Store(true)
+			x.bodyMu.Lock()
+			if !x.headDone {
+				pc.Conn.SetReadDeadline(time.Now().Add(cc.s.o.ResponseHeaderTimeout))
+			}
+			x.bodyMu.Unlock()
+		}
+	}()
 	for !x.done {
 		if x.stream && x.req.Framing == wire.BodyLength {
 			if perr := cc.readClient(buf[:min(int64(len(buf)), x.rest)]); perr != nil {
@@ -84,8 +97,8 @@ func (cc *clientConn) streamBody(pc *upstream.PConn) (perr *proxy.Error, err err
 		if perr := cc.readClient(buf[cc.n:]); perr != nil {
 			return perr, nil
 		}
-		out, left, serr := cc.scanChunked(x.out[:0], buf[:cc.n])
-		cc.n = left
+		out, left, serr := cc.scanChunked(x.bodyOut[:0], buf[:cc.n])
+		x.bodyOut, cc.n = out[:0], left
 		if serr != nil {
 			return cc.badBody(serr), nil
 		}
@@ -141,11 +154,24 @@ func countDropped(raw []byte, fields []wire.Field) int {
 // readClient reads the client's next bytes into p, advancing cc.n, within
 // -client-body-timeout.
 func (cc *clientConn) readClient(p []byte) *proxy.Error {
+	x := cc.x
+	x.bodyMu.Lock()
+	if x.canceled {
+		x.bodyMu.Unlock()
+		return errCanceled
+	}
 	cc.c.SetReadDeadline(time.Now().Add(cc.s.o.BodyTimeout))
+	x.bodyMu.Unlock()
 	m, err := cc.c.Read(p)
 	cc.n += m
 	if err == nil || m > 0 {
 		return nil
+	}
+	x.bodyMu.Lock()
+	canceled := x.canceled
+	x.bodyMu.Unlock()
+	if canceled {
+		return errCanceled
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -153,6 +179,81 @@ func (cc *clientConn) readClient(p []byte) *proxy.Error {
 			Msg: "request body for " + cc.target + " stalled: nothing arrived for " + cc.s.o.BodyTimeout.String() + " (-client-body-timeout)", Err: proxy.ErrBodyStalled}
 	}
 	return &proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}
+}
+
+// errCanceled ends a streamed body the exchange no longer needs.
+var errCanceled = &proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "request body no longer needed"}
+
+// streamed serves the rest of an exchange whose head went out and whose
+// body is streamed: the body goes to the origin on a goroutine of its own
+// while this one reads and relays the response, so an origin that
+// answers before the body ended (a 413, or a response streamed while the
+// upload goes on) is heard at once, as with net/http's full-duplex path.
+// A body that fails (it stalls, the client goes away, its chunks are bad)
+// ends the exchange: with its answer while no response head was read,
+// else by cutting the client connection.
+func (cc *clientConn) streamed(pc *upstream.PConn) (keep bool) {
+	x := cc.x
+	e := &x.entry
+	var (
+		perr  *proxy.Error
+		upErr error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		perr, upErr = cc.streamBody(pc)
+		if perr != nil {
+			pc.Conn.Close() // wakes the response read
+		}
+	}()
+	_, err := cc.readFinalHead(pc)
+	if err != nil {
+		cc.stopBody(pc, done)
+		e.BytesIn = x.sent
+		pc.Release(false)
+		if perr != nil && perr != errCanceled {
+			cc.fail(perr, true)
+			return false
+		}
+		if upErr != nil {
+			err = upErr
+		}
+		pc.Fail(err)
+		cc.fail(proxy.ErrorFor(cc.target, err), true)
+		return false
+	}
+	keep = cc.relay(pc)
+	if !x.bodyEOF.Load() || !keep {
+		cc.stopBody(pc, done)
+	}
+	<-done
+	e.BytesIn = x.sent
+	r := x.relayed
+	bodyOK := perr == nil && upErr == nil && x.done
+	pc.Release(r.reusable && bodyOK)
+	cc.s.recordRelay(e, r.n, r.err)
+	if perr != nil && perr != errCanceled {
+		e.Error, e.Detail = perr.Type, perr.Error()
+		if errors.Is(perr, proxy.ErrBodyStalled) {
+			e.Detail = "request body stalled for " + cc.s.o.BodyTimeout.String() + " (-client-body-timeout) after the response started: connection aborted"
+		}
+	}
+	cc.s.h.Record(e)
+	return keep && bodyOK
+}
+
+// stopBody ends the body goroutine and waits for it: its read of the
+// client wakes with a deadline in the past, its write to the origin with
+// the origin connection closed (it is not reused).
+func (cc *clientConn) stopBody(pc *upstream.PConn, done chan struct{}) {
+	x := cc.x
+	x.bodyMu.Lock()
+	x.canceled = true
+	cc.c.SetReadDeadline(time.Now())
+	x.bodyMu.Unlock()
+	pc.Conn.Close()
+	<-done
 }
 
 // badBody is the 400 for a chunked body that breaks the framing.

@@ -177,22 +177,11 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 		e.Reused, e.Connect, e.TLSResumed, e.Retries = pc.Info.Reused, pc.Info.Connect, pc.Info.TLSResumed, attempt
 		nw, err := pc.Conn.Write(x.out)
 		if err == nil && x.stream {
-			var perr *proxy.Error
-			if perr, err = cc.streamBody(pc); perr != nil {
-				pc.Release(false)
-				e.BytesIn = x.sent
-				cc.fail(perr, true)
-				return false, false
-			}
+			return cc.streamed(pc), false
 		}
 		started := false
-		if err == nil || x.stream && nw > 0 {
-			// An origin that stopped reading a streamed body may have
-			// answered it (413): its answer is what the client gets.
-			var rerr error
-			if started, rerr = cc.readFinalHead(pc); rerr == nil || err == nil {
-				err = rerr
-			}
+		if err == nil {
+			started, err = cc.readFinalHead(pc)
 		}
 		e.BytesIn = x.sent
 		if err == nil {
@@ -204,8 +193,8 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 		}
 		pc.Fail(err)
 		pc.Release(false)
-		cc.fail(proxy.ErrorFor(cc.target, err), x.stream)
-		return !x.stream, false
+		cc.fail(proxy.ErrorFor(cc.target, err), false)
+		return true, false
 	}
 }
 
@@ -232,8 +221,15 @@ func (cc *clientConn) readFinalHead(pc *upstream.PConn) (started bool, err error
 	if x.up == nil {
 		x.up = upBufs.Get().(*[]byte)
 	}
-	pc.Conn.SetReadDeadline(time.Now().Add(cc.s.o.ResponseHeaderTimeout))
-	defer pc.Conn.SetReadDeadline(time.Time{})
+	if !x.stream {
+		pc.Conn.SetReadDeadline(time.Now().Add(cc.s.o.ResponseHeaderTimeout))
+	}
+	defer func() {
+		x.bodyMu.Lock()
+		x.headDone = true
+		pc.Conn.SetReadDeadline(time.Time{})
+		x.bodyMu.Unlock()
+	}()
 	x.rs.Max = headlimit.MaxResponseBytes
 	n, n1xx := 0, 0
 	method := x.req.Method.In(x.req.Bytes())

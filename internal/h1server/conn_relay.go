@@ -2,6 +2,7 @@ package h1server
 
 import (
 	"errors"
+	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"io"
 	"strconv"
@@ -32,7 +33,9 @@ func (cc *clientConn) relay(pc *upstream.PConn) (keep bool) {
 		pc.NoteKeepAlive([]string{string(v)})
 	}
 	have := (*x.up)[x.upHead:x.upN]
-	x.out = cc.appendResponseHead(x.out[:0], rh, x.req.Close || cc.s.closing.Load())
+	// A body still on its way is not read to its end for sure: the
+	// connection closes after this answer.
+	x.out = cc.appendResponseHead(x.out[:0], rh, x.req.Close || cc.s.closing.Load() || x.stream && !x.bodyEOF.Load())
 	var (
 		n        int64
 		reusable bool
@@ -59,21 +62,33 @@ func (cc *clientConn) relay(pc *upstream.PConn) (keep bool) {
 }
 
 // finish releases pc and records the exchange, n body bytes sent, err the
-// failure that cut the body.
+// failure that cut the body. With a streamed request body both wait for
+// its end (streamed).
 func (cc *clientConn) finish(pc *upstream.PConn, reusable bool, n int64, err error) {
+	if cc.x.stream {
+		cc.x.relayed = relayResult{reusable: reusable, n: n, err: err}
+		return
+	}
 	pc.Release(reusable)
 	e := &cc.x.entry
+	cc.s.recordRelay(e, n, err)
+	cc.s.h.Record(e)
+}
+
+// recordRelay sets in e what a relay of n body bytes that ended with err
+// says.
+func (s *ConnServer) recordRelay(e *accesslog.Entry, n int64, err error) {
 	e.BytesOut = n
 	e.Duration = time.Since(e.Start)
-	if err != nil {
-		var we proxy.ClientWriteError
-		if errors.As(err, &we) {
-			e.Error, e.Detail = proxystatus.ConnectionTerminated, "client went away mid-response"
-		} else {
-			e.Error, e.Detail = proxystatus.HTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
-		}
+	if err == nil {
+		return
 	}
-	cc.s.h.Record(e)
+	var we proxy.ClientWriteError
+	if errors.As(err, &we) {
+		e.Error, e.Detail = proxystatus.ConnectionTerminated, "client went away mid-response"
+	} else {
+		e.Error, e.Detail = proxystatus.HTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+	}
 }
 
 // write writes p to the client; a failure is a proxy.ClientWriteError.
