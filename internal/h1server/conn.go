@@ -160,6 +160,7 @@ type exchange struct {
 	// sent counts body bytes sent, done says the body was read to its
 	// end.
 	bodyLen int
+	base    int
 	stream  bool
 	rest    int64
 	rcs     wire.ChunkedScanner

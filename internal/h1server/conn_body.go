@@ -24,16 +24,18 @@ import (
 // firstBody prepares the body of the request whose head is hl bytes: it
 // reads a small one whole and appends it to x.out, or starts streaming,
 // appending what the buffer holds of the body. end is where the request
-// ends in the buffer for a body held whole.
+// ends in the buffer: what follows is a pipelined request's. A streamed
+// body passes through the buffer after the head (x.base on), which stays
+// in place: the exchange reads it to the end.
 func (cc *clientConn) firstBody(hl int) (end int, perr *proxy.Error) {
 	x := cc.x
 	r := &x.req
-	x.stream, x.sent, x.done, x.rest, x.bodyLen = false, 0, true, 0, 0
+	x.stream, x.sent, x.done, x.rest, x.bodyLen, x.base = false, 0, true, 0, 0, hl
 	buf := *cc.buf
 	switch r.Framing {
 	case wire.BodyLength:
 		cl := r.ContentLength
-		if cl <= cc.s.h.RetryBodyBytes() && hl+int(cl) <= len(buf) {
+		if cl <= cc.s.h.RetryBodyBytes() && hl+int(cl) <= len(buf) || int64(cc.n-hl) >= cl {
 			for cc.n < hl+int(cl) {
 				if perr := cc.readClient(buf[cc.n:]); perr != nil {
 					return 0, perr
@@ -43,20 +45,25 @@ func (cc *clientConn) firstBody(hl int) (end int, perr *proxy.Error) {
 			x.bodyLen, x.sent = int(cl), cl
 			return hl + int(cl), nil
 		}
-		have := int64(min(cc.n-hl, int(cl)))
-		x.out = append(x.out, buf[hl:hl+int(have)]...)
+		have := int64(cc.n - hl)
+		x.out = append(x.out, buf[hl:cc.n]...)
 		x.stream, x.done, x.sent, x.rest = true, false, have, cl-have
-		cc.n = 0
-		return 0, nil
+		cc.n = hl
+		return hl, nil
 	case wire.BodyChunked:
 		x.rcs.Reset()
 		x.stream, x.done = true, false
 		var err error
-		x.out, cc.n, err = cc.scanChunked(x.out, buf[hl:cc.n])
-		if err != nil {
+		if x.out, err = cc.scanChunked(x.out, buf[hl:cc.n]); err != nil {
 			return 0, cc.badBody(err)
 		}
-		return 0, nil
+		if x.done {
+			// The whole body came with the head: nothing to stream.
+			x.stream = false
+			return hl, nil
+		}
+		cc.n = hl
+		return hl, nil
 	}
 	return hl, nil
 }
@@ -79,26 +86,28 @@ func (cc *clientConn) streamBody(pc *upstream.PConn) (perr *proxy.Error, err err
 			x.bodyMu.Unlock()
 		}
 	}()
+	base := x.base
 	for !x.done {
-		if x.stream && x.req.Framing == wire.BodyLength {
-			if perr := cc.readClient(buf[:min(int64(len(buf)), x.rest)]); perr != nil {
+		cc.n = base
+		if x.req.Framing == wire.BodyLength {
+			if perr := cc.readClient(buf[base : base+int(min(int64(len(buf)-base), x.rest))]); perr != nil {
 				return perr, nil
 			}
-			n := cc.n
-			cc.n = 0
+			n := cc.n - base
+			cc.n = base
 			x.rest -= int64(n)
 			x.sent += int64(n)
 			x.done = x.rest == 0
-			if _, err := pc.Conn.Write(buf[:n]); err != nil {
+			if _, err := pc.Conn.Write(buf[base : base+n]); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if perr := cc.readClient(buf[cc.n:]); perr != nil {
+		if perr := cc.readClient(buf[base:]); perr != nil {
 			return perr, nil
 		}
-		out, left, serr := cc.scanChunked(x.bodyOut[:0], buf[:cc.n])
-		x.bodyOut, cc.n = out[:0], left
+		out, serr := cc.scanChunked(x.bodyOut[:0], buf[base:cc.n])
+		x.bodyOut = out[:0]
 		if serr != nil {
 			return cc.badBody(serr), nil
 		}
@@ -109,11 +118,11 @@ func (cc *clientConn) streamBody(pc *upstream.PConn) (perr *proxy.Error, err err
 	return nil, nil
 }
 
-// scanChunked appends to out what of p is chunk framing and data and,
-// once the body ends, its trailer section; it moves what follows the body
-// (a pipelined request) to the front of the client buffer and returns its
-// length.
-func (cc *clientConn) scanChunked(out, p []byte) (_ []byte, left int, err error) {
+// scanChunked appends to out what of p (client buffer bytes from x.base
+// on) is chunk framing and data and, once the body ends, its trailer
+// section; it leaves what follows the body (a pipelined request) at
+// x.base, cc.n its end.
+func (cc *clientConn) scanChunked(out, p []byte) (_ []byte, err error) {
 	x := cc.x
 	cs := &x.rcs
 	n, err := cs.Scan(p)
@@ -125,7 +134,7 @@ func (cc *clientConn) scanChunked(out, p []byte) (_ []byte, left int, err error)
 		p = p[m:]
 	}
 	if err != nil {
-		return out, 0, err
+		return out, err
 	}
 	if cs.Done() {
 		raw, fields := cs.Trailer()
@@ -134,10 +143,10 @@ func (cc *clientConn) scanChunked(out, p []byte) (_ []byte, left int, err error)
 		}
 		out = cs.AppendTrailer(out, wire.AllowedInTrailer)
 		x.done = true
-		left = copy(*cc.buf, p)
+		cc.n = x.base + copy((*cc.buf)[x.base:], p)
 	}
 	x.sent = cs.DataBytes()
-	return out, left, nil
+	return out, nil
 }
 
 // countDropped counts the trailer fields not allowed in trailers.

@@ -103,9 +103,7 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 	if handOver {
 		return false, true
 	}
-	if !x.stream {
-		cc.consume(end)
-	}
+	cc.consume(end)
 	return keep && x.done && !r.Close && !s.closing.Load(), false
 }
 
