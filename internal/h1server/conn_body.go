@@ -35,7 +35,7 @@ func (cc *clientConn) firstBody(hl int) (end int, perr *proxy.Error) {
 	switch r.Framing {
 	case wire.BodyLength:
 		cl := r.ContentLength
-		if cl <= cc.s.h.RetryBodyBytes() && hl+int(cl) <= len(buf) || int64(cc.n-hl) >= cl {
+		if cl <= cc.s.h.RetryBodyBytes() && hl+int(cl) <= len(buf) {
 			for cc.n < hl+int(cl) {
 				if perr := cc.readClient(buf[cc.n:]); perr != nil {
 					return 0, perr
@@ -45,9 +45,14 @@ func (cc *clientConn) firstBody(hl int) (end int, perr *proxy.Error) {
 			x.bodyLen, x.sent = int(cl), cl
 			return hl + int(cl), nil
 		}
-		have := int64(cc.n - hl)
-		x.out = append(x.out, buf[hl:cc.n]...)
-		x.stream, x.done, x.sent, x.rest = true, false, have, cl-have
+		// Not held for a replay: sent on as it comes, even when it is
+		// all here already.
+		have := min(int64(cc.n-hl), cl)
+		x.out = append(x.out, buf[hl:hl+int(have)]...)
+		x.stream, x.sent, x.rest = true, have, cl-have
+		if x.done = x.rest == 0; x.done {
+			return hl + int(cl), nil
+		}
 		cc.n = hl
 		return hl, nil
 	case wire.BodyChunked:
