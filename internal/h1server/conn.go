@@ -97,6 +97,22 @@ const upBufSize = 64 << 10
 
 var upBufs = sync.Pool{New: func() any { b := make([]byte, upBufSize); return &b }}
 
+// bigBufSize is the size of the buffer a body that outlasts its first
+// read is relayed through (chunked, close-delimited, or from TLS): large
+// reads and writes, few system calls per byte.
+const bigBufSize = 256 << 10
+
+var bigBufs = sync.Pool{New: func() any { b := make([]byte, bigBufSize); return &b }}
+
+// bigBuf returns the exchange's large relay buffer, taking it from its
+// pool on first use.
+func (x *exchange) bigBuf() []byte {
+	if x.big == nil {
+		x.big = bigBufs.Get().(*[]byte)
+	}
+	return *x.big
+}
+
 // NewConnServer returns the connection server of h.
 func New(h *proxy.Handler, o ConnOptions) *ConnServer {
 	s := &ConnServer{h: h, o: o, conns: map[*clientConn]struct{}{}}
@@ -152,6 +168,7 @@ type exchange struct {
 	// up is the buffer the origin is read through; its first upN bytes
 	// are the final response head (upHead bytes) and what followed it.
 	up          *[]byte
+	big         *[]byte
 	upHead, upN int
 	// bodyLen is the length of a body held whole in the client buffer
 	// after the head. stream is set for a body sent on as it arrives
@@ -323,6 +340,10 @@ func (cc *clientConn) endExchange() {
 		if x.up != nil {
 			upBufs.Put(x.up)
 			x.up = nil
+		}
+		if x.big != nil {
+			bigBufs.Put(x.big)
+			x.big = nil
 		}
 		if cap(x.out) > 64<<10 {
 			x.out = make([]byte, 0, 4096)

@@ -125,7 +125,7 @@ func (cc *clientConn) relayLength(pc *upstream.PConn, have []byte, cl int64) (se
 		}
 		return sent, true, nil
 	}
-	buf := *x.up
+	buf := x.bigBuf()
 	for rest > 0 {
 		m, rerr := pc.Conn.Read(buf[:min(int64(len(buf)), rest)])
 		if m > 0 {
@@ -155,7 +155,7 @@ func (cc *clientConn) relayChunked(pc *upstream.PConn, have []byte) (data int64,
 	cs.Reset()
 	out := x.out
 	p := have
-	buf := *x.up
+	var buf []byte
 	for {
 		n, serr := cs.Scan(p)
 		if len(out) == 0 && serr == nil && !cs.InTrailer() {
@@ -187,6 +187,22 @@ func (cc *clientConn) relayChunked(pc *upstream.PConn, have []byte) (data int64,
 		case cs.Done():
 			return cs.DataBytes(), len(p) == 0, nil
 		}
+		if rem := cs.Remaining(); rem >= spliceMin && cc.tcp != nil && pc.TCP != nil {
+			// A long run of chunk data: spliced, socket to socket.
+			x.lr = io.LimitedReader{R: pc.TCP, N: int64(rem)}
+			m, err := cc.tcp.ReadFrom(&x.lr)
+			cs.Skip(uint64(m))
+			if err != nil || x.lr.N > 0 {
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return cs.DataBytes(), false, err
+			}
+			continue
+		}
+		if buf == nil {
+			buf = x.bigBuf()
+		}
 		m, rerr := pc.Conn.Read(buf)
 		p = buf[:m]
 		if rerr != nil && m == 0 {
@@ -197,6 +213,10 @@ func (cc *clientConn) relayChunked(pc *upstream.PConn, have []byte) (data int64,
 		}
 	}
 }
+
+// spliceMin is the least run of chunk data worth a splice: below it, the
+// pipe's two system calls cost more than the copy they save.
+const spliceMin = 32 << 10
 
 // appendTrailer appends the trailer section, less the fields not allowed
 // there (counted).
@@ -221,7 +241,7 @@ func (cc *clientConn) relayClose(pc *upstream.PConn, have []byte) (sent int64, e
 	x := cc.x
 	out := appendChunk(x.out, have)
 	sent = int64(len(have))
-	buf := *x.up
+	buf := x.bigBuf()
 	for {
 		if len(out) > 0 {
 			if _, err := cc.write(out); err != nil {

@@ -295,3 +295,34 @@ func TestRefusedHeadGetsTodaysAnswer(t *testing.T) {
 		t.Errorf("%d connections handed over, want 1", r.handed.Load())
 	}
 }
+
+// Issue 14: a chunked body of long chunks (spliced between the sockets
+// in its data runs) reaches the client byte-exact.
+func TestLongChunksByteExact(t *testing.T) {
+	var want bytes.Buffer
+	for i := range 4 {
+		piece := bytes.Repeat([]byte{byte('a' + i)}, 200<<10+i)
+		fmt.Fprintf(&want, "%x\r\n%s\r\n", len(piece), piece)
+	}
+	want.WriteString("0\r\n\r\n")
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		c.Write(want.Bytes())
+	})
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	for i := range 2 {
+		fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+		readHead(t, br)
+		got := make([]byte, want.Len())
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("request %d: body differs from what the origin sent", i)
+		}
+	}
+}
