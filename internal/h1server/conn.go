@@ -146,6 +146,9 @@ type clientConn struct {
 	x       *exchange
 	hs      wire.HeadScanner
 	readErr error
+	// linger asks for a lingering close: the last request's body was
+	// not read to its end.
+	linger bool
 	// lastAuth, lastScheme, key and target cache the pool key of the
 	// last target authority, which a client nearly always asks again.
 	lastAuth   []byte
@@ -228,9 +231,31 @@ func (s *ConnServer) Serve(c net.Conn) {
 	s.mu.Unlock()
 	cc.release()
 	if !handed {
-		c.Close()
+		if cc.linger {
+			lingerClose(c)
+		} else {
+			c.Close()
+		}
 		s.o.Closed()
 	}
+}
+
+// lingerWait bounds a lingering close.
+const lingerWait = 500 * time.Millisecond
+
+// lingerClose closes a connection whose client may still be sending a
+// request body nobody reads: it half-closes, then reads and drops what
+// arrives for a while (at most 256 KiB) before closing. Closing with
+// unread bytes would reset the connection, and the reset can destroy the
+// answer before the client read it (RFC 9112 section 9.6); net/http's
+// server waits the same way.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(lingerWait))
+	io.CopyN(io.Discard, c, 256<<10)
+	c.Close()
 }
 
 // serve runs the request loop; it reports whether c was handed over.

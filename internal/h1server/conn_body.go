@@ -224,6 +224,7 @@ func (cc *clientConn) streamed(pc *upstream.PConn) (keep bool) {
 	_, err := cc.readFinalHead(pc)
 	if err != nil {
 		cc.stopBody(pc, done)
+		cc.linger = !x.done
 		e.BytesIn = x.sent
 		pc.Release(false)
 		if perr != nil && perr != errCanceled {
@@ -245,6 +246,7 @@ func (cc *clientConn) streamed(pc *upstream.PConn) (keep bool) {
 	e.BytesIn = x.sent
 	r := x.relayed
 	bodyOK := perr == nil && upErr == nil && x.done
+	cc.linger = !x.done
 	pc.Release(r.reusable && bodyOK)
 	cc.s.recordRelay(e, r.n, r.err)
 	if perr != nil && perr != errCanceled {

@@ -86,6 +86,7 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 		hw := newHeadWriter()
 		s.o.Busy(hw, err)
 		cc.c.Write(hw.bytes(true))
+		cc.linger = r.Framing != wire.BodyNone
 		return false, false
 	}
 	defer s.o.Gate.Leave()
@@ -96,6 +97,7 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 	x.out = cc.appendRequestHead(x.out[:0], r, b)
 	end, perr := cc.firstBody(hl)
 	if perr != nil {
+		cc.linger = true
 		cc.fail(perr, true)
 		return false, false
 	}

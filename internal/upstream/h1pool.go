@@ -19,8 +19,7 @@ import (
 // the dial stack dials (the dial-time guard, DNS cache, happy eyeballs,
 // TLS rules and session caches, parent proxies, the prewarm stash, the
 // counting of track.go): it calls the transport's own dial functions, so
-// nothing of that changes. It is not yet on the request path; the
-// client-side connection server will use it.
+// nothing of that changes. internal/h1server carries its requests.
 //
 // Hand-out safety. A connection is handed out again only when the kernel
 // holds nothing for it: before each reuse, one recvfrom(MSG_PEEK |
