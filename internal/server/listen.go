@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,7 +21,12 @@ import (
 func listen(cfg config.Parsed) (net.Listener, error) {
 	path, ok := config.UnixListen(cfg.Listen)
 	if !ok {
-		return net.Listen("tcp", cfg.Listen)
+		// No TCP keep-alive probes on client connections: every wait on
+		// a client is bounded by a client timeout (idle, header, body),
+		// which ends a dead peer's connection first, and the probes'
+		// setup costs four system calls per accepted connection.
+		lc := net.ListenConfig{KeepAlive: -1}
+		return lc.Listen(context.Background(), "tcp", cfg.Listen)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err

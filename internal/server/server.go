@@ -19,6 +19,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/h1server"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/metrics"
 	"github.com/warmproxy/warmproxy/internal/proxy"
@@ -54,7 +55,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	if err != nil {
 		return err
 	}
-	ln = lim.listener(framingListener{ln})
+	ln = lim.listener(ln)
 	access := newLiveAccessLog(accessOut, cfg.LogFormat)
 	defer access.Close()
 	// Reloadable parts; the access rules and credentials join below.
@@ -93,6 +94,17 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 		TrailersDropped: m.TrailersDropped,
 	})
 	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
+	hand := newHandoffListener(ln.Addr())
+	h1 := up.NewH1Pool(cfg)
+	defer h1.Close()
+	conns := h1server.New(handler, h1server.ConnOptions{
+		Pool: h1, Key: up.H1Key, GiveH2: up.GiveH2, Gate: lim.requests, Busy: lim.rejectRequest,
+		Fallback:      func(c net.Conn) { hand.push(&framingConn{Conn: c}) },
+		Closed:        func() { lim.served.Add(-1) },
+		Running:       &running.n,
+		HeaderTimeout: cfg.ClientHeaderTimeout, IdleTimeout: cfg.ClientIdleTimeout, BodyTimeout: cfg.ClientBodyTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
+	})
 	srv := &http.Server{
 		Handler:           lim.handler(running.handler(handler)),
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
@@ -108,8 +120,13 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: cfg.ClientH2CMaxStreams},
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(hand) }()
+	go func() {
+		if err := acceptLoop(ln, conns); err != nil {
+			errc <- err
+		}
+	}()
 	// The admin server outlives the proxy's drain, so /readyz can say 503
 	// while in-flight requests finish.
 	adminErrc := make(chan error, 1)
@@ -130,6 +147,8 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 			return fmt.Errorf("serve: %w", err)
 		case err := <-adminErrc:
 			adminErrc <- err // for the deferred wait
+			ln.Close()
+			conns.Close()
 			srv.Close()
 			<-errc
 			return fmt.Errorf("admin serve: %w", err)
@@ -141,7 +160,8 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	}
 
 	ready.Store(false)
-	drain(log, cfg, srv, handler, tunnels, &running, up)
+	ln.Close()
+	drain(log, cfg, srv, conns, handler, tunnels, &running, up)
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -217,20 +237,26 @@ func adminMux(up *upstream.Upstream, m *metrics.Metrics, ready *atomic.Bool) *ht
 // in-flight requests and tunnels finish within -shutdown-grace, cut what
 // is left, then close the upstream side. The admin server is not its
 // business: it outlives the drain, so /readyz can say 503 meanwhile.
-func drain(log *slog.Logger, cfg config.Parsed, srv *http.Server, handler *proxy.Handler, tunnels *connRegistry, running *inflight, up *upstream.Upstream) {
+func drain(log *slog.Logger, cfg config.Parsed, srv *http.Server, conns *h1server.ConnServer, handler *proxy.Handler, tunnels *connRegistry, running *inflight, up *upstream.Upstream) {
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	// Shutdown closes the listener and idle client connections, and
-	// answers in-flight requests with "Connection: close". Hijacked
-	// tunnels are not its business: they get the grace period too.
+	// Both servers close their idle client connections and answer
+	// in-flight requests with "Connection: close" (the listener is
+	// closed). Hijacked tunnels are not their business: they get the
+	// grace period too.
+	connsErr := make(chan error, 1)
+	go func() { connsErr <- conns.Shutdown(drainCtx) }()
 	shutdownErr := srv.Shutdown(drainCtx)
+	if err := <-connsErr; err != nil && shutdownErr == nil {
+		shutdownErr = err
+	}
 	// Intercepted tunnels carry keep-alive requests: their idle
 	// connections close now, busy ones after the response.
 	handler.ShutdownIntercepted(drainCtx)
 	tunnels.waitEmpty(drainCtx)
 	if shutdownErr != nil || tunnels.len() > 0 {
-		cutLeft(log, srv, tunnels, running)
+		cutLeft(log, srv, conns, tunnels, running)
 	}
 	tunnels.closeAll()
 	up.Prewarm.Stop()
@@ -332,11 +358,12 @@ func (f *inflight) record(next func(*accesslog.Entry)) func(*accesslog.Entry) {
 // their handlers to write their access records. The process still exits
 // 0: the shutdown was asked for and went as configured; the Warn line and
 // the records say what it cost.
-func cutLeft(log *slog.Logger, srv *http.Server, tunnels *connRegistry, f *inflight) {
+func cutLeft(log *slog.Logger, srv *http.Server, conns *h1server.ConnServer, tunnels *connRegistry, f *inflight) {
 	f.cut.Store(true)
 	nTunnels := int64(tunnels.open())
 	log.Warn("shutdown grace ran out, cut what was left", "requests", max(0, f.n.Load()-nTunnels), "tunnels", nTunnels)
 	tunnels.closeAll()
+	conns.Close()
 	srv.Close()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()

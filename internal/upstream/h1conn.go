@@ -108,6 +108,17 @@ func (pc *PConn) NoteKeepAlive(values []string) {
 	}
 }
 
+// Fail counts the request on pc as failed, with err as the origin's last
+// error in /debug/pool and the stats page; Release still follows.
+func (pc *PConn) Fail(err error) {
+	if pc.hs == nil {
+		return
+	}
+	pc.hs.failed.Add(1)
+	pc.pool.stats.totals[pc.Key.Scheme].failed.Add(1)
+	pc.hs.setErr(err.Error())
+}
+
 // Release ends the request's hold on pc, whose response was read to its
 // end. With reusable (the framing allowed it, no "Connection: close"
 // either way, nothing left unread in the caller's buffers) the connection

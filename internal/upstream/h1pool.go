@@ -19,8 +19,7 @@ import (
 // the dial stack dials (the dial-time guard, DNS cache, happy eyeballs,
 // TLS rules and session caches, parent proxies, the prewarm stash, the
 // counting of track.go): it calls the transport's own dial functions, so
-// nothing of that changes. It is not yet on the request path; the
-// client-side connection server will use it.
+// nothing of that changes. internal/h1server carries its requests.
 //
 // Hand-out safety. A connection is handed out again only when the kernel
 // holds nothing for it: before each reuse, one recvfrom(MSG_PEEK |
@@ -186,6 +185,8 @@ func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 	// use (configureHTTP2); Clone does that now, so the pool's TLS dials
 	// offer HTTP/2 as the transport's own would (see newPrewarm).
 	_ = u.Transport.Clone()
+	dialTLS := u.Transport.DialTLSContext
+	u.Transport.DialTLSContext = u.given.wrap(dialTLS)
 	return newH1Pool(h1Limits{
 		maxIdlePerHost:  cfg.MaxIdlePerHost,
 		maxIdle:         cfg.MaxIdle,
@@ -193,7 +194,79 @@ func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 		queue:           cfg.MaxConnsPerHostQueue,
 		queueWait:       cfg.UpstreamQueueTimeout,
 		idleTimeout:     cfg.IdleTimeout,
-	}, u.Transport.DialContext, u.Transport.DialTLSContext, u.Pool)
+	}, u.Transport.DialContext, dialTLS, u.Pool)
+}
+
+// GiveH2 hands pc, a connection whose origin chose HTTP/2, to the
+// transport: its next TLS dial to that address takes it instead of
+// dialing, so the request that found out pays one handshake, not two. A
+// connection not taken within givenWait is closed.
+func (u *Upstream) GiveH2(pc *PConn) { u.given.put(strings.ToLower(pc.Key.Addr), pc.Conn) }
+
+// givenWait bounds how long a given connection waits for its dial.
+const givenWait = 10 * time.Second
+
+// givenConns holds given connections by address.
+type givenConns struct {
+	mu    sync.Mutex
+	conns map[string][]net.Conn
+}
+
+func (g *givenConns) put(addr string, c net.Conn) {
+	g.mu.Lock()
+	if g.conns == nil {
+		g.conns = map[string][]net.Conn{}
+	}
+	g.conns[addr] = append(g.conns[addr], c)
+	g.mu.Unlock()
+	time.AfterFunc(givenWait, func() {
+		if g.remove(addr, c) {
+			c.Close()
+		}
+	})
+}
+
+// take pops a connection given for addr, nil when none waits.
+func (g *givenConns) take(addr string) net.Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cs := g.conns[addr]
+	if len(cs) == 0 {
+		return nil
+	}
+	c := cs[len(cs)-1]
+	g.conns[addr] = cs[:len(cs)-1]
+	if len(cs) == 1 {
+		delete(g.conns, addr)
+	}
+	return c
+}
+
+// remove drops c from addr's list, reporting whether it was there.
+func (g *givenConns) remove(addr string, c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cs := g.conns[addr]
+	for i, x := range cs {
+		if x == c {
+			g.conns[addr] = append(cs[:i], cs[i+1:]...)
+			if len(g.conns[addr]) == 0 {
+				delete(g.conns, addr)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// wrap returns next with the given connections handed out first.
+func (g *givenConns) wrap(next DialFunc) DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if c := g.take(strings.ToLower(addr)); c != nil {
+			return c, nil
+		}
+		return next(ctx, network, addr)
+	}
 }
 
 type h1Limits struct {

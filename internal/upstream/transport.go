@@ -48,6 +48,9 @@ type Upstream struct {
 	tlsRules *tlsRules
 	// parent is the parent proxy, nil without one.
 	parent *parent
+	// given holds the HTTP/2 connections the HTTP/1.1 pool dialed and
+	// handed to the transport (GiveH2).
+	given givenConns
 }
 
 // RoundTripper is the transport requests should go through: Transport,

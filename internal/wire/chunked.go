@@ -33,6 +33,7 @@ type ChunkedScanner struct {
 	lineLen int    // bytes of the chunk-size line read so far
 	excess  int64  // framing overhead, as net/http counts it
 	off     int64  // bytes of the body scanned, for error offsets
+	data    int64  // chunk-data bytes scanned
 	trailer []byte // the trailer section, when InTrailer or Done
 	fields  []Field
 }
@@ -75,6 +76,10 @@ func (s *ChunkedScanner) InTrailer() bool { return s.state == stTrailer }
 // been scanned.
 func (s *ChunkedScanner) Done() bool { return s.state == stDone }
 
+// DataBytes is the number of chunk-data bytes scanned: the body's
+// length once decoded.
+func (s *ChunkedScanner) DataBytes() int64 { return s.data }
+
 // Remaining is the number of chunk-data bytes the scanner expects before
 // the next framing byte (0 outside chunk data): a relay may copy that many
 // bytes straight through and then call Skip.
@@ -93,6 +98,7 @@ func (s *ChunkedScanner) Skip(n uint64) {
 	}
 	s.size -= n
 	s.off += int64(n)
+	s.data += int64(n)
 	if s.size == 0 {
 		s.state = stDataCR
 	}

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/warmproxy/warmproxy/internal/h1server"
+)
+
+// The proxy listener's connections go to the HTTP/1.1 connection server
+// (h1server.ConnServer) first; what it hands over reaches the http.Server
+// through a handoffListener.
+
+// handoffListener is the http.Server's listener: it yields the
+// connections the connection server handed over.
+type handoffListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push hands c to the http.Server; after Close it closes c.
+func (l *handoffListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// acceptLoop accepts from ln and serves each connection on its own
+// goroutine until ln is closed (hand is the http.Server's, which closes
+// it). Temporary accept errors (EMFILE) back off as net/http's server
+// does.
+func acceptLoop(ln net.Listener, cs *h1server.ConnServer) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // as net/http's server
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		go cs.Serve(c)
+	}
+}
