@@ -556,19 +556,8 @@ func findUpstream(t *testing.T, rep metrics.PoolReport, scheme, host string) ups
 // Issue 4: /debug/pool shows, per origin and scheme, active and idle
 // connections, requests and the reuse ratio.
 func TestDebugPool(t *testing.T) {
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(unblock)
-	o, cfg, _ := tlsOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			select {
-			case <-release:
-			case <-time.After(10 * time.Second):
-			}
-		}
-		io.WriteString(w, "ok")
-	}))
+	held := newHeldOrigin(t)
+	o, cfg, _ := tlsOrigin(t, held)
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(plain.Close)
 	p := start(t, cfg)
@@ -576,19 +565,7 @@ func TestDebugPool(t *testing.T) {
 	tlsHost := strings.TrimPrefix(o.URL, "https://")
 	plainHost := strings.TrimPrefix(plain.URL, "http://")
 
-	slow := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+tlsHost+"/slow", nil)
-		req.Header.Set("X-Real-Protocol", "https")
-		resp, err := c.Do(req)
-		if err != nil {
-			slow <- 0
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		slow <- resp.StatusCode
-	}()
+	slow := held.getHeld(t, c, "http://"+tlsHost, "https")
 	// While the slow request is in flight its connection is active.
 	var h upstream.Stats
 	deadline := time.Now().Add(5 * time.Second)
@@ -607,7 +584,7 @@ func TestDebugPool(t *testing.T) {
 	if h.Open != 1 || h.Active != 1 || h.Idle != 0 || h.InFlight != 1 {
 		t.Errorf("during the slow request: open, active, idle, in_flight = %d, %d, %d, %d; want 1, 1, 0, 1", h.Open, h.Active, h.Idle, h.InFlight)
 	}
-	unblock()
+	held.release()
 	select {
 	case code := <-slow:
 		if code != http.StatusOK {
