@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // icptName is the origin's name; the test's DNS server resolves it to
@@ -103,7 +105,7 @@ func icptCAInit(t *testing.T, patterns string) string {
 // root and resolving api.test to 127.0.0.1.
 func icptProxy(t *testing.T, o *icptOrigin, patterns, caDir string) *cliProxy {
 	t.Helper()
-	dns := secDNS(t, map[string]string{icptName: "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{icptName: {"127.0.0.1"}})
 	return cliStartProxy(t, "-intercept", patterns, "-intercept-ca", caDir, "-ca-file", o.RootFile,
 		"-dns-server", dns, "-connect-ports", o.Port)
 }

@@ -263,7 +263,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	plain := newOrigin(t, false, hello)
 	h1 := newOrigin(t, true, hello)
 	h2 := newOriginCert(t, true, nil, hello, func(o *origin) { o.EnableHTTP2 = true })
-	dns := secDNS(t, map[string]string{"plain.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"plain.test": {"127.0.0.1"}})
 	p := startProxy(t, "-admin-listen", "127.0.0.1:0", "-ca-file", h1.caFile, "-dns-server", dns, "-connect-ports", "*")
 	admin := p.adminAddr(t)
 	prom := startPrometheus(t, promBin, admin)

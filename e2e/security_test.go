@@ -11,7 +11,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -215,74 +214,6 @@ func secHello(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "hello from "+r.Host)
 }
 
-// secDNS is a DNS stub on 127.0.0.1 (UDP): A queries for names it knows
-// get their address with TTL 0, names marked "SERVFAIL" get SERVFAIL,
-// others NXDOMAIN; AAAA queries get no answer.
-func secDNS(t *testing.T, names map[string]string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if resp := secDNSAnswer(buf[:n], names); resp != nil {
-				pc.WriteTo(resp, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-func secDNSAnswer(q []byte, names map[string]string) []byte {
-	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
-		return nil
-	}
-	var labels []string
-	i := 12
-	for i < len(q) && q[i] != 0 {
-		l := int(q[i])
-		if l&0xc0 != 0 || i+1+l > len(q) {
-			return nil
-		}
-		labels = append(labels, string(q[i+1:i+1+l]))
-		i += 1 + l
-	}
-	if i+5 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i+1:])
-	question := q[12 : i+5]
-	name := strings.ToLower(strings.Join(labels, "."))
-	rcode, ip := 3, net.IP(nil) // NXDOMAIN
-	if v, ok := names[name]; ok {
-		switch v {
-		case "SERVFAIL":
-			rcode = 2
-		default:
-			rcode = 0
-			ip = net.ParseIP(v).To4()
-		}
-	}
-	resp := make([]byte, 12, 64)
-	copy(resp, q[:2])
-	binary.BigEndian.PutUint16(resp[2:], 0x8180|uint16(rcode))
-	binary.BigEndian.PutUint16(resp[4:], 1)
-	resp = append(resp, question...)
-	if ip != nil && qtype == 1 {
-		binary.BigEndian.PutUint16(resp[6:], 1)
-		resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4)
-		resp = append(resp, ip...)
-	}
-	return resp
-}
-
 func secPort(t *testing.T, addr string) string {
 	t.Helper()
 	_, port, err := net.SplitHostPort(addr)
@@ -444,7 +375,7 @@ func TestSecurityDestinationPolicy(t *testing.T) {
 	ok, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
 	dport := secPort(t, denied.Listener.Addr().String())
 	oport := secPort(t, ok.Listener.Addr().String())
-	dns := secDNS(t, map[string]string{"evil.test": "127.0.0.2", "good.test": "127.0.0.1", "bad.example.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"evil.test": {"127.0.0.2"}, "good.test": {"127.0.0.1"}, "bad.example.test": {"127.0.0.1"}})
 	p := secStart(t, nil, "-deny", "127.0.0.2,*.example.test", "-dns-server", dns, "-connect-ports", "*")
 
 	tests := []struct {
@@ -491,7 +422,7 @@ func TestSecurityDestinationPolicy(t *testing.T) {
 // Issue 6: a request addressed to the proxy's own listener is a loop:
 // 508, at once, whatever name or form reaches it.
 func TestSecurityLoop(t *testing.T) {
-	dns := secDNS(t, map[string]string{"me.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"me.test": {"127.0.0.1"}})
 	p := secStart(t, nil, "-dns-server", dns, "-connect-ports", "*")
 	port := secPort(t, p.addr)
 	for _, raw := range []string{
@@ -744,7 +675,7 @@ func (o *secFaultOrigin) serve(c net.Conn, done chan struct{}) {
 // response, and the proxy goes on serving.
 func TestSecurityFaults(t *testing.T) {
 	o := secStartFaultOrigin(t)
-	dns := secDNS(t, map[string]string{"fail.test": "SERVFAIL", "fault.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"fail.test": {testnet.ServFail}, "fault.test": {"127.0.0.1"}})
 	p := secStart(t, nil, "-response-header-timeout", "500ms", "-dns-server", dns)
 	target := o.ln.Addr().String()
 	get := func(path string) string {

@@ -222,77 +222,6 @@ func TestPinContentLengthWithTransferEncoding(t *testing.T) {
 	})
 }
 
-// pinDNS is a DNS stub on 127.0.0.1 (UDP): an A query for a name in
-// names gets all its addresses, in order, with TTL 0; AAAA queries and
-// other names get no answer records.
-func pinDNS(t *testing.T, names map[string][]string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if resp := pinDNSAnswer(buf[:n], names); resp != nil {
-				pc.WriteTo(resp, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-// pinDNSAnswer answers one query: the question echoed, then one A record
-// per address (a pointer to the question's name, class IN, TTL 0).
-func pinDNSAnswer(q []byte, names map[string][]string) []byte {
-	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
-		return nil
-	}
-	var labels []string
-	i := 12
-	for i < len(q) && q[i] != 0 {
-		l := int(q[i])
-		if l&0xc0 != 0 || i+1+l > len(q) {
-			return nil
-		}
-		labels = append(labels, string(q[i+1:i+1+l]))
-		i += 1 + l
-	}
-	if i+5 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i+1:])
-	ips, known := names[strings.ToLower(strings.Join(labels, "."))]
-	resp := append(make([]byte, 0, 512), q[:2]...)
-	flags := uint16(0x8180) // response, recursion desired and available
-	if !known {
-		flags |= 3 // NXDOMAIN
-	}
-	resp = binary.BigEndian.AppendUint16(resp, flags)
-	var answers [][4]byte
-	if qtype == 1 {
-		for _, s := range ips {
-			answers = append(answers, netip.MustParseAddr(s).As4())
-		}
-	}
-	resp = binary.BigEndian.AppendUint16(resp, 1)
-	resp = binary.BigEndian.AppendUint16(resp, uint16(len(answers)))
-	resp = append(resp, 0, 0, 0, 0)
-	resp = append(resp, q[12:i+5]...)
-	for _, a := range answers {
-		resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4)
-		resp = append(resp, a[:]...)
-	}
-	return resp
-}
-
 // pinTwinOrigins starts an origin on 127.0.0.1 and one on 127.0.0.2 on
 // the same port, each counting the connections it accepts.
 func pinTwinOrigins(t *testing.T) (port string, allowed, denied *atomic.Int32) {
@@ -337,7 +266,7 @@ func pinTwinOrigins(t *testing.T) (port string, allowed, denied *atomic.Int32) {
 // CONNECT alike.
 func TestPinMultiIPDeny(t *testing.T) {
 	port, allowed, denied := pinTwinOrigins(t)
-	dns := pinDNS(t, map[string][]string{
+	dns := testnet.DNS(t, map[string][]string{
 		"mixed.test":    {"127.0.0.1", "127.0.0.2"},
 		"reversed.test": {"127.0.0.2", "127.0.0.1"},
 		"good.test":     {"127.0.0.1"},
@@ -458,7 +387,7 @@ func TestPinMetadataDenyNoDial(t *testing.T) {
 	parent := startPinSOCKS(t)
 	origin, seen := pinEchoOrigin(t, func(r *http.Request, _ []byte) string { return "ok" })
 	_, oport, _ := net.SplitHostPort(origin)
-	dns := pinDNS(t, map[string][]string{
+	dns := testnet.DNS(t, map[string][]string{
 		"meta.test":  {"169.254.169.254"},
 		"mixed.test": {"127.0.0.1", "169.254.169.254"},
 		"good.test":  {"127.0.0.1"},

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -12,36 +11,6 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
-
-// nxdomainDNS is a DNS stub on 127.0.0.1 (UDP) that answers every query
-// NXDOMAIN, so a test's made-up names never reach a real resolver.
-func nxdomainDNS(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 12 {
-				continue
-			}
-			resp := append([]byte(nil), buf[:n]...)
-			binary.BigEndian.PutUint16(resp[2:], 0x8183) // response, RD, RA, NXDOMAIN
-			binary.BigEndian.PutUint16(resp[6:], 0)
-			binary.BigEndian.PutUint16(resp[8:], 0)
-			binary.BigEndian.PutUint16(resp[10:], 0)
-			pc.WriteTo(resp, from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
 
 // rawProxyGet sends "GET target" in absolute form to the proxy on a new
 // connection, as written, and returns the status code.
@@ -76,7 +45,7 @@ func TestStatsPage(t *testing.T) {
 		io.WriteString(c, "<script>alert(2)</script>\r\n\r\n")
 	})
 	cfg.AdminListen = "127.0.0.1:0"
-	cfg.DNSServer = nxdomainDNS(t)
+	cfg.DNSServer = testnet.DNS(t, nil)
 	p := start(t, cfg)
 	c := freshClient(t, p.addr)
 	tlsHost := strings.TrimPrefix(o.URL, "https://")

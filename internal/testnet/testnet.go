@@ -1,6 +1,7 @@
 // Package testnet holds the loopback plumbing that tests in several
 // packages share: an accept loop whose connections are served, tracked and
-// closed when the test ends. It is for tests only.
+// closed when the test ends, a DNS stub, self-signed certificates. It is
+// for tests only.
 package testnet
 
 import (
