@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -406,37 +405,10 @@ func TestMetricsCountResumedHandshakes(t *testing.T) {
 	}
 }
 
-// staleOrigin is a plain HTTP origin whose first connection answers one
-// request, then reads the next one and closes without an answer, as a
-// server that timed the connection out does. Later connections answer
-// everything.
-func staleOrigin(t *testing.T) (string, *atomic.Int32) {
-	t.Helper()
-	var conns atomic.Int32
-	addr := testnet.Serve(t, func(c net.Conn) {
-		first := conns.Add(1) == 1
-		br := bufio.NewReader(c)
-		for n := 0; ; n++ {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if first && n == 1 {
-				return
-			}
-			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-				return
-			}
-		}
-	})
-	return addr, &conns
-}
-
 // Issue 4: a request replayed because its pooled connection was stale
 // shows in warmproxy_upstream_retries_total and the access log.
 func TestMetricsCountStaleConnectionRetries(t *testing.T) {
-	addr, originConns := staleOrigin(t)
+	addr, _, originConns := dropOrigin(t)
 	p := start(t, config.Default())
 	c := freshClient(t, p.addr)
 	for i := range 2 {

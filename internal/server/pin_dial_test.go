@@ -26,12 +26,12 @@ import (
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
-// pinDropOrigin is an origin whose first connection answers its first
+// dropOrigin is an origin whose first connection answers its first
 // request, then takes the next one (head and body read) and closes
 // without an answer, as an origin timing the connection out just then
 // does. Later connections answer everything. It records each request as
-// "METHOD PATH BODYLEN".
-func pinDropOrigin(t *testing.T) (string, *pinLog) {
+// "METHOD PATH BODYLEN" and counts the connections it accepted.
+func dropOrigin(t *testing.T) (string, *pinLog, *atomic.Int32) {
 	t.Helper()
 	var (
 		l     pinLog
@@ -59,16 +59,16 @@ func pinDropOrigin(t *testing.T) (string, *pinLog) {
 			}
 		}
 	})
-	return addr, &l
+	return addr, &l, &conns
 }
 
 // pinReplay warms the pool with one GET, then sends method with the
 // extra header fields and a body of size bytes on the pooled connection
-// that pinDropOrigin drops. It returns the response, what the origin saw
+// that dropOrigin drops. It returns the response, what the origin saw
 // of that request, and its access log line.
 func pinReplay(t *testing.T, cfg config.Config, method, extra string, size int) (pinResp, []string, []string) {
 	t.Helper()
-	origin, seen := pinDropOrigin(t)
+	origin, seen, _ := dropOrigin(t)
 	p := start(t, cfg)
 	c, br := pinConn(t, p.addr)
 	fmt.Fprintf(c, "GET http://%s/warm HTTP/1.1\r\nHost: %s\r\n\r\n", origin, origin)
