@@ -65,6 +65,9 @@ type tunnelRig struct {
 	records chan accesslog.Entry
 	mu      sync.Mutex
 	tracked []net.Conn
+	// closeTracked makes the test's cleanup close the tracked conns
+	// (set by the interception rig; the tunnel tests close their own).
+	closeTracked bool
 }
 
 func (r *tunnelRig) Track(c net.Conn) func() {
@@ -100,6 +103,13 @@ func (r *tunnelRig) noMoreRecords(t *testing.T) {
 // adjusts the config.
 func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	t.Helper()
+	return tunnelServe(t, tunnelConfig(t, edit), nil, 16)
+}
+
+// tunnelConfig is the default config on 127.0.0.1:0 with every CONNECT
+// port allowed, adjusted by edit if set, and validated.
+func tunnelConfig(t *testing.T, edit func(*config.Config)) config.Config {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.ConnectPorts = "*"
@@ -109,11 +119,19 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// tunnelServe builds the handler for cfg as the server builds it, with
+// icpt (nil: no interception) and room for records access records, and
+// serves it on cfg.Listen until the test ends.
+func tunnelServe(t *testing.T, cfg config.Config, icpt proxy.Interceptor, records int) *tunnelRig {
+	t.Helper()
 	up, err := upstream.New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rig := &tunnelRig{records: make(chan accesslog.Entry, 16)}
+	rig := &tunnelRig{records: make(chan accesslog.Entry, records)}
 	h := proxy.New(proxy.Options{
 		Transport: up.Transport,
 		Dial:      proxy.DialFunc(up.Dial),
@@ -121,6 +139,7 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 		Config:    config.MustParse(cfg),
 		Record:    func(e *accesslog.Entry) { rig.records <- *e },
 		Tunnels:   rig,
+		Intercept: icpt,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -131,6 +150,13 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	go func() { srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
 		srv.Close()
+		if rig.closeTracked {
+			rig.mu.Lock()
+			for _, c := range rig.tracked {
+				c.Close()
+			}
+			rig.mu.Unlock()
+		}
 		<-done
 		up.Transport.CloseIdleConnections()
 	})

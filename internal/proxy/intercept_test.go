@@ -26,11 +26,9 @@ import (
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/intercept"
-	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/server"
 	"github.com/warmproxy/warmproxy/internal/testnet"
-	"github.com/warmproxy/warmproxy/internal/upstream"
 	"golang.org/x/net/http2"
 )
 
@@ -112,53 +110,19 @@ func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Conf
 	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.ConnectPorts = "*"
-	cfg.CAFile = caFile
-	cfg.Intercept, cfg.InterceptCA = patterns, dir
-	if edit != nil {
-		edit(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tunnelConfig(t, func(cfg *config.Config) {
+		cfg.CAFile = caFile
+		cfg.Intercept, cfg.InterceptCA = patterns, dir
+		if edit != nil {
+			edit(cfg)
+		}
+	})
 	icpt, err := intercept.New(intercept.Options{Patterns: config.MustParse(cfg).Intercept, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(config.MustParse(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rig := &icptRig{tunnelRig: &tunnelRig{records: make(chan accesslog.Entry, 256)}, icpt: icpt}
-	h := proxy.New(proxy.Options{
-		Transport: up.Transport,
-		Dial:      proxy.DialFunc(up.Dial),
-		DialTLS:   up.DialTLS,
-		Config:    config.MustParse(cfg),
-		Record:    func(e *accesslog.Entry) { rig.records <- *e },
-		Tunnels:   rig,
-		Intercept: icpt,
-	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: cfg.ClientHeaderTimeout}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		srv.Close()
-		rig.mu.Lock()
-		for _, c := range rig.tracked {
-			c.Close()
-		}
-		rig.mu.Unlock()
-		<-done
-		up.Transport.CloseIdleConnections()
-	})
-	rig.addr = ln.Addr().String()
+	rig := &icptRig{tunnelRig: tunnelServe(t, cfg, icpt, 256), icpt: icpt}
+	rig.closeTracked = true
 	rig.caPEM, err = os.ReadFile(filepath.Join(dir, intercept.CertFile))
 	if err != nil {
 		t.Fatal(err)
