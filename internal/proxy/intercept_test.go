@@ -102,14 +102,7 @@ func icptStart(t *testing.T, patterns, caFile string) *icptRig {
 // icptStartWith is icptStart with edit applied to the config.
 func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Config)) *icptRig {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "ca")
-	ps, err := intercept.ParsePatterns(patterns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	dir, caPEM, roots := icptCA(t, patterns)
 	cfg := tunnelConfig(t, func(cfg *config.Config) {
 		cfg.CAFile = caFile
 		cfg.Intercept, cfg.InterceptCA = patterns, dir
@@ -121,15 +114,30 @@ func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	rig := &icptRig{tunnelRig: tunnelServe(t, cfg, icpt, 256), icpt: icpt}
+	rig := &icptRig{tunnelRig: tunnelServe(t, cfg, icpt, 256), icpt: icpt, roots: roots, caPEM: caPEM}
 	rig.closeTracked = true
-	rig.caPEM, err = os.ReadFile(filepath.Join(dir, intercept.CertFile))
+	return rig
+}
+
+// icptCA makes an interception CA for patterns in a new directory and
+// returns the directory, the CA certificate and a pool holding it.
+func icptCA(t *testing.T, patterns string) (string, []byte, *x509.CertPool) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ca")
+	ps, err := intercept.ParsePatterns(patterns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rig.roots = x509.NewCertPool()
-	rig.roots.AppendCertsFromPEM(rig.caPEM)
-	return rig
+	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, intercept.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	return dir, caPEM, roots
 }
 
 // client is a fresh client through the proxy, as one PHP process is: its
@@ -467,11 +475,7 @@ func TestInterceptWebSocket(t *testing.T) {
 // and the client sees (and checks) the origin's own certificate.
 func TestInterceptNeverUnverified(t *testing.T) {
 	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
-	dir := filepath.Join(t.TempDir(), "ca")
-	ps, _ := intercept.ParsePatterns("localhost")
-	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := icptCA(t, "localhost")
 	cfg := testConfig()
 	cfg.ConnectPorts = "*"
 	cfg.Intercept, cfg.InterceptCA = "localhost", dir
@@ -500,11 +504,7 @@ func TestInterceptNeverUnverified(t *testing.T) {
 // proxy's own idle ones; it does not hold the drain for -shutdown-grace.
 func TestInterceptShutdownClosesIdle(t *testing.T) {
 	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
-	dir := filepath.Join(t.TempDir(), "ca")
-	ps, _ := intercept.ParsePatterns("localhost")
-	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, roots := icptCA(t, "localhost")
 	cfg := testConfig()
 	cfg.ConnectPorts = "*"
 	cfg.CAFile = origin.caFile
@@ -523,9 +523,6 @@ func TestInterceptShutdownClosesIdle(t *testing.T) {
 	case err := <-errc:
 		t.Fatalf("server.Run: %v", err)
 	}
-	caPEM, _ := os.ReadFile(filepath.Join(dir, intercept.CertFile))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr}), TLSClientConfig: &tls.Config{RootCAs: roots}}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: testTimeout}).Get("https://localhost:" + origin.port() + "/")
