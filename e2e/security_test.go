@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -294,14 +293,7 @@ func TestSecurityClientScanRefused(t *testing.T) {
 // hashes; 407 with a challenge otherwise; credentials never reach the
 // origin or the logs.
 func TestSecurityProxyAuth(t *testing.T) {
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(file, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testnet.Htpasswd(t, "alice", "s3cret-pw", bcrypt.MinCost)
 	origin, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
 	p := secStart(t, nil, "-proxy-auth-file", file, "-connect-ports", "*")
 	target := origin.Listener.Addr().String()

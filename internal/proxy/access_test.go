@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // Issue 6: refusals of the policy and the limits map to 403 naming the
@@ -61,11 +60,8 @@ func TestAccessErrorMapping(t *testing.T) {
 // Issue 6: the handler asks for credentials before anything is dialed,
 // and strips them before the request goes on.
 func TestCheckAccessAuth(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
 	cfg := config.Default()
-	cfg.ProxyAuthFile = file
+	cfg.ProxyAuthFile = testnet.Htpasswd(t, "u", "pw", bcrypt.MinCost)
 	acc, err := NewAccess(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -125,11 +121,8 @@ func TestCheckAccessAuth(t *testing.T) {
 // connections on a loopback socket, make at most one comparison per
 // distinct value.
 func TestWrongCredentialsCompareOnce(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
 	cfg := config.Default()
-	cfg.ProxyAuthFile = file
+	cfg.ProxyAuthFile = testnet.Htpasswd(t, "u", "pw", bcrypt.MinCost)
 	acc, err := NewAccess(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)

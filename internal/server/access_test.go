@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // originForm sends an origin-form GET for path on c with the extra header
@@ -54,7 +55,7 @@ func freshOriginForm(t *testing.T, addr, path, extra string) (int, error) {
 // (scrapers, curl -u); the health checks and the usage help do not.
 func TestAdminPathsNeedCredentials(t *testing.T) {
 	cfg := config.Default()
-	cfg.ProxyAuthFile = authFile(t, "ops", "pw", bcrypt.MinCost)
+	cfg.ProxyAuthFile = testnet.Htpasswd(t, "ops", "pw", bcrypt.MinCost)
 	p := start(t, cfg)
 	good, bad := basicAuth("ops", "pw"), basicAuth("ops", "nope")
 	tests := []struct {

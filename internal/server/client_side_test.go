@@ -19,6 +19,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/server"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -471,11 +472,7 @@ func TestRoutes(t *testing.T) {
 // credentials as a proxy request does.
 func TestRouteNeedsCredentials(t *testing.T) {
 	o, _ := countingOrigin(t)
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testnet.Htpasswd(t, "u", "pw", bcrypt.MinCost)
 	cfg := config.Default()
 	cfg.Listen, cfg.ProxyAuthFile, cfg.Routes = "127.0.0.1:0", file, "/api/="+o.URL+"/"
 	r := startOn(t, cfg)
