@@ -587,31 +587,14 @@ func secStartFaultOrigin(t *testing.T) *secFaultOrigin {
 		t.Fatal(err)
 	}
 	o := &secFaultOrigin{ln: ln, aborted: make(chan time.Time, 16)}
-	var wg sync.WaitGroup
 	done := make(chan struct{})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		wg.Wait()
+	testnet.ServeListener(t, ln, func(c net.Conn) {
+		o.conns.Add(1)
+		o.serve(c, done)
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			o.conns.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				go func() { <-done; c.Close() }()
-				o.serve(c, done)
-			}()
-		}
-	}()
+	// Registered last, so it runs first: the stalled and streaming
+	// answers return before ServeListener waits for them.
+	t.Cleanup(func() { close(done) })
 	return o
 }
 
@@ -1014,31 +997,15 @@ func TestSecuritySmugglingResponses(t *testing.T) {
 	// Responses without a usable length are read until the origin closes:
 	// it does, right after them.
 	closeAfter := map[string]bool{"/space-colon": true}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secServeRaw(t, ln, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			raw, bad := responses[req.URL.Path]
-			if !bad {
-				raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-			}
-			if _, err := io.WriteString(c, raw); err != nil {
-				return
-			}
-			if closeAfter[req.URL.Path] {
-				return
-			}
+	target := testnet.ServeRequests(t, func(c net.Conn, req *http.Request, _ []byte) bool {
+		raw, bad := responses[req.URL.Path]
+		if !bad {
+			raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 		}
+		_, err := io.WriteString(c, raw)
+		return err == nil && !closeAfter[req.URL.Path]
 	})
 	p := secStart(t, nil, "-log-format", "off")
-	target := ln.Addr().String()
 	for path := range responses {
 		t.Run(path, func(t *testing.T) {
 			desync := 0
