@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -298,11 +297,7 @@ func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.Hand
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
-	if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.caFile = testnet.CAFile(t, o.Certificate())
 	return o
 }
 

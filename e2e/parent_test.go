@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // parParent is an HTTP parent proxy for the e2e tests: Basic credentials,
@@ -161,10 +163,7 @@ func parMTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPool
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(o.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.caFile = testnet.CAFile(t, o.Certificate())
 	return o
 }
 

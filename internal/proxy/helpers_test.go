@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,11 +199,7 @@ func newTLSOriginWith(t *testing.T, h http.HandlerFunc, h2 bool) *testOrigin {
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "origin-ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
-	if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.caFile = testnet.CAFile(t, o.Certificate())
 	return o
 }
 

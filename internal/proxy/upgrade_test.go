@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -36,11 +35,7 @@ func tunnelHTTPOrigin(t *testing.T, tlsOn bool, h http.Handler) (*httptest.Serve
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	ca := filepath.Join(t.TempDir(), "origin.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testnet.CAFile(t, srv.Certificate())
 	return srv, func(c *config.Config) { c.CAFile = ca }
 }
 

@@ -2,14 +2,11 @@ package server_test
 
 import (
 	"bufio"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,10 +264,7 @@ func TestReloadDenyClosesBusyH2Conn(t *testing.T) {
 	o.EnableHTTP2 = true
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testnet.CAFile(t, o.Certificate())
 	target := "http://" + o.Listener.Addr().String()
 	cfg := config.Default()
 	cfg.CAFile = ca

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	stdlog "log"
 	"log/slog"
@@ -11,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,10 +169,7 @@ func tlsOrigin(t *testing.T, h http.Handler) (*httptest.Server, config.Config, *
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testnet.CAFile(t, o.Certificate())
 	cfg := config.Default()
 	cfg.CAFile = ca
 	return o, cfg, &conns
