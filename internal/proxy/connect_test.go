@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,31 +30,9 @@ import (
 func tunnelLeakCheck(t *testing.T) {
 	t.Helper()
 	opt := goleak.IgnoreCurrent()
-	fds := tunnelFDCount(t)
-	t.Cleanup(func() {
-		goleak.VerifyNone(t, opt)
-		var now int
-		for i := 0; i < 40; i++ { // up to 2s for closes to land
-			if now = tunnelFDCount(t); now <= fds {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("open fds after the test = %d, want <= %d (leak)", now, fds)
-	})
-}
-
-// tunnelFDCount counts open descriptors, after a GC: splice pools pipes
-// that finalizers close.
-func tunnelFDCount(t *testing.T) int {
-	t.Helper()
-	runtime.GC()
-	runtime.GC()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		testnet.SkipUnlessCI(t, "no /proc/self/fd: %v", err)
-	}
-	return len(ents)
+	testnet.CheckNoFDLeak(t)
+	// Registered after the descriptor check, so it runs before it.
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
 
 // tunnelRig is a proxy Handler on a real listener, built like the server
@@ -334,25 +311,13 @@ func TestConnectTunnel(t *testing.T) {
 	}
 }
 
-// tunnelClosedPort returns a loopback address nothing listens on.
-func tunnelClosedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Issue 3: -connect-ports (443 by default, a list, or *), refused
 // targets, and malformed CONNECT targets.
 func TestConnectRefusals(t *testing.T) {
 	tunnelLeakCheck(t)
 	origin := tunnelOrigin(t, func(c *net.TCPConn) { io.Copy(c, c) })
 	_, originPort, _ := net.SplitHostPort(origin)
-	closed := tunnelClosedPort(t)
+	closed := closedPort(t)
 
 	tests := []struct {
 		name        string
