@@ -376,12 +376,11 @@ func TestConnectReset(t *testing.T) {
 			tunnelLeakCheck(t)
 			rig := tunnelStartProxy(t, nil)
 			originConn := make(chan *net.TCPConn, 1)
-			originDone := make(chan error, 1)
+			originDone := make(chan struct{})
 			target := tunnelOrigin(t, func(c *net.TCPConn) {
+				defer close(originDone)
 				originConn <- c
-				// Echo until the tunnel goes.
-				_, err := io.Copy(c, c)
-				originDone <- err
+				io.Copy(c, c) // echo until the tunnel goes
 			})
 			c, br, resp := tunnelConnect(t, rig.addr, target, "")
 			if resp.StatusCode != 200 {
@@ -392,27 +391,35 @@ func TestConnectReset(t *testing.T) {
 			if _, err := io.ReadFull(br, buf); err != nil {
 				t.Fatal(err)
 			}
-			oc := <-originConn
-			if side == "client" {
-				c.SetLinger(0)
-				c.Close()
-				select {
-				case <-originDone: // the origin saw its side end
-				case <-time.After(5 * time.Second):
-					t.Fatal("origin conn still open 5s after the client reset")
-				}
-			} else {
-				oc.SetLinger(0)
-				oc.Close()
-				if n, err := br.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("client read %d bytes, %v; want its conn closed after the origin reset", n, err)
-				}
-			}
+			tunnelReset(t, side, c, <-originConn, br, originDone)
 			e := rig.record(t)
 			if e.End != tunnel.EndReset || e.BytesIn != 10 || e.BytesOut != 10 {
 				t.Errorf("access record end %q in %d out %d (detail %q), want reset 10 10", e.End, e.BytesIn, e.BytesOut, e.Detail)
 			}
 		})
+	}
+}
+
+// tunnelReset resets one side ("client" or "origin") of a relay between
+// c, the client's conn read through br, and oc, the origin's, and checks
+// that the other side is closed: originDone closes, or the client's read
+// fails.
+func tunnelReset(t *testing.T, side string, c, oc *net.TCPConn, br *bufio.Reader, originDone <-chan struct{}) {
+	t.Helper()
+	if side == "client" {
+		c.SetLinger(0)
+		c.Close()
+		select {
+		case <-originDone:
+		case <-time.After(5 * time.Second):
+			t.Fatal("origin conn still open 5s after the client reset")
+		}
+		return
+	}
+	oc.SetLinger(0)
+	oc.Close()
+	if n, err := br.Read(make([]byte, 16)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client read %d bytes, %v; want its conn closed after the origin reset", n, err)
 	}
 }
 

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -416,22 +414,7 @@ func TestUpgradeReset(t *testing.T) {
 			if _, err := io.ReadFull(br, buf); err != nil {
 				t.Fatal(err)
 			}
-			oc := <-originConn
-			if side == "client" {
-				c.SetLinger(0)
-				c.Close()
-				select {
-				case <-originDone:
-				case <-time.After(5 * time.Second):
-					t.Fatal("origin still connected 5s after the client reset")
-				}
-			} else {
-				oc.SetLinger(0)
-				oc.Close()
-				if n, err := br.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("client read %d, %v; want its conn closed after the origin reset", n, err)
-				}
-			}
+			tunnelReset(t, side, c, <-originConn, br, originDone)
 			if e := rig.record(t); e.Kind != accesslog.KindUpgrade || e.End != tunnel.EndReset {
 				t.Errorf("access record kind %q end %q (%s), want upgrade reset", e.Kind, e.End, e.Detail)
 			}
