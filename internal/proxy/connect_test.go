@@ -317,7 +317,7 @@ func TestConnectRefusals(t *testing.T) {
 	tunnelLeakCheck(t)
 	origin := tunnelOrigin(t, func(c *net.TCPConn) { io.Copy(c, c) })
 	_, originPort, _ := net.SplitHostPort(origin)
-	closed := closedPort(t)
+	closed := testnet.ClosedAddr(t)
 
 	tests := []struct {
 		name        string

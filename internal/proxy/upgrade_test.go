@@ -288,7 +288,7 @@ func TestUpgradeRefused(t *testing.T) {
 	t.Run("origin down", func(t *testing.T) {
 		tunnelLeakCheck(t)
 		rig := tunnelStartProxy(t, nil)
-		host := closedPort(t)
+		host := testnet.ClosedAddr(t)
 		c := tunnelDial(t, rig.addr)
 		br := bufio.NewReader(c)
 		io.WriteString(c, "GET http://"+host+"/ws HTTP/1.1\r\nHost: "+host+"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")

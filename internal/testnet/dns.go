@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -28,6 +29,18 @@ func DNS(t testing.TB, names map[string][]string) string {
 	t.Cleanup(func() { pc.Close(); <-done })
 	go serveDNS(pc, names, done)
 	return pc.LocalAddr().String()
+}
+
+// Resolver returns a pure-Go resolver that asks only the DNS server at
+// addr (a DNS stub's address).
+func Resolver(addr string) *net.Resolver {
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "udp", addr)
+		},
+	}
 }
 
 // serveDNS answers the queries that arrive on pc until it is closed, then

@@ -13,10 +13,7 @@ import (
 // name, NXDOMAIN for the rest, and no records for AAAA.
 func TestDNS(t *testing.T) {
 	addr := DNS(t, map[string][]string{"two.test": {"127.0.0.2", "127.0.0.3"}, "fail.test": {ServFail}})
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", addr)
-	}}
+	r := Resolver(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if got, err := r.LookupHost(ctx, "TWO.test."); err != nil || strings.Join(got, " ") != "127.0.0.2 127.0.0.3" {

@@ -105,3 +105,16 @@ func SkipUnlessCI(t testing.TB, format string, args ...any) {
 	}
 	t.Skipf("skipping: "+format, args...)
 }
+
+// ClosedAddr returns a loopback address (127.0.0.1:PORT) that nothing
+// listened on a moment ago: a target that refuses connections, or a port
+// for a program under test to listen on.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
