@@ -49,21 +49,6 @@ type secProxy struct {
 
 var secListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-// secEnv is the test's environment less proxy and WARMPROXY_ settings.
-func secEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "WARMPROXY_"), strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "https_proxy"),
-			strings.EqualFold(k, "no_proxy"), strings.EqualFold(k, "all_proxy"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 // secStart runs the binary with args (and -listen 127.0.0.1:0 unless
 // args set -listen), waits for its ready line and stops it at cleanup.
 // With a non-empty prefix the binary runs under it (e.g. sh -c 'ulimit').
@@ -82,7 +67,7 @@ func secStart(t *testing.T, prefix []string, args ...string) *secProxy {
 	argv := append(append(append([]string{}, prefix...), bin), args...)
 	p := &secProxy{stdout: &testnet.Buffer{}, stderr: &testnet.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Env = secEnv()
+	p.cmd.Env = cleanEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
@@ -231,7 +216,7 @@ func TestSecurityOpenProxyRefused(t *testing.T) {
 	defer cancel()
 	for _, listen := range []string{"0.0.0.0:0", ":0"} {
 		cmd := exec.CommandContext(ctx, bin, "-listen", listen)
-		cmd.Env = secEnv()
+		cmd.Env = cleanEnv()
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "open proxy") {
