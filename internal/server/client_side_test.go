@@ -381,20 +381,8 @@ func TestUnixListenerStaleFile(t *testing.T) {
 // over a fresh connection and returns the status line's code and the body.
 func rawGet(t *testing.T, addr, target string, extra string) (string, string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", target, addr, extra)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("GET %s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.Status[:3], string(b)
+	r := pinRaw(t, addr, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", target, addr, extra))
+	return r.Status[:3], r.body
 }
 
 // Issue 8: -route maps origin-form requests on the proxy's own address

@@ -1,37 +1,14 @@
 package server_test
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
-
-// rawProxyGet sends "GET target" in absolute form to the proxy on a new
-// connection, as written, and returns the status code.
-func rawProxyGet(t *testing.T, proxyAddr, target string) int {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", proxyAddr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
-	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET %s: %v", target, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
 
 // Issue 15: the admin address serves an HTML stats page at / and /stats:
 // per origin its connections, requests, reuse ratio, round trips saved,
@@ -58,7 +35,7 @@ func TestStatsPage(t *testing.T) {
 		t.Fatalf("request to the malformed origin = %d, want 502", code)
 	}
 	// A host with markup in it, where the proxy lets it reach the pool.
-	rawProxyGet(t, p.addr, "http://<script>alert(1)/")
+	pinRaw(t, p.addr, "GET http://<script>alert(1)/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	hostInPool := false
 	defer func() { t.Logf("a host with markup reached the pool: %v", hostInPool) }()
 	for _, u := range pool(t, p.admin).Upstreams {
