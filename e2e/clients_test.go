@@ -20,7 +20,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -266,11 +265,7 @@ func cliStartOrigin(t *testing.T) *cliOrigin {
 		}
 		fmt.Fprintf(w, "origin %s %s", r.Method, r.URL.Path)
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.Conns.Add(1)
-		}
-	}
+	srv.Config.ConnState = testnet.OnNew(func() { o.Conns.Add(1) })
 	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		o.Handshakes.Add(1)
 		return nil, nil

@@ -48,11 +48,7 @@ func icptStartOrigin(t *testing.T) *icptOrigin {
 		fmt.Fprintf(w, "origin %s %s", r.Method, r.URL.Path)
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.Conns.Add(1)
-		}
-	}
+	srv.Config.ConnState = testnet.OnNew(func() { o.Conns.Add(1) })
 	srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {

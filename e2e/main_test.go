@@ -275,11 +275,7 @@ func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.Hand
 		h(w, r)
 	}))
 	o.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	for _, f := range setup {
 		f(o)
 	}

@@ -41,11 +41,7 @@ func parStartParent(t *testing.T, user, pass string) *parParent {
 	p := &parParent{user: user, pass: pass, tr: &http.Transport{}}
 	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
 	p.Config.ErrorLog = log.New(io.Discard, "", 0)
-	p.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			p.conns.Add(1)
-		}
-	}
+	p.Config.ConnState = testnet.OnNew(func() { p.conns.Add(1) })
 	p.Start()
 	t.Cleanup(func() {
 		p.Close()
@@ -147,11 +143,7 @@ func parMTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPool
 	o := &origin{}
 	o.Server = httptest.NewUnstartedServer(h)
 	o.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.TLS = &tls.Config{
 		Certificates: []tls.Certificate{*cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,

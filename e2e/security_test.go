@@ -181,11 +181,7 @@ func secOrigin(t *testing.T, ip string, h http.Handler) (*httptest.Server, *atom
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
 	srv.Listener = ln
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	srv.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv, &conns

@@ -55,11 +55,7 @@ func newICPTOrigin(t *testing.T, h http.Handler, h2 bool) *icptOrigin {
 	o.srv = httptest.NewUnstartedServer(h)
 	o.srv.EnableHTTP2 = h2
 	o.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.srv.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {

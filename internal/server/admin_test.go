@@ -162,11 +162,7 @@ func tlsOrigin(t *testing.T, h http.Handler) (*httptest.Server, config.Config, *
 	t.Helper()
 	var conns atomic.Int32
 	o := httptest.NewUnstartedServer(h)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	o.StartTLS()
 	t.Cleanup(o.Close)
 	ca := testnet.CAFile(t, o.Certificate())

@@ -55,11 +55,7 @@ func countingOrigin(t *testing.T) (*httptest.Server, *atomic.Int32) {
 		h.Set("Upgrade", "h3")
 		fmt.Fprintf(w, "%s %s host=%s", r.Method, r.URL.RequestURI(), r.Host)
 	}))
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	o.Start()
 	t.Cleanup(o.Close)
 	return o, &conns
@@ -396,11 +392,7 @@ func TestRoutes(t *testing.T) {
 		hits.Add(1)
 		fmt.Fprintf(w, "%s host=%s", r.URL.EscapedPath()+"?"+r.URL.RawQuery, r.Host)
 	}))
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	o.Start()
 	t.Cleanup(o.Close)
 	tlsO, cfg, tlsConns := tlsOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

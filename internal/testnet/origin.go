@@ -31,3 +31,14 @@ func ServeRequests(t testing.TB, answer func(c net.Conn, r *http.Request, body [
 		}
 	})
 }
+
+// OnNew returns an http.Server ConnState hook that calls fn for each
+// connection accepted (http.StateNew): how a test counts the connections
+// an origin sees, to tell reuse from new dials.
+func OnNew(fn func()) func(net.Conn, http.ConnState) {
+	return func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			fn()
+		}
+	}
+}
