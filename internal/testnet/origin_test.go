@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -38,5 +40,27 @@ func TestServeRequests(t *testing.T) {
 	}
 	if n, err := br.ReadByte(); err == nil {
 		t.Errorf("read %q after the last answer, want the connection closed", n)
+	}
+}
+
+// OnNew counts connections, not requests: two requests on one keep-alive
+// connection count once.
+func TestOnNew(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = OnNew(func() { n.Add(1) })
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := srv.Client()
+	for range 2 {
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("OnNew counted %d connections for two keep-alive requests, want 1", got)
 	}
 }
