@@ -266,10 +266,7 @@ func cliStartOrigin(t *testing.T) *cliOrigin {
 		fmt.Fprintf(w, "origin %s %s", r.Method, r.URL.Path)
 	}))
 	srv.Config.ConnState = testnet.OnNew(func() { o.Conns.Add(1) })
-	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		o.Handshakes.Add(1)
-		return nil, nil
-	}}
+	srv.TLS = &tls.Config{GetConfigForClient: testnet.OnHello(func() { o.Handshakes.Add(1) })}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	o.URL, _ = url.Parse(srv.URL)

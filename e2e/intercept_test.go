@@ -50,11 +50,8 @@ func icptStartOrigin(t *testing.T) *icptOrigin {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.Config.ConnState = testnet.OnNew(func() { o.Conns.Add(1) })
 	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.Handshakes.Add(1)
-			return nil, nil
-		},
+		Certificates:       []tls.Certificate{cert},
+		GetConfigForClient: testnet.OnHello(func() { o.Handshakes.Add(1) }),
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)

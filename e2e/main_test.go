@@ -284,10 +284,7 @@ func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.Hand
 		t.Cleanup(o.Close)
 		return o
 	}
-	o.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		o.handshakes.Add(1)
-		return nil, nil
-	}}
+	o.TLS = &tls.Config{GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) })}
 	if cert != nil {
 		o.TLS.Certificates = []tls.Certificate{*cert}
 	}

@@ -145,13 +145,10 @@ func parMTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPool
 	o.Config.ErrorLog = log.New(io.Discard, "", 0)
 	o.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.TLS = &tls.Config{
-		Certificates: []tls.Certificate{*cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCAs,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.handshakes.Add(1)
-			return nil, nil
-		},
+		Certificates:       []tls.Certificate{*cert},
+		ClientAuth:         tls.RequireAndVerifyClientCert,
+		ClientCAs:          clientCAs,
+		GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) }),
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)

@@ -192,10 +192,7 @@ func newTLSOriginWith(t *testing.T, h http.HandlerFunc, h2 bool) *testOrigin {
 	o.EnableHTTP2 = h2
 	o.setup()
 	o.TLS = &tls.Config{
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.handshakes.Add(1)
-			return nil, nil
-		},
+		GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) }),
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)

@@ -57,11 +57,8 @@ func newICPTOrigin(t *testing.T, h http.Handler, h2 bool) *icptOrigin {
 	o.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	o.srv.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.handshakes.Add(1)
-			return nil, nil
-		},
+		Certificates:       []tls.Certificate{cert},
+		GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) }),
 	}
 	o.srv.StartTLS()
 	t.Cleanup(o.srv.Close)

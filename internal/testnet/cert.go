@@ -83,3 +83,13 @@ func CAFile(t testing.TB, cert *x509.Certificate) string {
 	}
 	return file
 }
+
+// OnHello returns a tls.Config GetConfigForClient hook that calls fn for
+// each ClientHello and keeps the config as it is: how a test counts the
+// TLS handshakes (full and resumed) an origin sees.
+func OnHello(fn func()) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		fn()
+		return nil, nil
+	}
+}
