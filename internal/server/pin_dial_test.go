@@ -85,6 +85,20 @@ func pinReplay(t *testing.T, cfg config.Config, method, extra string, size int) 
 	return r, got[1:], p.accessLine(t, 2, 1)
 }
 
+// pinCheckSends checks what pinReplay returned: the origin saw the
+// request (method, /r, size bytes) sends times, and the access line counts
+// sends-1 retries.
+func pinCheckSends(t *testing.T, sent, line []string, method string, size, sends int) {
+	t.Helper()
+	want := fmt.Sprintf("%s /r %d", method, size)
+	if len(sent) != sends || sent[0] != want {
+		t.Errorf("origin saw %v, want %q %d times", sent, want, sends)
+	}
+	if wantRetries := strconv.Itoa(sends - 1); line[11] != wantRetries {
+		t.Errorf("access line retries = %s, want %s: %q", line[11], wantRetries, line)
+	}
+}
+
 // Issue 14: a request body up to -retry-body-bytes is held, so a
 // request that may be sent again (see TestPinReplayRule) goes again, body
 // and all, on a fresh connection when the origin dropped its pooled one;
@@ -116,13 +130,7 @@ func TestPinRetryBodyBytes(t *testing.T) {
 			if r.StatusCode != tt.status {
 				t.Errorf("%s of %d bytes with -retry-body-bytes %d = %d %q, want %d", tt.method, tt.size, tt.limit, r.StatusCode, r.body, tt.status)
 			}
-			want := fmt.Sprintf("%s /r %d", tt.method, tt.size)
-			if len(sent) != tt.sends || sent[0] != want {
-				t.Errorf("origin saw %v, want %q %d times", sent, want, tt.sends)
-			}
-			if wantRetries := strconv.Itoa(tt.sends - 1); line[11] != wantRetries {
-				t.Errorf("access line retries = %s, want %s: %q", line[11], wantRetries, line)
-			}
+			pinCheckSends(t, sent, line, tt.method, tt.size, tt.sends)
 		})
 	}
 }
@@ -161,13 +169,7 @@ func TestPinReplayRule(t *testing.T) {
 			if r.StatusCode != tt.status {
 				t.Errorf("%s the origin took and dropped = %d %q, want %d", tt.method, r.StatusCode, r.body, tt.status)
 			}
-			want := fmt.Sprintf("%s /r %d", tt.method, tt.size)
-			if len(sent) != tt.sends || sent[0] != want {
-				t.Errorf("origin saw %v, want %q %d times", sent, want, tt.sends)
-			}
-			if wantRetries := strconv.Itoa(tt.sends - 1); line[11] != wantRetries {
-				t.Errorf("access line retries = %s, want %s: %q", line[11], wantRetries, line)
-			}
+			pinCheckSends(t, sent, line, tt.method, tt.size, tt.sends)
 		})
 	}
 }
