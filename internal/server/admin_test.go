@@ -238,6 +238,24 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	return mfs
 }
 
+// metricWant is a metric family, label name, value pairs to select its
+// samples, and the value metricValue must find.
+type metricWant struct {
+	name   string
+	labels []string
+	want   float64
+}
+
+// checkMetrics checks each want against mfs.
+func checkMetrics(t *testing.T, mfs map[string]*dto.MetricFamily, wants []metricWant) {
+	t.Helper()
+	for _, c := range wants {
+		if got := metricValue(t, mfs, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
+
 // metricValue sums the samples of family name whose labels include the
 // given name, value pairs. A histogram's value is its sample count.
 func metricValue(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
@@ -295,11 +313,7 @@ func TestMetricsCountReuseAcrossFreshClientConnections(t *testing.T) {
 		}
 	}
 	mfs := scrape(t, p.addr)
-	checks := []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checkMetrics(t, mfs, []metricWant{
 		{"warmproxy_requests_total", nil, n},
 		{"warmproxy_requests_total", []string{"method", "GET", "code", "2xx"}, n},
 		{"warmproxy_upstream_connections_opened_total", []string{"scheme", "https"}, 1},
@@ -320,12 +334,7 @@ func TestMetricsCountReuseAcrossFreshClientConnections(t *testing.T) {
 		{"warmproxy_upstream_retries_total", nil, 0},
 		{"warmproxy_errors_total", nil, 0},
 		{"warmproxy_tunnels_open", nil, 0},
-	}
-	for _, c := range checks {
-		if got := metricValue(t, mfs, c.name, c.labels...); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	if got := originConns.Load(); got != 1 {
 		t.Errorf("origin saw %d connections, want 1", got)
 	}
@@ -407,21 +416,13 @@ func TestMetricsCountStaleConnectionRetries(t *testing.T) {
 		}
 	}
 	mfs := scrape(t, p.addr)
-	for _, c := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checkMetrics(t, mfs, []metricWant{
 		{"warmproxy_upstream_retries_total", nil, 1},
 		{"warmproxy_upstream_connections_opened_total", []string{"scheme", "http"}, 2},
 		{"warmproxy_upstream_connections_closed_total", []string{"scheme", "http"}, 1},
 		{"warmproxy_upstream_connections", []string{"scheme", "http", "state", "idle"}, 1},
 		{"warmproxy_requests_total", []string{"code", "2xx"}, 2},
-	} {
-		if got := metricValue(t, mfs, c.name, c.labels...); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	if got := originConns.Load(); got != 2 {
 		t.Errorf("origin saw %d connections, want 2", got)
 	}
