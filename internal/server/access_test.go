@@ -148,6 +148,7 @@ func newHeldOrigin(t *testing.T) *heldOrigin {
 	return o
 }
 
+// ServeHTTP counts r, holds it if it is for /slow, and answers.
 func (o *heldOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.hits.Add(1)
 	if r.URL.Path == "/slow" {
