@@ -20,7 +20,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -131,21 +130,15 @@ func cliBuild(t *testing.T) string {
 	return cliBuildDir
 }
 
-// cliEnv is the environment for child processes: the test's, less any
-// proxy settings (NO_PROXY=127.0.0.1 in a CI environment would make curl
-// bypass warmproxy) and any WARMPROXY_* settings.
+// cliEnv is the environment for child processes: cleanEnv's (no proxy
+// settings: NO_PROXY=127.0.0.1 in a CI environment would make curl bypass
+// warmproxy; no WARMPROXY_* settings), less NODE_OPTIONS, plus extra.
 func cliEnv(extra ...string) []string {
 	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(k) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy", "node_options":
-			continue
+	for _, kv := range cleanEnv() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.EqualFold(k, "node_options") {
+			env = append(env, kv)
 		}
-		if strings.HasPrefix(k, "WARMPROXY_") {
-			continue
-		}
-		env = append(env, kv)
 	}
 	return append(env, extra...)
 }
@@ -272,15 +265,8 @@ func cliStartOrigin(t *testing.T) *cliOrigin {
 		}
 		fmt.Fprintf(w, "origin %s %s", r.Method, r.URL.Path)
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.Conns.Add(1)
-		}
-	}
-	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		o.Handshakes.Add(1)
-		return nil, nil
-	}}
+	srv.Config.ConnState = testnet.OnNew(func() { o.Conns.Add(1) })
+	srv.TLS = &tls.Config{GetConfigForClient: testnet.OnHello(func() { o.Handshakes.Add(1) })}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	o.URL, _ = url.Parse(srv.URL)

@@ -19,17 +19,7 @@ import (
 // curlProxy runs one curl process through the proxy and returns its output.
 func curlProxy(t *testing.T, proxy string, args ...string) string {
 	t.Helper()
-	args = append([]string{"-sS", "--max-time", "10", "--noproxy", "", "-x", proxy}, args...)
-	cmd := command(t, 15*time.Second, "curl", args...)
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("curl %q: %v %s", args, err, stderr)
-	}
-	return string(out)
+	return curl(t, append([]string{"-x", proxy}, args...)...)
 }
 
 // Issue 2 acceptance: 100 sequential curl processes, each a fresh client

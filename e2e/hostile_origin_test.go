@@ -17,19 +17,9 @@ import (
 // resp, for answers net/http's server would not write.
 func hostileOrigin(t *testing.T, resp string) string {
 	t.Helper()
-	return testnet.Serve(t, func(c net.Conn) {
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if _, err := io.WriteString(c, resp); err != nil {
-				return
-			}
-		}
+	return testnet.ServeRequests(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
+		_, err := io.WriteString(c, resp)
+		return err == nil
 	})
 }
 

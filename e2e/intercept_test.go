@@ -5,17 +5,11 @@ package e2e_test
 // CONNECT and warmproxy's pool.
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // icptName is the origin's name; the test's DNS server resolves it to
@@ -46,45 +42,22 @@ type icptOrigin struct {
 func icptStartOrigin(t *testing.T) *icptOrigin {
 	t.Helper()
 	o := &icptOrigin{}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "e2e origin root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    []string{icptName},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Leaf, _ = x509.ParseCertificate(der)
+	cert := testnet.SelfSigned(t, testnet.Cert{CommonName: "e2e origin root", DNSNames: []string{icptName}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	o.Leaf = cert.Leaf
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "origin %s %s", r.Method, r.URL.Path)
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.Conns.Add(1)
-		}
-	}
+	srv.Config.ConnState = testnet.OnNew(func() { o.Conns.Add(1) })
 	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.Handshakes.Add(1)
-			return nil, nil
-		},
+		Certificates:       []tls.Certificate{cert},
+		GetConfigForClient: testnet.OnHello(func() { o.Handshakes.Add(1) }),
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	_, o.Port, _ = net.SplitHostPort(srv.Listener.Addr().String())
 	o.RootFile = filepath.Join(t.TempDir(), "origin-root.pem")
-	if err := os.WriteFile(o.RootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(o.RootFile, testnet.CertPEM(cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -103,7 +76,7 @@ func icptCAInit(t *testing.T, patterns string) string {
 // root and resolving api.test to 127.0.0.1.
 func icptProxy(t *testing.T, o *icptOrigin, patterns, caDir string) *cliProxy {
 	t.Helper()
-	dns := secDNS(t, map[string]string{icptName: "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{icptName: {"127.0.0.1"}})
 	return cliStartProxy(t, "-intercept", patterns, "-intercept-ca", caDir, "-ca-file", o.RootFile,
 		"-dns-server", dns, "-connect-ports", o.Port)
 }

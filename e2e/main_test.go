@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -276,11 +275,7 @@ func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.Hand
 		h(w, r)
 	}))
 	o.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	for _, f := range setup {
 		f(o)
 	}
@@ -289,20 +284,13 @@ func newOriginCert(t *testing.T, useTLS bool, cert *tls.Certificate, h http.Hand
 		t.Cleanup(o.Close)
 		return o
 	}
-	o.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		o.handshakes.Add(1)
-		return nil, nil
-	}}
+	o.TLS = &tls.Config{GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) })}
 	if cert != nil {
 		o.TLS.Certificates = []tls.Certificate{*cert}
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
-	if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.caFile = testnet.CAFile(t, o.Certificate())
 	return o
 }
 

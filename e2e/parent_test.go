@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // parParent is an HTTP parent proxy for the e2e tests: Basic credentials,
@@ -39,11 +41,7 @@ func parStartParent(t *testing.T, user, pass string) *parParent {
 	p := &parParent{user: user, pass: pass, tr: &http.Transport{}}
 	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
 	p.Config.ErrorLog = log.New(io.Discard, "", 0)
-	p.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			p.conns.Add(1)
-		}
-	}
+	p.Config.ConnState = testnet.OnNew(func() { p.conns.Add(1) })
 	p.Start()
 	t.Cleanup(func() {
 		p.Close()
@@ -145,26 +143,16 @@ func parMTLSOrigin(t *testing.T, cert *tls.Certificate, clientCAs *x509.CertPool
 	o := &origin{}
 	o.Server = httptest.NewUnstartedServer(h)
 	o.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.TLS = &tls.Config{
-		Certificates: []tls.Certificate{*cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCAs,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.handshakes.Add(1)
-			return nil, nil
-		},
+		Certificates:       []tls.Certificate{*cert},
+		ClientAuth:         tls.RequireAndVerifyClientCert,
+		ClientCAs:          clientCAs,
+		GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) }),
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(o.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.caFile = testnet.CAFile(t, o.Certificate())
 	return o
 }
 

@@ -63,7 +63,7 @@ func startPrometheus(t *testing.T, bin, target string) *prometheus {
 	}
 	var lastLog string
 	for try := range 3 {
-		addr := freeLoopbackAddr(t)
+		addr := testnet.ClosedAddr(t)
 		p := &prometheus{api: "http://" + addr, log: &testnet.Buffer{}}
 		cmd := command(t, 5*time.Minute, bin, "--config.file="+cfg,
 			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data%d", try)),
@@ -112,18 +112,6 @@ func (p *prometheus) waitReady(exited <-chan struct{}) bool {
 		}
 	}
 	return false
-}
-
-// freeLoopbackAddr is a loopback address with a port nobody listened on
-// a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // query runs expr through the HTTP API, at the current time.
@@ -246,7 +234,7 @@ func dashboardTraffic(t *testing.T, p *proxyProc, plainHost, plainAddr, h1Host, 
 			t.Fatalf("GET through a tunnel to %s = %d", target, code)
 		}
 	}
-	if code := proxyGet(t, c, "http://"+freeLoopbackAddr(t)+"/", false); code != http.StatusBadGateway {
+	if code := proxyGet(t, c, "http://"+testnet.ClosedAddr(t)+"/", false); code != http.StatusBadGateway {
 		t.Fatalf("GET to a closed port = %d, want 502", code)
 	}
 }
@@ -263,7 +251,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	plain := newOrigin(t, false, hello)
 	h1 := newOrigin(t, true, hello)
 	h2 := newOriginCert(t, true, nil, hello, func(o *origin) { o.EnableHTTP2 = true })
-	dns := secDNS(t, map[string]string{"plain.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"plain.test": {"127.0.0.1"}})
 	p := startProxy(t, "-admin-listen", "127.0.0.1:0", "-ca-file", h1.caFile, "-dns-server", dns, "-connect-ports", "*")
 	admin := p.adminAddr(t)
 	prom := startPrometheus(t, promBin, admin)

@@ -11,7 +11,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -51,21 +49,6 @@ type secProxy struct {
 
 var secListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-// secEnv is the test's environment less proxy and WARMPROXY_ settings.
-func secEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "WARMPROXY_"), strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "https_proxy"),
-			strings.EqualFold(k, "no_proxy"), strings.EqualFold(k, "all_proxy"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 // secStart runs the binary with args (and -listen 127.0.0.1:0 unless
 // args set -listen), waits for its ready line and stops it at cleanup.
 // With a non-empty prefix the binary runs under it (e.g. sh -c 'ulimit').
@@ -84,7 +67,7 @@ func secStart(t *testing.T, prefix []string, args ...string) *secProxy {
 	argv := append(append(append([]string{}, prefix...), bin), args...)
 	p := &secProxy{stdout: &testnet.Buffer{}, stderr: &testnet.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Env = secEnv()
+	p.cmd.Env = cleanEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
@@ -198,11 +181,7 @@ func secOrigin(t *testing.T, ip string, h http.Handler) (*httptest.Server, *atom
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
 	srv.Listener = ln
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	srv.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv, &conns
@@ -213,74 +192,6 @@ func secHello(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Saw-Proxy-Authorization", v)
 	}
 	io.WriteString(w, "hello from "+r.Host)
-}
-
-// secDNS is a DNS stub on 127.0.0.1 (UDP): A queries for names it knows
-// get their address with TTL 0, names marked "SERVFAIL" get SERVFAIL,
-// others NXDOMAIN; AAAA queries get no answer.
-func secDNS(t *testing.T, names map[string]string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if resp := secDNSAnswer(buf[:n], names); resp != nil {
-				pc.WriteTo(resp, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-func secDNSAnswer(q []byte, names map[string]string) []byte {
-	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
-		return nil
-	}
-	var labels []string
-	i := 12
-	for i < len(q) && q[i] != 0 {
-		l := int(q[i])
-		if l&0xc0 != 0 || i+1+l > len(q) {
-			return nil
-		}
-		labels = append(labels, string(q[i+1:i+1+l]))
-		i += 1 + l
-	}
-	if i+5 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i+1:])
-	question := q[12 : i+5]
-	name := strings.ToLower(strings.Join(labels, "."))
-	rcode, ip := 3, net.IP(nil) // NXDOMAIN
-	if v, ok := names[name]; ok {
-		switch v {
-		case "SERVFAIL":
-			rcode = 2
-		default:
-			rcode = 0
-			ip = net.ParseIP(v).To4()
-		}
-	}
-	resp := make([]byte, 12, 64)
-	copy(resp, q[:2])
-	binary.BigEndian.PutUint16(resp[2:], 0x8180|uint16(rcode))
-	binary.BigEndian.PutUint16(resp[4:], 1)
-	resp = append(resp, question...)
-	if ip != nil && qtype == 1 {
-		binary.BigEndian.PutUint16(resp[6:], 1)
-		resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4)
-		resp = append(resp, ip...)
-	}
-	return resp
 }
 
 func secPort(t *testing.T, addr string) string {
@@ -301,7 +212,7 @@ func TestSecurityOpenProxyRefused(t *testing.T) {
 	defer cancel()
 	for _, listen := range []string{"0.0.0.0:0", ":0"} {
 		cmd := exec.CommandContext(ctx, bin, "-listen", listen)
-		cmd.Env = secEnv()
+		cmd.Env = cleanEnv()
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "open proxy") {
@@ -363,14 +274,7 @@ func TestSecurityClientScanRefused(t *testing.T) {
 // hashes; 407 with a challenge otherwise; credentials never reach the
 // origin or the logs.
 func TestSecurityProxyAuth(t *testing.T) {
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(file, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testnet.Htpasswd(t, "alice", "s3cret-pw", bcrypt.MinCost)
 	origin, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
 	p := secStart(t, nil, "-proxy-auth-file", file, "-connect-ports", "*")
 	target := origin.Listener.Addr().String()
@@ -444,7 +348,7 @@ func TestSecurityDestinationPolicy(t *testing.T) {
 	ok, _ := secOrigin(t, "127.0.0.1", http.HandlerFunc(secHello))
 	dport := secPort(t, denied.Listener.Addr().String())
 	oport := secPort(t, ok.Listener.Addr().String())
-	dns := secDNS(t, map[string]string{"evil.test": "127.0.0.2", "good.test": "127.0.0.1", "bad.example.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"evil.test": {"127.0.0.2"}, "good.test": {"127.0.0.1"}, "bad.example.test": {"127.0.0.1"}})
 	p := secStart(t, nil, "-deny", "127.0.0.2,*.example.test", "-dns-server", dns, "-connect-ports", "*")
 
 	tests := []struct {
@@ -491,7 +395,7 @@ func TestSecurityDestinationPolicy(t *testing.T) {
 // Issue 6: a request addressed to the proxy's own listener is a loop:
 // 508, at once, whatever name or form reaches it.
 func TestSecurityLoop(t *testing.T) {
-	dns := secDNS(t, map[string]string{"me.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"me.test": {"127.0.0.1"}})
 	p := secStart(t, nil, "-dns-server", dns, "-connect-ports", "*")
 	port := secPort(t, p.addr)
 	for _, raw := range []string{
@@ -664,31 +568,14 @@ func secStartFaultOrigin(t *testing.T) *secFaultOrigin {
 		t.Fatal(err)
 	}
 	o := &secFaultOrigin{ln: ln, aborted: make(chan time.Time, 16)}
-	var wg sync.WaitGroup
 	done := make(chan struct{})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		wg.Wait()
+	testnet.ServeListener(t, ln, func(c net.Conn) {
+		o.conns.Add(1)
+		o.serve(c, done)
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			o.conns.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				go func() { <-done; c.Close() }()
-				o.serve(c, done)
-			}()
-		}
-	}()
+	// Registered last, so it runs first: the stalled and streaming
+	// answers return before ServeListener waits for them.
+	t.Cleanup(func() { close(done) })
 	return o
 }
 
@@ -744,7 +631,7 @@ func (o *secFaultOrigin) serve(c net.Conn, done chan struct{}) {
 // response, and the proxy goes on serving.
 func TestSecurityFaults(t *testing.T) {
 	o := secStartFaultOrigin(t)
-	dns := secDNS(t, map[string]string{"fail.test": "SERVFAIL", "fault.test": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"fail.test": {testnet.ServFail}, "fault.test": {"127.0.0.1"}})
 	p := secStart(t, nil, "-response-header-timeout", "500ms", "-dns-server", dns)
 	target := o.ln.Addr().String()
 	get := func(path string) string {
@@ -1091,31 +978,15 @@ func TestSecuritySmugglingResponses(t *testing.T) {
 	// Responses without a usable length are read until the origin closes:
 	// it does, right after them.
 	closeAfter := map[string]bool{"/space-colon": true}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secServeRaw(t, ln, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			raw, bad := responses[req.URL.Path]
-			if !bad {
-				raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-			}
-			if _, err := io.WriteString(c, raw); err != nil {
-				return
-			}
-			if closeAfter[req.URL.Path] {
-				return
-			}
+	target := testnet.ServeRequests(t, func(c net.Conn, req *http.Request, _ []byte) bool {
+		raw, bad := responses[req.URL.Path]
+		if !bad {
+			raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 		}
+		_, err := io.WriteString(c, raw)
+		return err == nil && !closeAfter[req.URL.Path]
 	})
 	p := secStart(t, nil, "-log-format", "off")
-	target := ln.Addr().String()
 	for path := range responses {
 		t.Run(path, func(t *testing.T) {
 			desync := 0

@@ -101,7 +101,7 @@ func TestStatsPageInChromium(t *testing.T) {
 	})
 	// Two origins by name (httptest's certificate is for example.com too),
 	// resolved by a stub on loopback through the DNS cache.
-	dns := secDNS(t, map[string]string{"plain.test": "127.0.0.1", "example.com": "127.0.0.1"})
+	dns := testnet.DNS(t, map[string][]string{"plain.test": {"127.0.0.1"}, "example.com": {"127.0.0.1"}})
 	p := startProxy(t, "-admin-listen", "127.0.0.1:0", "-ca-file", h1.caFile, "-dns-server", dns)
 	admin := p.adminAddr(t)
 	c := proxyClient(t, p.URL())

@@ -6,14 +6,12 @@ package e2e_test
 import (
 	"bufio"
 	"context"
-	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -158,10 +156,7 @@ func TestTunnelCurlHTTPS(t *testing.T) {
 	t.Cleanup(origin.Close)
 	originAddr := origin.Listener.Addr().String()
 	_, originPort, _ := net.SplitHostPort(originAddr)
-	ca := filepath.Join(t.TempDir(), "origin.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testnet.CAFile(t, origin.Certificate())
 
 	p := tunnelStart(t, bin, "-connect-ports", "443,"+originPort, "-tunnel-idle-timeout", "30s", "-shutdown-grace", "5m")
 	url := "https://" + originAddr + "/hello"

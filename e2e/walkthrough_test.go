@@ -93,18 +93,6 @@ func walkSteps(t *testing.T, markdown, heading string) []walkStep {
 	return steps
 }
 
-// walkFreeAddr returns 127.0.0.1:PORT with a port nothing listens on
-// right now.
-func walkFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // Issue 15: the "Five minutes" walkthrough of docs/integration.md works
 // offline, and its commands run as written: a local HTTPS origin, then
 // warmproxy (each in a terminal of its own, here in the background), then
@@ -128,7 +116,7 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := walkSteps(t, string(md), "Five minutes")
-	proxyAddr, originAddr, tmp := walkFreeAddr(t), walkFreeAddr(t), t.TempDir()
+	proxyAddr, originAddr, tmp := testnet.ClosedAddr(t), testnet.ClosedAddr(t), t.TempDir()
 	sub := strings.NewReplacer("127.0.0.1:9999", proxyAddr, "127.0.0.1:8443", originAddr, "/tmp/", tmp+"/")
 	root, err := filepath.Abs("..")
 	if err != nil {

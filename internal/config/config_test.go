@@ -16,6 +16,32 @@ func TestDefaultValid(t *testing.T) {
 	}
 }
 
+// validateCase is one row of a Validate table: mod edits Default(), and
+// want is a phrase the error must mention ("" means valid).
+type validateCase struct {
+	name string
+	mod  func(*Config)
+	want string
+}
+
+// checkValidate runs Validate on Default() edited by each case's mod.
+func checkValidate(t *testing.T, tests []validateCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.mod(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate() = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string

@@ -1,19 +1,12 @@
 package config
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 // Issue 13: the interception settings are checked together, each problem
 // with how to fix it.
 func TestValidateIntercept(t *testing.T) {
 	dir := t.TempDir()
-	tests := []struct {
-		name string
-		mod  func(*Config)
-		want string // "" means valid
-	}{
+	checkValidate(t, []validateCase{
 		{"off", func(c *Config) {}, ""},
 		{"on", func(c *Config) { c.Intercept, c.InterceptCA = "api.test,*.example.com,127.0.0.1", dir }, ""},
 		{"no ca", func(c *Config) { c.Intercept = "api.test" }, "warmproxy ca init -intercept 'api.test' DIR"},
@@ -23,18 +16,5 @@ func TestValidateIntercept(t *testing.T) {
 		{"catch-all", func(c *Config) { c.Intercept, c.InterceptCA = "*", dir }, "-intercept-any-host-i-know"},
 		{"port-only catch-all", func(c *Config) { c.Intercept, c.InterceptCA = ":443", dir }, "-intercept-any-host-i-know"},
 		{"catch-all allowed", func(c *Config) { c.Intercept, c.InterceptCA, c.InterceptAnyHostIKnow = "*", dir, true }, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := Default()
-			tt.mod(&c)
-			err := c.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("Validate() = %v, want nil", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("Validate() = %v, want it to mention %q", err, tt.want)
-			}
-		})
-	}
+	})
 }

@@ -8,11 +8,7 @@ import (
 // Issue 8: unix: listeners, their file mode, and route syntax are checked
 // with messages that say what to write.
 func TestValidateClientSide(t *testing.T) {
-	tests := []struct {
-		name string
-		mod  func(*Config)
-		want string // "" for valid
-	}{
+	checkValidate(t, []validateCase{
 		{"unix", func(c *Config) { c.Listen = "unix:/run/warmproxy/warmproxy.sock" }, ""},
 		{"unix no path", func(c *Config) { c.Listen = "unix:" }, "want a socket path"},
 		{"unix too long", func(c *Config) { c.Listen = "unix:/" + strings.Repeat("a", 120) }, "the most is 107"},
@@ -35,20 +31,7 @@ func TestValidateClientSide(t *testing.T) {
 		{"query", func(c *Config) { c.Routes = "/a/=https://x.test/?k=1" }, "want no query"},
 		{"port", func(c *Config) { c.Routes = "/a/=https://x.test:99999/" }, "bad port"},
 		{"twice", func(c *Config) { c.Routes = "/a/=https://x.test/,/a/=https://y.test/" }, "routed twice"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := Default()
-			tt.mod(&c)
-			err := c.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("Validate() = %v, want nil", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("Validate() = %v, want it to mention %q", err, tt.want)
-			}
-		})
-	}
+	})
 }
 
 // Issue 8: a route's target base path always ends with a slash.

@@ -46,24 +46,11 @@ func TestParsePrewarm(t *testing.T) {
 
 // Issue 8: prewarm never exceeds the pool's limits; Validate says so.
 func TestValidatePrewarm(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		set     func(c *Config)
-		wantErr string
-	}{
+	checkValidate(t, []validateCase{
 		{"ok", func(c *Config) { c.Prewarm = "https://a.test*4" }, ""},
 		{"bad spec", func(c *Config) { c.Prewarm = "a.test" }, "prewarm:"},
 		{"over max-idle-per-host", func(c *Config) { c.Prewarm = "https://a.test*5"; c.MaxIdlePerHost = 4 }, "max-idle-per-host 4"},
 		{"over max-conns-per-host", func(c *Config) { c.Prewarm = "https://a.test*5"; c.MaxConnsPerHost = 2 }, "max-conns-per-host 2"},
 		{"over max-idle", func(c *Config) { c.Prewarm = "https://a.test*3,https://b.test*3"; c.MaxIdle = 5 }, "max-idle 5"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			c := Default()
-			tt.set(&c)
-			err := c.Validate()
-			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("Validate() = %v, want error containing %q", err, tt.wantErr)
-			}
-		})
-	}
+	})
 }

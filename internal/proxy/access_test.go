@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // Issue 6: refusals of the policy and the limits map to 403 naming the
@@ -58,32 +57,35 @@ func TestAccessErrorMapping(t *testing.T) {
 	}
 }
 
-// Issue 6: the handler asks for credentials before anything is dialed,
-// and strips them before the request goes on.
-func TestCheckAccessAuth(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
+// authOptions is the Options of a handler that wants the credentials
+// u:pw (the default config with a -proxy-auth-file) and whose transport
+// passes each request it gets to sent and answers 200.
+func authOptions(t *testing.T, sent func(*http.Request)) Options {
+	t.Helper()
 	cfg := config.Default()
-	cfg.ProxyAuthFile = file
+	cfg.ProxyAuthFile = testnet.Htpasswd(t, "u", "pw", bcrypt.MinCost)
 	acc, err := NewAccess(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Options{Config: config.MustParse(cfg), Access: acc,
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent(r)
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		})}
+}
+
+// Issue 6: the handler asks for credentials before anything is dialed,
+// and strips them before the request goes on.
+func TestCheckAccessAuth(t *testing.T) {
 	var sent []http.Header
 	var dials int
-	h := New(Options{
-		Config: config.MustParse(cfg),
-		Access: acc,
-		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			sent = append(sent, r.Header.Clone())
-			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
-		}),
-		Dial: func(context.Context, string, string) (net.Conn, error) {
-			dials++
-			return nil, errors.New("no")
-		},
-	})
+	o := authOptions(t, func(r *http.Request) { sent = append(sent, r.Header.Clone()) })
+	o.Dial = func(context.Context, string, string) (net.Conn, error) {
+		dials++
+		return nil, errors.New("no")
+	}
+	h := New(o)
 	good := "Basic " + base64.StdEncoding.EncodeToString([]byte("u:pw"))
 	tests := []struct {
 		method, target, auth string
@@ -125,20 +127,8 @@ func TestCheckAccessAuth(t *testing.T) {
 // connections on a loopback socket, make at most one comparison per
 // distinct value.
 func TestWrongCredentialsCompareOnce(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600)
-	cfg := config.Default()
-	cfg.ProxyAuthFile = file
-	acc, err := NewAccess(config.MustParse(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := New(Options{Config: config.MustParse(cfg), Access: acc,
-		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
-		})})
-	srv := httptest.NewServer(h)
+	o := authOptions(t, func(*http.Request) {})
+	srv := httptest.NewServer(New(o))
 	t.Cleanup(srv.Close)
 	const conns, tries, distinct = 40, 10, 4
 	var wg sync.WaitGroup
@@ -173,7 +163,7 @@ func TestWrongCredentialsCompareOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := acc.auth.Compares(); got > 1+distinct {
+	if got := o.Access.auth.Compares(); got > 1+distinct {
 		t.Errorf("bcrypt comparisons for %d wrong tries of %d distinct values = %d, want at most %d", conns*tries, 1+distinct, got, 1+distinct)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,31 +30,9 @@ import (
 func tunnelLeakCheck(t *testing.T) {
 	t.Helper()
 	opt := goleak.IgnoreCurrent()
-	fds := tunnelFDCount(t)
-	t.Cleanup(func() {
-		goleak.VerifyNone(t, opt)
-		var now int
-		for i := 0; i < 40; i++ { // up to 2s for closes to land
-			if now = tunnelFDCount(t); now <= fds {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("open fds after the test = %d, want <= %d (leak)", now, fds)
-	})
-}
-
-// tunnelFDCount counts open descriptors, after a GC: splice pools pipes
-// that finalizers close.
-func tunnelFDCount(t *testing.T) int {
-	t.Helper()
-	runtime.GC()
-	runtime.GC()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		testnet.SkipUnlessCI(t, "no /proc/self/fd: %v", err)
-	}
-	return len(ents)
+	testnet.CheckNoFDLeak(t)
+	// Registered after the descriptor check, so it runs before it.
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
 
 // tunnelRig is a proxy Handler on a real listener, built like the server
@@ -65,6 +42,9 @@ type tunnelRig struct {
 	records chan accesslog.Entry
 	mu      sync.Mutex
 	tracked []net.Conn
+	// closeTracked makes the test's cleanup close the tracked conns
+	// (set by the interception rig; the tunnel tests close their own).
+	closeTracked bool
 }
 
 func (r *tunnelRig) Track(c net.Conn) func() {
@@ -100,6 +80,13 @@ func (r *tunnelRig) noMoreRecords(t *testing.T) {
 // adjusts the config.
 func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	t.Helper()
+	return tunnelServe(t, tunnelConfig(t, edit), nil, 16)
+}
+
+// tunnelConfig is the default config on 127.0.0.1:0 with every CONNECT
+// port allowed, adjusted by edit if set, and validated.
+func tunnelConfig(t *testing.T, edit func(*config.Config)) config.Config {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.ConnectPorts = "*"
@@ -109,11 +96,19 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// tunnelServe builds the handler for cfg as the server builds it, with
+// icpt (nil: no interception) and room for records access records, and
+// serves it on cfg.Listen until the test ends.
+func tunnelServe(t *testing.T, cfg config.Config, icpt proxy.Interceptor, records int) *tunnelRig {
+	t.Helper()
 	up, err := upstream.New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rig := &tunnelRig{records: make(chan accesslog.Entry, 16)}
+	rig := &tunnelRig{records: make(chan accesslog.Entry, records)}
 	h := proxy.New(proxy.Options{
 		Transport: up.Transport,
 		Dial:      proxy.DialFunc(up.Dial),
@@ -121,6 +116,7 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 		Config:    config.MustParse(cfg),
 		Record:    func(e *accesslog.Entry) { rig.records <- *e },
 		Tunnels:   rig,
+		Intercept: icpt,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -131,6 +127,13 @@ func tunnelStartProxy(t *testing.T, edit func(*config.Config)) *tunnelRig {
 	go func() { srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
 		srv.Close()
+		if rig.closeTracked {
+			rig.mu.Lock()
+			for _, c := range rig.tracked {
+				c.Close()
+			}
+			rig.mu.Unlock()
+		}
 		<-done
 		up.Transport.CloseIdleConnections()
 	})
@@ -308,25 +311,13 @@ func TestConnectTunnel(t *testing.T) {
 	}
 }
 
-// tunnelClosedPort returns a loopback address nothing listens on.
-func tunnelClosedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Issue 3: -connect-ports (443 by default, a list, or *), refused
 // targets, and malformed CONNECT targets.
 func TestConnectRefusals(t *testing.T) {
 	tunnelLeakCheck(t)
 	origin := tunnelOrigin(t, func(c *net.TCPConn) { io.Copy(c, c) })
 	_, originPort, _ := net.SplitHostPort(origin)
-	closed := tunnelClosedPort(t)
+	closed := testnet.ClosedAddr(t)
 
 	tests := []struct {
 		name        string
@@ -385,12 +376,11 @@ func TestConnectReset(t *testing.T) {
 			tunnelLeakCheck(t)
 			rig := tunnelStartProxy(t, nil)
 			originConn := make(chan *net.TCPConn, 1)
-			originDone := make(chan error, 1)
+			originDone := make(chan struct{})
 			target := tunnelOrigin(t, func(c *net.TCPConn) {
+				defer close(originDone)
 				originConn <- c
-				// Echo until the tunnel goes.
-				_, err := io.Copy(c, c)
-				originDone <- err
+				io.Copy(c, c) // echo until the tunnel goes
 			})
 			c, br, resp := tunnelConnect(t, rig.addr, target, "")
 			if resp.StatusCode != 200 {
@@ -401,27 +391,35 @@ func TestConnectReset(t *testing.T) {
 			if _, err := io.ReadFull(br, buf); err != nil {
 				t.Fatal(err)
 			}
-			oc := <-originConn
-			if side == "client" {
-				c.SetLinger(0)
-				c.Close()
-				select {
-				case <-originDone: // the origin saw its side end
-				case <-time.After(5 * time.Second):
-					t.Fatal("origin conn still open 5s after the client reset")
-				}
-			} else {
-				oc.SetLinger(0)
-				oc.Close()
-				if n, err := br.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("client read %d bytes, %v; want its conn closed after the origin reset", n, err)
-				}
-			}
+			tunnelReset(t, side, c, <-originConn, br, originDone)
 			e := rig.record(t)
 			if e.End != tunnel.EndReset || e.BytesIn != 10 || e.BytesOut != 10 {
 				t.Errorf("access record end %q in %d out %d (detail %q), want reset 10 10", e.End, e.BytesIn, e.BytesOut, e.Detail)
 			}
 		})
+	}
+}
+
+// tunnelReset resets one side ("client" or "origin") of a relay between
+// c, the client's conn read through br, and oc, the origin's, and checks
+// that the other side is closed: originDone closes, or the client's read
+// fails.
+func tunnelReset(t *testing.T, side string, c, oc *net.TCPConn, br *bufio.Reader, originDone <-chan struct{}) {
+	t.Helper()
+	if side == "client" {
+		c.SetLinger(0)
+		c.Close()
+		select {
+		case <-originDone:
+		case <-time.After(5 * time.Second):
+			t.Fatal("origin conn still open 5s after the client reset")
+		}
+		return
+	}
+	oc.SetLinger(0)
+	oc.Close()
+	if n, err := br.Read(make([]byte, 16)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client read %d bytes, %v; want its conn closed after the origin reset", n, err)
 	}
 }
 

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,78 +12,9 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
-
-// nxdomainResolver returns a resolver that asks a DNS server on loopback
-// answering every query with NXDOMAIN, so no test looks a name up for real.
-func nxdomainResolver(t *testing.T) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if resp := nxdomain(buf[:n]); resp != nil {
-				pc.WriteTo(resp, addr)
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		pc.Close()
-		<-done
-	})
-	server := pc.LocalAddr().String()
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "udp", server)
-		},
-	}
-}
-
-// nxdomain turns a DNS query into a "no such name" answer: the header with
-// QR, RA and RCODE 3 set, and the question section only.
-func nxdomain(q []byte) []byte {
-	if len(q) < 12 {
-		return nil
-	}
-	i := 12
-	for i < len(q) && q[i] != 0 {
-		i += int(q[i]) + 1
-	}
-	i += 1 + 4 // the root label, QTYPE and QCLASS
-	if i > len(q) {
-		return nil
-	}
-	resp := append([]byte(nil), q[:i]...)
-	resp[2] = 0x80 | resp[2]&0x01 // QR, keep RD
-	resp[3] = 0x80 | 3            // RA, NXDOMAIN
-	resp[4], resp[5] = 0, 1       // one question
-	clear(resp[6:12])             // no answers, authority or additional
-	return resp
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // Issue 2: every upstream failure is a status a person can act on, with a
 // one-line body naming the target and a Proxy-Status error type.
@@ -106,7 +36,7 @@ func TestUpstreamErrors(t *testing.T) {
 			io.WriteString(c, "SSH-2.0-OpenSSH_9.6\r\n\r\n")
 		}
 	})
-	refused := closedPort(t)
+	refused := testnet.ClosedAddr(t)
 
 	tests := []struct {
 		name   string
@@ -119,7 +49,7 @@ func TestUpstreamErrors(t *testing.T) {
 		names  string
 	}{
 		{
-			name: "dns failure", opts: []upstream.Option{upstream.WithResolver(nxdomainResolver(t))},
+			name: "dns failure", opts: []upstream.Option{upstream.WithResolver(testnet.Resolver(testnet.DNS(t, nil)))},
 			target: "http://no-such-host.invalid/", status: 502, ptype: "dns_error", names: "no-such-host.invalid",
 		},
 		{

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/warmproxy/warmproxy/internal/wire"
+	"golang.org/x/net/http/httpguts"
 )
 
 // hopHeaders are the hop-by-hop fields of RFC 9110 section 7.6.1 plus the
@@ -151,37 +154,16 @@ func viaNames(h http.Header, name string) bool {
 	return false
 }
 
-// notTrailers are the fields that are not allowed in a trailer section
-// (RFC 9110 section 6.5.1), in canonical form: what a recipient needs
-// before the content and would misread after it. Trailers carrying them
-// are dropped both ways, whatever the other side declared. Fields whose
-// definition allows a trailer (Authentication-Info, ETag, Server-Timing,
-// digests) pass; so does any field not named here.
-var notTrailers = map[string]bool{
-	// Message framing, and the hop-by-hop fields (section 7.6.1).
-	"Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Te": true,
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Upgrade": true,
-	// Routing.
-	"Host": true, "Forwarded": true, "Max-Forwards": true,
-	// Authentication and state (RFC 6265).
-	"Authorization": true, "Proxy-Authorization": true, "Www-Authenticate": true,
-	"Proxy-Authenticate": true, "Cookie": true, "Set-Cookie": true,
-	// Request modifiers: controls and content negotiation (section 12);
-	// conditionals are every If-* field (badTrailer).
-	"Expect": true, "Range": true, "Pragma": true, "Accept": true, "Accept-Charset": true,
-	"Accept-Encoding": true, "Accept-Language": true,
-	// Response control data (section 15 and RFC 9111).
-	"Age": true, "Cache-Control": true, "Expires": true, "Date": true, "Location": true,
-	"Retry-After": true, "Vary": true, "Warning": true,
-	// Content format and processing.
-	"Content-Type": true, "Content-Encoding": true, "Content-Range": true,
-	"Content-Language": true, "Content-Location": true,
-}
-
-// badTrailer reports whether the canonical field name k may not be sent
-// as a trailer.
+// badTrailer reports whether the field named k may not be sent as a
+// trailer: wire.AllowedInTrailer holds the one list (RFC 9110 section
+// 6.5.1, and every If-* conditional). A name that is not a token is left
+// for net/http to refuse unless it starts with "If-" as written, as
+// before the list moved (issue 16).
 func badTrailer(k string) bool {
-	return notTrailers[k] || strings.HasPrefix(k, "If-")
+	if !httpguts.ValidHeaderFieldName(k) {
+		return strings.HasPrefix(k, "If-")
+	}
+	return !wire.AllowedInTrailer([]byte(k))
 }
 
 // dropBadTrailers deletes from t the fields that are not allowed in a
@@ -189,7 +171,7 @@ func badTrailer(k string) bool {
 func dropBadTrailers(t http.Header) int {
 	n := 0
 	for k, vv := range t {
-		if badTrailer(textproto.CanonicalMIMEHeaderKey(k)) {
+		if badTrailer(k) {
 			if len(vv) > 0 {
 				n++
 			}

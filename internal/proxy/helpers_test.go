@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,18 +192,11 @@ func newTLSOriginWith(t *testing.T, h http.HandlerFunc, h2 bool) *testOrigin {
 	o.EnableHTTP2 = h2
 	o.setup()
 	o.TLS = &tls.Config{
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.handshakes.Add(1)
-			return nil, nil
-		},
+		GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) }),
 	}
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	o.caFile = filepath.Join(t.TempDir(), "origin-ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
-	if err := os.WriteFile(o.caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.caFile = testnet.CAFile(t, o.Certificate())
 	return o
 }
 

@@ -26,11 +26,9 @@ import (
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/intercept"
-	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/server"
 	"github.com/warmproxy/warmproxy/internal/testnet"
-	"github.com/warmproxy/warmproxy/internal/upstream"
 	"golang.org/x/net/http2"
 )
 
@@ -57,17 +55,10 @@ func newICPTOrigin(t *testing.T, h http.Handler, h2 bool) *icptOrigin {
 	o.srv = httptest.NewUnstartedServer(h)
 	o.srv.EnableHTTP2 = h2
 	o.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	o.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.srv.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			o.handshakes.Add(1)
-			return nil, nil
-		},
+		Certificates:       []tls.Certificate{cert},
+		GetConfigForClient: testnet.OnHello(func() { o.handshakes.Add(1) }),
 	}
 	o.srv.StartTLS()
 	t.Cleanup(o.srv.Close)
@@ -104,6 +95,27 @@ func icptStart(t *testing.T, patterns, caFile string) *icptRig {
 // icptStartWith is icptStart with edit applied to the config.
 func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Config)) *icptRig {
 	t.Helper()
+	dir, caPEM, roots := icptCA(t, patterns)
+	cfg := tunnelConfig(t, func(cfg *config.Config) {
+		cfg.CAFile = caFile
+		cfg.Intercept, cfg.InterceptCA = patterns, dir
+		if edit != nil {
+			edit(cfg)
+		}
+	})
+	icpt, err := intercept.New(intercept.Options{Patterns: config.MustParse(cfg).Intercept, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig := &icptRig{tunnelRig: tunnelServe(t, cfg, icpt, 256), icpt: icpt, roots: roots, caPEM: caPEM}
+	rig.closeTracked = true
+	return rig
+}
+
+// icptCA makes an interception CA for patterns in a new directory and
+// returns the directory, the CA certificate and a pool holding it.
+func icptCA(t *testing.T, patterns string) (string, []byte, *x509.CertPool) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
 	ps, err := intercept.ParsePatterns(patterns)
 	if err != nil {
@@ -112,60 +124,13 @@ func icptStartWith(t *testing.T, patterns, caFile string, edit func(*config.Conf
 	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.ConnectPorts = "*"
-	cfg.CAFile = caFile
-	cfg.Intercept, cfg.InterceptCA = patterns, dir
-	if edit != nil {
-		edit(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	icpt, err := intercept.New(intercept.Options{Patterns: config.MustParse(cfg).Intercept, Dir: dir})
+	caPEM, err := os.ReadFile(filepath.Join(dir, intercept.CertFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(config.MustParse(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rig := &icptRig{tunnelRig: &tunnelRig{records: make(chan accesslog.Entry, 256)}, icpt: icpt}
-	h := proxy.New(proxy.Options{
-		Transport: up.Transport,
-		Dial:      proxy.DialFunc(up.Dial),
-		DialTLS:   up.DialTLS,
-		Config:    config.MustParse(cfg),
-		Record:    func(e *accesslog.Entry) { rig.records <- *e },
-		Tunnels:   rig,
-		Intercept: icpt,
-	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: cfg.ClientHeaderTimeout}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		srv.Close()
-		rig.mu.Lock()
-		for _, c := range rig.tracked {
-			c.Close()
-		}
-		rig.mu.Unlock()
-		<-done
-		up.Transport.CloseIdleConnections()
-	})
-	rig.addr = ln.Addr().String()
-	rig.caPEM, err = os.ReadFile(filepath.Join(dir, intercept.CertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rig.roots = x509.NewCertPool()
-	rig.roots.AppendCertsFromPEM(rig.caPEM)
-	return rig
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	return dir, caPEM, roots
 }
 
 // client is a fresh client through the proxy, as one PHP process is: its
@@ -503,11 +468,7 @@ func TestInterceptWebSocket(t *testing.T) {
 // and the client sees (and checks) the origin's own certificate.
 func TestInterceptNeverUnverified(t *testing.T) {
 	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
-	dir := filepath.Join(t.TempDir(), "ca")
-	ps, _ := intercept.ParsePatterns("localhost")
-	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := icptCA(t, "localhost")
 	cfg := testConfig()
 	cfg.ConnectPorts = "*"
 	cfg.Intercept, cfg.InterceptCA = "localhost", dir
@@ -536,11 +497,7 @@ func TestInterceptNeverUnverified(t *testing.T) {
 // proxy's own idle ones; it does not hold the drain for -shutdown-grace.
 func TestInterceptShutdownClosesIdle(t *testing.T) {
 	origin := newICPTOrigin(t, http.HandlerFunc(icptHello), false)
-	dir := filepath.Join(t.TempDir(), "ca")
-	ps, _ := intercept.ParsePatterns("localhost")
-	if err := intercept.Init(dir, ps, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, roots := icptCA(t, "localhost")
 	cfg := testConfig()
 	cfg.ConnectPorts = "*"
 	cfg.CAFile = origin.caFile
@@ -559,9 +516,6 @@ func TestInterceptShutdownClosesIdle(t *testing.T) {
 	case err := <-errc:
 		t.Fatalf("server.Run: %v", err)
 	}
-	caPEM, _ := os.ReadFile(filepath.Join(dir, intercept.CertFile))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr}), TLSClientConfig: &tls.Config{RootCAs: roots}}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: testTimeout}).Get("https://localhost:" + origin.port() + "/")

@@ -4,15 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/pem"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -36,11 +33,7 @@ func tunnelHTTPOrigin(t *testing.T, tlsOn bool, h http.Handler) (*httptest.Serve
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	ca := filepath.Join(t.TempDir(), "origin.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testnet.CAFile(t, srv.Certificate())
 	return srv, func(c *config.Config) { c.CAFile = ca }
 }
 
@@ -295,7 +288,7 @@ func TestUpgradeRefused(t *testing.T) {
 	t.Run("origin down", func(t *testing.T) {
 		tunnelLeakCheck(t)
 		rig := tunnelStartProxy(t, nil)
-		host := tunnelClosedPort(t)
+		host := testnet.ClosedAddr(t)
 		c := tunnelDial(t, rig.addr)
 		br := bufio.NewReader(c)
 		io.WriteString(c, "GET http://"+host+"/ws HTTP/1.1\r\nHost: "+host+"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
@@ -421,22 +414,7 @@ func TestUpgradeReset(t *testing.T) {
 			if _, err := io.ReadFull(br, buf); err != nil {
 				t.Fatal(err)
 			}
-			oc := <-originConn
-			if side == "client" {
-				c.SetLinger(0)
-				c.Close()
-				select {
-				case <-originDone:
-				case <-time.After(5 * time.Second):
-					t.Fatal("origin still connected 5s after the client reset")
-				}
-			} else {
-				oc.SetLinger(0)
-				oc.Close()
-				if n, err := br.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("client read %d, %v; want its conn closed after the origin reset", n, err)
-				}
-			}
+			tunnelReset(t, side, c, <-originConn, br, originDone)
 			if e := rig.record(t); e.Kind != accesslog.KindUpgrade || e.End != tunnel.EndReset {
 				t.Errorf("access record kind %q end %q (%s), want upgrade reset", e.Kind, e.End, e.Detail)
 			}

@@ -2,14 +2,11 @@ package server_test
 
 import (
 	"bufio"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // originForm sends an origin-form GET for path on c with the extra header
@@ -54,7 +52,7 @@ func freshOriginForm(t *testing.T, addr, path, extra string) (int, error) {
 // (scrapers, curl -u); the health checks and the usage help do not.
 func TestAdminPathsNeedCredentials(t *testing.T) {
 	cfg := config.Default()
-	cfg.ProxyAuthFile = authFile(t, "ops", "pw", bcrypt.MinCost)
+	cfg.ProxyAuthFile = testnet.Htpasswd(t, "ops", "pw", bcrypt.MinCost)
 	p := start(t, cfg)
 	good, bad := basicAuth("ops", "pw"), basicAuth("ops", "nope")
 	tests := []struct {
@@ -132,38 +130,52 @@ func TestReloadAllowClientsAtAccept(t *testing.T) {
 	}
 }
 
-// Issue 12: after a reload adds a deny rule, no request reaches the newly
-// denied destination, whatever state its pooled connection was in: one
-// that was busy during the reload (so the reload could not close it as
-// idle) goes back to the pool, and the next request to that destination
-// must get 403 without reaching the origin, not ride that connection. The
-// request in flight during the reload finishes (it reads; it writes no
-// more).
-func TestReloadDenyClosesBusyPooledConn(t *testing.T) {
-	var hits atomic.Int32
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		if r.URL.Path == "/slow" {
-			entered <- struct{}{}
-			select {
-			case <-release:
-			case <-time.After(20 * time.Second):
-			}
-		}
-		io.WriteString(w, "ok "+r.URL.Path)
-	}))
-	t.Cleanup(o.Close)
-	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
-	cfg := config.Default()
-	p := start(t, cfg)
-	c := freshClient(t, p.addr)
+// heldOrigin is an origin handler that counts the requests it gets and
+// holds a request for /slow until release is called (or 20 s pass). It
+// answers with the protocol and the path.
+type heldOrigin struct {
+	hits    atomic.Int32
+	entered chan struct{}
+	free    chan struct{}
+	once    sync.Once
+}
 
+// newHeldOrigin returns a heldOrigin that lets go of any held request
+// when the test ends.
+func newHeldOrigin(t *testing.T) *heldOrigin {
+	o := &heldOrigin{entered: make(chan struct{}), free: make(chan struct{})}
+	t.Cleanup(o.release)
+	return o
+}
+
+// ServeHTTP counts r, holds it if it is for /slow, and answers.
+func (o *heldOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.hits.Add(1)
+	if r.URL.Path == "/slow" {
+		o.entered <- struct{}{}
+		select {
+		case <-o.free:
+		case <-time.After(20 * time.Second):
+		}
+	}
+	io.WriteString(w, r.Proto+" "+r.URL.Path)
+}
+
+// release lets the held request answer.
+func (o *heldOrigin) release() { o.once.Do(func() { close(o.free) }) }
+
+// getHeld sends GET target+"/slow" through c on its own goroutine, with
+// the protocol header set to proto unless it is empty, and returns once
+// the origin holds it. Its status (0 on an error) arrives on the channel.
+func (o *heldOrigin) getHeld(t *testing.T, c *http.Client, target, proto string) <-chan int {
+	t.Helper()
 	slow := make(chan int, 1)
 	go func() {
-		resp, err := c.Get(o.URL + "/slow")
+		req, _ := http.NewRequest(http.MethodGet, target+"/slow", nil)
+		if proto != "" {
+			req.Header.Set("X-Real-Protocol", proto)
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			slow <- 0
 			return
@@ -173,22 +185,63 @@ func TestReloadDenyClosesBusyPooledConn(t *testing.T) {
 		slow <- resp.StatusCode
 	}()
 	select {
-	case <-entered:
+	case <-o.entered:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the slow request did not reach the origin within 10s")
 	}
+	return slow
+}
+
+// reloadDeny reloads p with cfg plus a deny rule for the origin at addr.
+func reloadDeny(t *testing.T, p *running, cfg config.Config, addr string) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
 	deny := cfg
 	deny.Deny = ":" + port
 	if msg := p.reload(t, deny); msg != "configuration reloaded" {
 		t.Fatalf("reload: %s", msg)
 	}
+}
+
+// checkDenied sends three GETs for target+"/after" through c and checks
+// that each gets 403 with inBody in its body and none reaches the origin.
+func (o *heldOrigin) checkDenied(t *testing.T, c *http.Client, target, proto, inBody string) {
+	t.Helper()
+	before := o.hits.Load()
+	for i := range 3 {
+		if code, body := get(t, c, target+"/after", proto); code != http.StatusForbidden || !strings.Contains(body, inBody) {
+			t.Errorf("request %d after the deny reload = %d %q, want 403 %s", i, code, body, inBody)
+		}
+	}
+	if n := o.hits.Load() - before; n != 0 {
+		t.Errorf("the denied origin got %d requests after the reload, want 0", n)
+	}
+}
+
+// Issue 12: after a reload adds a deny rule, no request reaches the newly
+// denied destination, whatever state its pooled connection was in: one
+// that was busy during the reload (so the reload could not close it as
+// idle) goes back to the pool, and the next request to that destination
+// must get 403 without reaching the origin, not ride that connection. The
+// request in flight during the reload finishes (it reads; it writes no
+// more).
+func TestReloadDenyClosesBusyPooledConn(t *testing.T) {
+	h := newHeldOrigin(t)
+	o := httptest.NewServer(h)
+	t.Cleanup(o.Close)
+	cfg := config.Default()
+	p := start(t, cfg)
+	c := freshClient(t, p.addr)
+
+	slow := h.getHeld(t, c, o.URL, "")
+	reloadDeny(t, p, cfg, o.Listener.Addr().String())
 	// Traffic after the reload (to another origin) ends net/http's "close
 	// what goes idle next" mode of CloseIdleConnections, as under load.
 	other, _ := countingOrigin(t)
 	if code, _ := get(t, c, other.URL+"/", ""); code != 200 {
 		t.Fatalf("request to an allowed origin after the reload = %d, want 200", code)
 	}
-	once.Do(func() { close(release) })
+	h.release()
 	if code := <-slow; code != 200 {
 		t.Fatalf("the request in flight during the reload = %d, want 200 (it was let in before)", code)
 	}
@@ -200,44 +253,19 @@ func TestReloadDenyClosesBusyPooledConn(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	before := hits.Load()
-	for i := range 3 {
-		if code, body := get(t, c, o.URL+"/after", ""); code != http.StatusForbidden || !strings.Contains(body, "denied") {
-			t.Errorf("request %d after the deny reload = %d %q, want 403 denied", i, code, body)
-		}
-	}
-	if n := hits.Load() - before; n != 0 {
-		t.Errorf("the denied origin got %d requests after the reload, want 0", n)
-	}
+	h.checkDenied(t, c, o.URL, "", "denied")
 }
 
 // Issue 12: the same for an HTTP/2 origin connection, which carries every
 // request to its origin as a stream: one that was busy during the deny
 // reload carries no new request to the now-denied origin.
 func TestReloadDenyClosesBusyH2Conn(t *testing.T) {
-	var hits atomic.Int32
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		if r.URL.Path == "/slow" {
-			entered <- struct{}{}
-			select {
-			case <-release:
-			case <-time.After(20 * time.Second):
-			}
-		}
-		io.WriteString(w, r.Proto+" "+r.URL.Path)
-	}))
+	h := newHeldOrigin(t)
+	o := httptest.NewUnstartedServer(h)
 	o.EnableHTTP2 = true
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	ca := testnet.CAFile(t, o.Certificate())
 	target := "http://" + o.Listener.Addr().String()
 	cfg := config.Default()
 	cfg.CAFile = ca
@@ -247,38 +275,9 @@ func TestReloadDenyClosesBusyH2Conn(t *testing.T) {
 		t.Fatalf("first request = %d %q, want 200 over HTTP/2", code, body)
 	}
 
-	slow := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, target+"/slow", nil)
-		req.Header.Set("X-Real-Protocol", "https")
-		resp, err := c.Do(req)
-		if err != nil {
-			slow <- 0
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		slow <- resp.StatusCode
-	}()
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the slow request did not reach the origin within 10s")
-	}
-	deny := cfg
-	deny.Deny = ":" + port
-	if msg := p.reload(t, deny); msg != "configuration reloaded" {
-		t.Fatalf("reload: %s", msg)
-	}
-	once.Do(func() { close(release) })
+	slow := h.getHeld(t, c, target, "https")
+	reloadDeny(t, p, cfg, o.Listener.Addr().String())
+	h.release()
 	<-slow
-	before := hits.Load()
-	for i := range 3 {
-		if code, body := get(t, c, target+"/after", "https"); code != http.StatusForbidden {
-			t.Errorf("request %d after the deny reload = %d %q, want 403", i, code, body)
-		}
-	}
-	if n := hits.Load() - before; n != 0 {
-		t.Errorf("the denied origin got %d requests after the reload, want 0", n)
-	}
+	h.checkDenied(t, c, target, "https", "")
 }

@@ -1,10 +1,8 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	stdlog "log"
 	"log/slog"
@@ -12,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,17 +162,10 @@ func tlsOrigin(t *testing.T, h http.Handler) (*httptest.Server, config.Config, *
 	t.Helper()
 	var conns atomic.Int32
 	o := httptest.NewUnstartedServer(h)
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	o.StartTLS()
 	t.Cleanup(o.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testnet.CAFile(t, o.Certificate())
 	cfg := config.Default()
 	cfg.CAFile = ca
 	return o, cfg, &conns
@@ -249,6 +238,24 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	return mfs
 }
 
+// metricWant is a metric family, label name, value pairs to select its
+// samples, and the value metricValue must find.
+type metricWant struct {
+	name   string
+	labels []string
+	want   float64
+}
+
+// checkMetrics checks each want against mfs.
+func checkMetrics(t *testing.T, mfs map[string]*dto.MetricFamily, wants []metricWant) {
+	t.Helper()
+	for _, c := range wants {
+		if got := metricValue(t, mfs, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
+
 // metricValue sums the samples of family name whose labels include the
 // given name, value pairs. A histogram's value is its sample count.
 func metricValue(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
@@ -306,11 +313,7 @@ func TestMetricsCountReuseAcrossFreshClientConnections(t *testing.T) {
 		}
 	}
 	mfs := scrape(t, p.addr)
-	checks := []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checkMetrics(t, mfs, []metricWant{
 		{"warmproxy_requests_total", nil, n},
 		{"warmproxy_requests_total", []string{"method", "GET", "code", "2xx"}, n},
 		{"warmproxy_upstream_connections_opened_total", []string{"scheme", "https"}, 1},
@@ -331,12 +334,7 @@ func TestMetricsCountReuseAcrossFreshClientConnections(t *testing.T) {
 		{"warmproxy_upstream_retries_total", nil, 0},
 		{"warmproxy_errors_total", nil, 0},
 		{"warmproxy_tunnels_open", nil, 0},
-	}
-	for _, c := range checks {
-		if got := metricValue(t, mfs, c.name, c.labels...); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	if got := originConns.Load(); got != 1 {
 		t.Errorf("origin saw %d connections, want 1", got)
 	}
@@ -406,37 +404,10 @@ func TestMetricsCountResumedHandshakes(t *testing.T) {
 	}
 }
 
-// staleOrigin is a plain HTTP origin whose first connection answers one
-// request, then reads the next one and closes without an answer, as a
-// server that timed the connection out does. Later connections answer
-// everything.
-func staleOrigin(t *testing.T) (string, *atomic.Int32) {
-	t.Helper()
-	var conns atomic.Int32
-	addr := testnet.Serve(t, func(c net.Conn) {
-		first := conns.Add(1) == 1
-		br := bufio.NewReader(c)
-		for n := 0; ; n++ {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if first && n == 1 {
-				return
-			}
-			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-				return
-			}
-		}
-	})
-	return addr, &conns
-}
-
 // Issue 4: a request replayed because its pooled connection was stale
 // shows in warmproxy_upstream_retries_total and the access log.
 func TestMetricsCountStaleConnectionRetries(t *testing.T) {
-	addr, originConns := staleOrigin(t)
+	addr, _, originConns := dropOrigin(t)
 	p := start(t, config.Default())
 	c := freshClient(t, p.addr)
 	for i := range 2 {
@@ -445,21 +416,13 @@ func TestMetricsCountStaleConnectionRetries(t *testing.T) {
 		}
 	}
 	mfs := scrape(t, p.addr)
-	for _, c := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checkMetrics(t, mfs, []metricWant{
 		{"warmproxy_upstream_retries_total", nil, 1},
 		{"warmproxy_upstream_connections_opened_total", []string{"scheme", "http"}, 2},
 		{"warmproxy_upstream_connections_closed_total", []string{"scheme", "http"}, 1},
 		{"warmproxy_upstream_connections", []string{"scheme", "http", "state", "idle"}, 1},
 		{"warmproxy_requests_total", []string{"code", "2xx"}, 2},
-	} {
-		if got := metricValue(t, mfs, c.name, c.labels...); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	if got := originConns.Load(); got != 2 {
 		t.Errorf("origin saw %d connections, want 2", got)
 	}
@@ -556,19 +519,8 @@ func findUpstream(t *testing.T, rep metrics.PoolReport, scheme, host string) ups
 // Issue 4: /debug/pool shows, per origin and scheme, active and idle
 // connections, requests and the reuse ratio.
 func TestDebugPool(t *testing.T) {
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(unblock)
-	o, cfg, _ := tlsOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			select {
-			case <-release:
-			case <-time.After(10 * time.Second):
-			}
-		}
-		io.WriteString(w, "ok")
-	}))
+	held := newHeldOrigin(t)
+	o, cfg, _ := tlsOrigin(t, held)
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(plain.Close)
 	p := start(t, cfg)
@@ -576,19 +528,7 @@ func TestDebugPool(t *testing.T) {
 	tlsHost := strings.TrimPrefix(o.URL, "https://")
 	plainHost := strings.TrimPrefix(plain.URL, "http://")
 
-	slow := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+tlsHost+"/slow", nil)
-		req.Header.Set("X-Real-Protocol", "https")
-		resp, err := c.Do(req)
-		if err != nil {
-			slow <- 0
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		slow <- resp.StatusCode
-	}()
+	slow := held.getHeld(t, c, "http://"+tlsHost, "https")
 	// While the slow request is in flight its connection is active.
 	var h upstream.Stats
 	deadline := time.Now().Add(5 * time.Second)
@@ -607,7 +547,7 @@ func TestDebugPool(t *testing.T) {
 	if h.Open != 1 || h.Active != 1 || h.Idle != 0 || h.InFlight != 1 {
 		t.Errorf("during the slow request: open, active, idle, in_flight = %d, %d, %d, %d; want 1, 1, 0, 1", h.Open, h.Active, h.Idle, h.InFlight)
 	}
-	unblock()
+	held.release()
 	select {
 	case code := <-slow:
 		if code != http.StatusOK {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -17,22 +16,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
-
-// authFile writes an htpasswd file with user:pass hashed at cost and
-// returns its path.
-func authFile(t *testing.T, user, pass string, cost int) string {
-	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(file, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
-}
 
 // basicAuth is a Proxy-Authorization (or Authorization) value.
 func basicAuth(user, pass string) string {
@@ -98,7 +83,7 @@ func median(d []time.Duration) time.Duration { return quantile(d, 0.5) }
 func TestWrongPasswordFlood(t *testing.T) {
 	o, _ := countingOrigin(t)
 	cfg := config.Default()
-	cfg.ProxyAuthFile = authFile(t, "php", "right", bcrypt.DefaultCost)
+	cfg.ProxyAuthFile = testnet.Htpasswd(t, "php", "right", bcrypt.DefaultCost)
 	p := start(t, cfg)
 	good := basicAuth("php", "right")
 	valid := dialKept(t, p.addr)

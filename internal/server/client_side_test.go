@@ -19,6 +19,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/server"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -54,11 +55,7 @@ func countingOrigin(t *testing.T) (*httptest.Server, *atomic.Int32) {
 		h.Set("Upgrade", "h3")
 		fmt.Fprintf(w, "%s %s host=%s", r.Method, r.URL.RequestURI(), r.Host)
 	}))
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	o.Start()
 	t.Cleanup(o.Close)
 	return o, &conns
@@ -380,20 +377,8 @@ func TestUnixListenerStaleFile(t *testing.T) {
 // over a fresh connection and returns the status line's code and the body.
 func rawGet(t *testing.T, addr, target string, extra string) (string, string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", target, addr, extra)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("GET %s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.Status[:3], string(b)
+	r := pinRaw(t, addr, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", target, addr, extra))
+	return r.Status[:3], r.body
 }
 
 // Issue 8: -route maps origin-form requests on the proxy's own address
@@ -407,11 +392,7 @@ func TestRoutes(t *testing.T) {
 		hits.Add(1)
 		fmt.Fprintf(w, "%s host=%s", r.URL.EscapedPath()+"?"+r.URL.RawQuery, r.Host)
 	}))
-	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	o.Config.ConnState = testnet.OnNew(func() { conns.Add(1) })
 	o.Start()
 	t.Cleanup(o.Close)
 	tlsO, cfg, tlsConns := tlsOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -471,11 +452,7 @@ func TestRoutes(t *testing.T) {
 // credentials as a proxy request does.
 func TestRouteNeedsCredentials(t *testing.T) {
 	o, _ := countingOrigin(t)
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(file, []byte("u:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testnet.Htpasswd(t, "u", "pw", bcrypt.MinCost)
 	cfg := config.Default()
 	cfg.Listen, cfg.ProxyAuthFile, cfg.Routes = "127.0.0.1:0", file, "/api/="+o.URL+"/"
 	r := startOn(t, cfg)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // h2cRaw is a raw h2c client connection on an http2.Framer, to send what
@@ -168,11 +169,7 @@ func startSlowOrigin(t *testing.T, hold bool) *slowOrigin {
 		}
 		io.WriteString(w, "ok")
 	}))
-	o.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.conns.Add(1)
-		}
-	}
+	o.srv.Config.ConnState = testnet.OnNew(func() { o.conns.Add(1) })
 	o.srv.Start()
 	t.Cleanup(func() { o.free(); o.srv.Close() })
 	return o

@@ -26,12 +26,12 @@ import (
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
-// pinDropOrigin is an origin whose first connection answers its first
+// dropOrigin is an origin whose first connection answers its first
 // request, then takes the next one (head and body read) and closes
 // without an answer, as an origin timing the connection out just then
 // does. Later connections answer everything. It records each request as
-// "METHOD PATH BODYLEN".
-func pinDropOrigin(t *testing.T) (string, *pinLog) {
+// "METHOD PATH BODYLEN" and counts the connections it accepted.
+func dropOrigin(t *testing.T) (string, *pinLog, *atomic.Int32) {
 	t.Helper()
 	var (
 		l     pinLog
@@ -59,16 +59,16 @@ func pinDropOrigin(t *testing.T) (string, *pinLog) {
 			}
 		}
 	})
-	return addr, &l
+	return addr, &l, &conns
 }
 
 // pinReplay warms the pool with one GET, then sends method with the
 // extra header fields and a body of size bytes on the pooled connection
-// that pinDropOrigin drops. It returns the response, what the origin saw
+// that dropOrigin drops. It returns the response, what the origin saw
 // of that request, and its access log line.
 func pinReplay(t *testing.T, cfg config.Config, method, extra string, size int) (pinResp, []string, []string) {
 	t.Helper()
-	origin, seen := pinDropOrigin(t)
+	origin, seen, _ := dropOrigin(t)
 	p := start(t, cfg)
 	c, br := pinConn(t, p.addr)
 	fmt.Fprintf(c, "GET http://%s/warm HTTP/1.1\r\nHost: %s\r\n\r\n", origin, origin)
@@ -83,6 +83,20 @@ func pinReplay(t *testing.T, cfg config.Config, method, extra string, size int) 
 		t.Fatalf("origin saw %v, want the warm-up GET first", got)
 	}
 	return r, got[1:], p.accessLine(t, 2, 1)
+}
+
+// pinCheckSends checks what pinReplay returned: the origin saw the
+// request (method, /r, size bytes) sends times, and the access line counts
+// sends-1 retries.
+func pinCheckSends(t *testing.T, sent, line []string, method string, size, sends int) {
+	t.Helper()
+	want := fmt.Sprintf("%s /r %d", method, size)
+	if len(sent) != sends || sent[0] != want {
+		t.Errorf("origin saw %v, want %q %d times", sent, want, sends)
+	}
+	if wantRetries := strconv.Itoa(sends - 1); line[11] != wantRetries {
+		t.Errorf("access line retries = %s, want %s: %q", line[11], wantRetries, line)
+	}
 }
 
 // Issue 14: a request body up to -retry-body-bytes is held, so a
@@ -116,13 +130,7 @@ func TestPinRetryBodyBytes(t *testing.T) {
 			if r.StatusCode != tt.status {
 				t.Errorf("%s of %d bytes with -retry-body-bytes %d = %d %q, want %d", tt.method, tt.size, tt.limit, r.StatusCode, r.body, tt.status)
 			}
-			want := fmt.Sprintf("%s /r %d", tt.method, tt.size)
-			if len(sent) != tt.sends || sent[0] != want {
-				t.Errorf("origin saw %v, want %q %d times", sent, want, tt.sends)
-			}
-			if wantRetries := strconv.Itoa(tt.sends - 1); line[11] != wantRetries {
-				t.Errorf("access line retries = %s, want %s: %q", line[11], wantRetries, line)
-			}
+			pinCheckSends(t, sent, line, tt.method, tt.size, tt.sends)
 		})
 	}
 }
@@ -161,13 +169,7 @@ func TestPinReplayRule(t *testing.T) {
 			if r.StatusCode != tt.status {
 				t.Errorf("%s the origin took and dropped = %d %q, want %d", tt.method, r.StatusCode, r.body, tt.status)
 			}
-			want := fmt.Sprintf("%s /r %d", tt.method, tt.size)
-			if len(sent) != tt.sends || sent[0] != want {
-				t.Errorf("origin saw %v, want %q %d times", sent, want, tt.sends)
-			}
-			if wantRetries := strconv.Itoa(tt.sends - 1); line[11] != wantRetries {
-				t.Errorf("access line retries = %s, want %s: %q", line[11], wantRetries, line)
-			}
+			pinCheckSends(t, sent, line, tt.method, tt.size, tt.sends)
 		})
 	}
 }
@@ -222,77 +224,6 @@ func TestPinContentLengthWithTransferEncoding(t *testing.T) {
 	})
 }
 
-// pinDNS is a DNS stub on 127.0.0.1 (UDP): an A query for a name in
-// names gets all its addresses, in order, with TTL 0; AAAA queries and
-// other names get no answer records.
-func pinDNS(t *testing.T, names map[string][]string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if resp := pinDNSAnswer(buf[:n], names); resp != nil {
-				pc.WriteTo(resp, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-// pinDNSAnswer answers one query: the question echoed, then one A record
-// per address (a pointer to the question's name, class IN, TTL 0).
-func pinDNSAnswer(q []byte, names map[string][]string) []byte {
-	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
-		return nil
-	}
-	var labels []string
-	i := 12
-	for i < len(q) && q[i] != 0 {
-		l := int(q[i])
-		if l&0xc0 != 0 || i+1+l > len(q) {
-			return nil
-		}
-		labels = append(labels, string(q[i+1:i+1+l]))
-		i += 1 + l
-	}
-	if i+5 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i+1:])
-	ips, known := names[strings.ToLower(strings.Join(labels, "."))]
-	resp := append(make([]byte, 0, 512), q[:2]...)
-	flags := uint16(0x8180) // response, recursion desired and available
-	if !known {
-		flags |= 3 // NXDOMAIN
-	}
-	resp = binary.BigEndian.AppendUint16(resp, flags)
-	var answers [][4]byte
-	if qtype == 1 {
-		for _, s := range ips {
-			answers = append(answers, netip.MustParseAddr(s).As4())
-		}
-	}
-	resp = binary.BigEndian.AppendUint16(resp, 1)
-	resp = binary.BigEndian.AppendUint16(resp, uint16(len(answers)))
-	resp = append(resp, 0, 0, 0, 0)
-	resp = append(resp, q[12:i+5]...)
-	for _, a := range answers {
-		resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4)
-		resp = append(resp, a[:]...)
-	}
-	return resp
-}
-
 // pinTwinOrigins starts an origin on 127.0.0.1 and one on 127.0.0.2 on
 // the same port, each counting the connections it accepts.
 func pinTwinOrigins(t *testing.T) (port string, allowed, denied *atomic.Int32) {
@@ -337,7 +268,7 @@ func pinTwinOrigins(t *testing.T) (port string, allowed, denied *atomic.Int32) {
 // CONNECT alike.
 func TestPinMultiIPDeny(t *testing.T) {
 	port, allowed, denied := pinTwinOrigins(t)
-	dns := pinDNS(t, map[string][]string{
+	dns := testnet.DNS(t, map[string][]string{
 		"mixed.test":    {"127.0.0.1", "127.0.0.2"},
 		"reversed.test": {"127.0.0.2", "127.0.0.1"},
 		"good.test":     {"127.0.0.1"},
@@ -458,7 +389,7 @@ func TestPinMetadataDenyNoDial(t *testing.T) {
 	parent := startPinSOCKS(t)
 	origin, seen := pinEchoOrigin(t, func(r *http.Request, _ []byte) string { return "ok" })
 	_, oport, _ := net.SplitHostPort(origin)
-	dns := pinDNS(t, map[string][]string{
+	dns := testnet.DNS(t, map[string][]string{
 		"meta.test":  {"169.254.169.254"},
 		"mixed.test": {"127.0.0.1", "169.254.169.254"},
 		"good.test":  {"127.0.0.1"},

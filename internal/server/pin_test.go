@@ -92,22 +92,11 @@ func (l *pinLog) take() []string {
 func pinEchoOrigin(t *testing.T, echo func(r *http.Request, body []byte) string) (string, *pinLog) {
 	t.Helper()
 	var l pinLog
-	addr := testnet.Serve(t, func(c net.Conn) {
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		br := bufio.NewReader(c)
-		for {
-			r, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				return
-			}
-			l.add(r.Method + " " + r.URL.Path)
-			out := echo(r, body)
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(out), out)
-		}
+	addr := testnet.ServeRequests(t, func(c net.Conn, r *http.Request, body []byte) bool {
+		l.add(r.Method + " " + r.URL.Path)
+		out := echo(r, body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(out), out)
+		return true
 	})
 	return addr, &l
 }
@@ -180,16 +169,10 @@ func TestPinResponseTrailers(t *testing.T) {
 	tlsO, cfg, _ := tlsOrigin(t, http.HandlerFunc(pinTrailers))
 	// An origin that also sends the announced field in the head: its
 	// value there must not come out again as a trailer.
-	repeat := testnet.Serve(t, func(c net.Conn) {
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		br := bufio.NewReader(c)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nX-Sum: head\r\nTransfer-Encoding: chunked\r\n\r\n"+
-				"9\r\npart one,\r\n8\r\npart two\r\n0\r\nX-Sum: 42\r\nX-Late: 7\r\n\r\n")
-		}
+	repeat := testnet.ServeRequests(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nX-Sum: head\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"9\r\npart one,\r\n8\r\npart two\r\n0\r\nX-Sum: 42\r\nX-Late: 7\r\n\r\n")
+		return true
 	})
 	p := start(t, cfg)
 	for _, tt := range []struct {
@@ -283,24 +266,14 @@ func TestPinNoGoUserAgent(t *testing.T) {
 // responses, each with head as extra fields, then 200 "ok".
 func pinInterimOrigin(t *testing.T, n int, head string) string {
 	t.Helper()
-	return testnet.Serve(t, func(c net.Conn) {
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		br := bufio.NewReader(c)
-		for {
-			r, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, r.Body)
-			var b bytes.Buffer
-			for range n {
-				b.WriteString("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n" + head + "\r\n")
-			}
-			b.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			if _, err := c.Write(b.Bytes()); err != nil {
-				return
-			}
+	return testnet.ServeRequests(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
+		var b bytes.Buffer
+		for range n {
+			b.WriteString("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n" + head + "\r\n")
 		}
+		b.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, err := c.Write(b.Bytes())
+		return err == nil
 	})
 }
 

@@ -1,68 +1,14 @@
 package server_test
 
 import (
-	"bufio"
-	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
-
-// nxdomainDNS is a DNS stub on 127.0.0.1 (UDP) that answers every query
-// NXDOMAIN, so a test's made-up names never reach a real resolver.
-func nxdomainDNS(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 12 {
-				continue
-			}
-			resp := append([]byte(nil), buf[:n]...)
-			binary.BigEndian.PutUint16(resp[2:], 0x8183) // response, RD, RA, NXDOMAIN
-			binary.BigEndian.PutUint16(resp[6:], 0)
-			binary.BigEndian.PutUint16(resp[8:], 0)
-			binary.BigEndian.PutUint16(resp[10:], 0)
-			pc.WriteTo(resp, from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-// rawProxyGet sends "GET target" in absolute form to the proxy on a new
-// connection, as written, and returns the status code.
-func rawProxyGet(t *testing.T, proxyAddr, target string) int {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", proxyAddr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
-	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET %s: %v", target, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
 
 // Issue 15: the admin address serves an HTML stats page at / and /stats:
 // per origin its connections, requests, reuse ratio, round trips saved,
@@ -76,7 +22,7 @@ func TestStatsPage(t *testing.T) {
 		io.WriteString(c, "<script>alert(2)</script>\r\n\r\n")
 	})
 	cfg.AdminListen = "127.0.0.1:0"
-	cfg.DNSServer = nxdomainDNS(t)
+	cfg.DNSServer = testnet.DNS(t, nil)
 	p := start(t, cfg)
 	c := freshClient(t, p.addr)
 	tlsHost := strings.TrimPrefix(o.URL, "https://")
@@ -89,7 +35,7 @@ func TestStatsPage(t *testing.T) {
 		t.Fatalf("request to the malformed origin = %d, want 502", code)
 	}
 	// A host with markup in it, where the proxy lets it reach the pool.
-	rawProxyGet(t, p.addr, "http://<script>alert(1)/")
+	pinRaw(t, p.addr, "GET http://<script>alert(1)/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	hostInPool := false
 	defer func() { t.Logf("a host with markup reached the pool: %v", hostInPool) }()
 	for _, u := range pool(t, p.admin).Upstreams {

@@ -10,6 +10,8 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -69,4 +71,25 @@ func KeyPEM(t testing.TB, c tls.Certificate) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
+// CAFile writes cert, PEM-encoded, to a file in a temporary directory
+// and returns its path: a -ca-file that trusts a test origin.
+func CAFile(t testing.TB, cert *x509.Certificate) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// OnHello returns a tls.Config GetConfigForClient hook that calls fn for
+// each ClientHello and keeps the config as it is: how a test counts the
+// TLS handshakes (full and resumed) an origin sees.
+func OnHello(fn func()) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		fn()
+		return nil, nil
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 )
@@ -48,5 +49,38 @@ func TestBufferConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := b.Count("line\n"); n != 800 {
 		t.Errorf("Count = %d after 800 writes, want 800", n)
+	}
+}
+
+// OnHello counts each handshake; CAFile is a root a client can load.
+func TestOnHelloAndCAFile(t *testing.T) {
+	var hellos int
+	var mu sync.Mutex
+	cert := SelfSigned(t, Cert{CommonName: "testnet", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, GetConfigForClient: OnHello(func() { mu.Lock(); hellos++; mu.Unlock() })}
+	addr := Serve(t, func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		tc.Handshake()
+		io.Copy(io.Discard, tc)
+	})
+	pemBytes, err := os.ReadFile(CAFile(t, cert.Leaf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("CAFile holds no certificate")
+	}
+	for range 2 {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hellos != 2 {
+		t.Errorf("OnHello counted %d handshakes, want 2", hellos)
 	}
 }

@@ -1,6 +1,7 @@
 // Package testnet holds the loopback plumbing that tests in several
 // packages share: an accept loop whose connections are served, tracked and
-// closed when the test ends. It is for tests only.
+// closed when the test ends, a DNS stub, self-signed certificates. It is
+// for tests only.
 package testnet
 
 import (
@@ -103,4 +104,17 @@ func SkipUnlessCI(t testing.TB, format string, args ...any) {
 		t.Fatalf("CI is set and the test cannot run: "+format, args...)
 	}
 	t.Skipf("skipping: "+format, args...)
+}
+
+// ClosedAddr returns a loopback address (127.0.0.1:PORT) that nothing
+// listened on a moment ago: a target that refuses connections, or a port
+// for a program under test to listen on.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -30,3 +30,12 @@ func TestServeEchoesAndCleansUp(t *testing.T) {
 	// The subtest's cleanup closed the connection its client still holds
 	// open, so the serve call returned and Serve's wait ended.
 }
+
+// Nothing listens on ClosedAddr: a dial there is refused.
+func TestClosedAddr(t *testing.T) {
+	addr := ClosedAddr(t)
+	if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("dial %s succeeded, want it refused", addr)
+	}
+}

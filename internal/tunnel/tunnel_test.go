@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,38 +50,6 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	}
 	t.Cleanup(func() { d.Close(); a.c.Close() })
 	return d.(*net.TCPConn), a.c.(*net.TCPConn)
-}
-
-// fdCount counts this process's open file descriptors. It collects
-// garbage first: splice keeps pipes in a sync.Pool, whose finalizers close
-// them.
-func fdCount(t *testing.T) int {
-	t.Helper()
-	runtime.GC()
-	runtime.GC()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		testnet.SkipUnlessCI(t, "no /proc/self/fd: %v", err)
-	}
-	return len(ents)
-}
-
-// checkNoFDLeak fails the test if, once it and its cleanups are done, more
-// descriptors are open than at the call. Call it first, so its cleanup
-// runs last.
-func checkNoFDLeak(t *testing.T) {
-	t.Helper()
-	before := fdCount(t)
-	t.Cleanup(func() {
-		var now int
-		for i := 0; i < 40; i++ { // up to 2s for closes to land
-			if now = fdCount(t); now <= before {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("open fds after the test = %d, want <= %d (leak)", now, before)
-	})
 }
 
 // fixture is a relay between a test client and a test origin:
@@ -159,7 +126,7 @@ func TestRelayHalfClose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkNoFDLeak(t)
+			testnet.CheckNoFDLeak(t)
 			f := startRelay(t, tunnel.Options{Idle: 10 * time.Second}, nil)
 			first, second := f.client, f.origin
 			if !tt.clientFirst {
@@ -195,7 +162,7 @@ func TestRelayHalfClose(t *testing.T) {
 // Issue 3: bytes read before the relay started (a pipelined ClientHello;
 // frames behind a 101 head) go out first, and are counted.
 func TestRelayPendingBytes(t *testing.T) {
-	checkNoFDLeak(t)
+	testnet.CheckNoFDLeak(t)
 	f := startRelay(t, tunnel.Options{
 		Idle:     10 * time.Second,
 		ToOrigin: []byte("hello-"),
@@ -222,7 +189,7 @@ func TestRelayPendingBytes(t *testing.T) {
 func TestRelayReset(t *testing.T) {
 	for _, side := range []string{"client", "origin"} {
 		t.Run(side, func(t *testing.T) {
-			checkNoFDLeak(t)
+			testnet.CheckNoFDLeak(t)
 			f := startRelay(t, tunnel.Options{Idle: 10 * time.Second}, nil)
 			// Some traffic first, so the tunnel is mid-stream.
 			mustWrite(t, f.client, "ping")
@@ -256,7 +223,7 @@ func TestRelayReset(t *testing.T) {
 func TestRelayIdle(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	t.Run("silent", func(t *testing.T) {
-		checkNoFDLeak(t)
+		testnet.CheckNoFDLeak(t)
 		start := time.Now()
 		f := startRelay(t, tunnel.Options{Idle: idle}, nil)
 		res := f.result(t, 5*time.Second)
@@ -266,7 +233,7 @@ func TestRelayIdle(t *testing.T) {
 		}
 	})
 	t.Run("one direction active", func(t *testing.T) {
-		checkNoFDLeak(t)
+		testnet.CheckNoFDLeak(t)
 		f := startRelay(t, tunnel.Options{Idle: idle}, nil)
 		// The origin trickles a byte every idle/4 for 4*idle while the
 		// client stays silent; the client reads them.
@@ -291,7 +258,7 @@ func TestRelayIdle(t *testing.T) {
 	t.Run("stalled reader after half-close", func(t *testing.T) {
 		// The client sent its FIN and then stops reading while the origin
 		// has more to send: only a write deadline can see that.
-		checkNoFDLeak(t)
+		testnet.CheckNoFDLeak(t)
 		f := startRelay(t, tunnel.Options{Idle: idle}, nil)
 		f.client.SetReadBuffer(4 << 10)
 		f.client.CloseWrite()
@@ -310,7 +277,7 @@ func TestRelayIdle(t *testing.T) {
 		}
 	})
 	t.Run("no timeout", func(t *testing.T) {
-		checkNoFDLeak(t)
+		testnet.CheckNoFDLeak(t)
 		f := startRelay(t, tunnel.Options{}, nil)
 		select {
 		case res := <-f.done:
@@ -328,7 +295,7 @@ func TestRelayIdle(t *testing.T) {
 // Issue 3: closing a conn from outside (what shutdown does) ends the
 // relay as "closed".
 func TestRelayClosedFromOutside(t *testing.T) {
-	checkNoFDLeak(t)
+	testnet.CheckNoFDLeak(t)
 	client, cp := tcpPair(t)
 	op, origin := tcpPair(t)
 	_ = client
@@ -377,7 +344,7 @@ func TestRelayIntegrity(t *testing.T) {
 	const size = 8 << 20
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkNoFDLeak(t)
+			testnet.CheckNoFDLeak(t)
 			f := startRelay(t, tunnel.Options{Idle: 10 * time.Second, ToOrigin: []byte("head")}, tt.wrap)
 			up, down := pattern(size, 1), pattern(size, 2)
 			errc := make(chan error, 2)

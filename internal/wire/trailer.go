@@ -82,8 +82,8 @@ func (s *ChunkedScanner) AppendTrailer(dst []byte, keep func(name []byte) bool) 
 // notInTrailer lists, in lower case, the fields a trailer section may not
 // carry (RFC 9110 section 6.5.1): what a recipient needs before the
 // content and would misread after it. Conditionals (every If-* field) are
-// caught by AllowedInTrailer. This is the list of internal/proxy's
-// notTrailers (issue 12), moved here so there is one.
+// caught by AllowedInTrailer. It was internal/proxy's notTrailers
+// (issue 12); the proxy now asks AllowedInTrailer (issue 16).
 var notInTrailer = map[string]bool{
 	// Message framing, and the hop-by-hop fields (section 7.6.1).
 	"content-length": true, "transfer-encoding": true, "trailer": true, "te": true,
