@@ -411,14 +411,26 @@ func (b *bench) stop(in *instance) {
 	}
 }
 
+// targetProc is the process that serves in's clients: its own, or the
+// origin for direct.
+func (b *bench) targetProc(in *instance) *procs.Proc {
+	if in.proc == nil {
+		return b.origin
+	}
+	return in.proc
+}
+
 // memory returns the target's resident memory (summed over its process
 // tree), or the origin's for direct.
 func (b *bench) memory(in *instance) (procfs.Mem, error) {
-	p := in.proc
-	if p == nil {
-		p = b.origin
-	}
-	return procfs.TreeMem(p.PID())
+	return procfs.TreeMem(b.targetProc(in).PID())
+}
+
+// cpu returns the CPU time the target's processes (nginx's master and
+// workers, say; the origin for direct, never the origin behind a proxy)
+// have used so far.
+func (b *bench) cpu(in *instance) (time.Duration, error) {
+	return procfs.TreeCPU(b.targetProc(in).PID())
 }
 
 // freeAddr finds a free loopback port (a small race is fine here).

@@ -137,30 +137,30 @@ func (b *bench) report() string {
 		b.reportS1(&sb)
 	}
 	if has("S2") {
-		w("## S2 keep-alive throughput\n\nwrk, %d threads, %d keep-alive connections, 1 KiB responses, plain HTTP origin, no RTT. Forward proxies get absolute-form requests (Lua sets `wrk.path`); the origin's request count is checked to be at least wrk's. Upstream conns: TCP connections the origin accepted during the measured run (after a 1 s warmup), and those open at its end.\n\n", b.c.wrkThreads, b.c.wrkConns)
+		w("## S2 keep-alive throughput\n\nwrk, %d threads, %d keep-alive connections, 1 KiB responses, plain HTTP origin, no RTT. Forward proxies get absolute-form requests (Lua sets `wrk.path`); the origin's request count is checked to be at least wrk's. Upstream conns: TCP connections the origin accepted during the measured run (after a 1 s warmup), and those open at its end. %s\n\n", b.c.wrkThreads, b.c.wrkConns, cpuNote)
 		t := table{&sb}
-		t.head("target", "req/s", "req/s × direct", "p50 ms", "p99 ms", "p99 × direct", "upstream conns new", "upstream conns open")
+		t.head("target", "req/s", "req/s × direct", "p50 ms", "p99 ms", "p99 × direct", "upstream conns new", "upstream conns open", "CPU s /100k req")
 		base := b.find("S2", "", "direct")
 		for _, tg := range plainTargets {
 			r := b.find("S2", "", tg)
 			if r == nil {
 				continue
 			}
-			t.line(tg, f(med(r, "rps"), 0), fx(ratio(r, base, "rps")), f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), fx(ratio(r, base, "p99_ms")), f(med(r, "upstream_conns"), 0), f(med(r, "upstream_open"), 0))
+			t.line(tg, f(med(r, "rps"), 0), fx(ratio(r, base, "rps")), f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), fx(ratio(r, base, "p99_ms")), f(med(r, "upstream_conns"), 0), f(med(r, "upstream_open"), 0), f(med(r, "cpu_s_per_100k"), 2))
 		}
 		w("\n")
 	}
 	if has("S3") {
-		w("## S3 non-keep-alive clients\n\nA fresh client connection per request, C=%d, 1 KiB, plain HTTP origin, no RTT.\n\n", b.c.s3C)
+		w("## S3 non-keep-alive clients\n\nA fresh client connection per request, C=%d, 1 KiB, plain HTTP origin, no RTT. %s\n\n", b.c.s3C, cpuNote)
 		t := table{&sb}
-		t.head("target", "req/s", "req/s × direct", "p50 ms", "p99 ms", "p99 × direct", "upstream conns / 1k req")
+		t.head("target", "req/s", "req/s × direct", "p50 ms", "p99 ms", "p99 × direct", "upstream conns / 1k req", "CPU s /100k req")
 		base := b.find("S3", "", "direct")
 		for _, tg := range plainTargets {
 			r := b.find("S3", "", tg)
 			if r == nil {
 				continue
 			}
-			t.line(tg, f(med(r, "rps"), 0), fx(ratio(r, base, "rps")), f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), fx(ratio(r, base, "p99_ms")), f(med(r, "conns_per_1k"), 1))
+			t.line(tg, f(med(r, "rps"), 0), fx(ratio(r, base, "rps")), f(med(r, "p50_ms"), 2), f(med(r, "p99_ms"), 2), fx(ratio(r, base, "p99_ms")), f(med(r, "conns_per_1k"), 1), f(med(r, "cpu_s_per_100k"), 2))
 		}
 		w("\n")
 	}
@@ -194,6 +194,9 @@ func (b *bench) report() string {
 		"Go benchmarks and test-driven measurements that `make bench` does not run (the DNS cache with a slow resolver, Keep-Alive retirement against nginx, the parent proxy), each with its command: [MICRO.md](MICRO.md).\n")
 	return sb.String()
 }
+
+// cpuNote explains S2's and S3's CPU column.
+const cpuNote = "`CPU s /100k req`: the user + system CPU seconds (utime + stime from /proc/PID/stat) the target's own processes used during the measured run, per 100,000 requests served: the origin for `direct`; for a proxy all its processes (nginx: master + workers) and not the origin behind it; on a shared machine, where req/s also depends on what else runs, it is the fairest figure."
 
 func (b *bench) reportS1(sb *strings.Builder) {
 	w := func(format string, args ...any) { fmt.Fprintf(sb, format, args...) }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,6 +71,23 @@ func (b *bench) loadgen(ctx context.Context, what string, e endpoint, args ...st
 }
 
 func per1k(x int64, requests int) float64 { return float64(x) * 1000 / float64(requests) }
+
+// per100k is CPU seconds per 100,000 requests.
+func per100k(cpu time.Duration, requests int64) float64 {
+	return cpu.Seconds() * 100_000 / float64(requests)
+}
+
+// cpuDuring runs load and returns the CPU time in's processes used while
+// it ran.
+func (b *bench) cpuDuring(in *instance, load func()) (time.Duration, error) {
+	before, err := b.cpu(in)
+	load()
+	after, err2 := b.cpu(in)
+	if err := errors.Join(err, err2); err != nil {
+		return 0, fmt.Errorf("cpu: %v", err)
+	}
+	return after - before, nil
+}
 
 // s1 is the PHP pattern: a fresh client connection per 1 KiB request, the
 // HTTPS origin behind the RTT relay.
@@ -238,7 +256,9 @@ func (b *bench) s2one(ctx context.Context, rep int, in *instance) {
 		b.problem("%s: %v", what, err)
 		return
 	}
-	r, err := b.wrk(ctx, in, b.c.duration)
+	var r wrkReport
+	var err error
+	cpu, cerr := b.cpuDuring(in, func() { r, err = b.wrk(ctx, in, b.c.duration) })
 	if err != nil {
 		b.problem("%s: %v", what, err)
 		return
@@ -261,13 +281,19 @@ func (b *bench) s2one(ctx context.Context, rep int, in *instance) {
 		b.problem("%s: wrk completed no request", what)
 		return
 	}
-	b.record("S2", "", in.name, rep, map[string]float64{
+	m := map[string]float64{
 		"rps":            float64(r.Requests) / (float64(r.DurationUs) / 1e6),
 		"p50_ms":         r.P50Us / 1000,
 		"p99_ms":         r.P99Us / 1000,
 		"upstream_conns": float64(up.Accepted),
 		"upstream_open":  float64(up.Open),
-	})
+	}
+	if cerr != nil {
+		b.problem("%s: %v", what, cerr)
+	} else {
+		m["cpu_s_per_100k"] = per100k(cpu, r.Requests)
+	}
+	b.record("S2", "", in.name, rep, m)
 }
 
 // s3 is non-keep-alive clients: a fresh connection per request, C=32.
@@ -276,30 +302,53 @@ func (b *bench) s3(ctx context.Context, rep int) {
 		if !b.usable(t) {
 			continue
 		}
-		what := "S3 " + t
 		in, err := b.start(ctx, t, b.oi.HTTP, false, 1000)
 		if err != nil {
-			b.problem("%s: %v", what, err)
+			b.problem("S3 %s: %v", t, err)
 			continue
 		}
-		e := in.endpoint(b.oi.HTTP, "/bytes/1024", false)
-		c := fmt.Sprint(b.c.s3C)
-		if _, err := b.loadgen(ctx, what+" warmup", e, "-c", c, "-n", "200", "-d", "5s"); err != nil {
-			b.problem("%v", err)
-		} else if _, err := b.originStats(ctx, true); err != nil {
-			b.problem("%s: %v", what, err)
-		} else if r, err := b.loadgen(ctx, what, e, "-c", c, "-n", "10000000", "-d", b.c.duration.String(), "-expect-bytes", "1024"); err != nil {
-			b.problem("%v", err)
-		} else if st, err := b.originStats(ctx, false); err != nil {
-			b.problem("%s: %v", what, err)
-		} else {
-			b.record("S3", "", t, rep, map[string]float64{
-				"rps": r.RPS, "p50_ms": r.P50Ms, "p99_ms": r.P99Ms,
-				"conns_per_1k": per1k(st.Kinds["http"].Accepted, r.Requests),
-			})
-		}
+		b.s3one(ctx, rep, in)
 		b.stop(in)
 	}
+}
+
+// s3one warms in up, then measures it with fresh-connection clients.
+func (b *bench) s3one(ctx context.Context, rep int, in *instance) {
+	what := "S3 " + in.name
+	e := in.endpoint(b.oi.HTTP, "/bytes/1024", false)
+	c := fmt.Sprint(b.c.s3C)
+	if _, err := b.loadgen(ctx, what+" warmup", e, "-c", c, "-n", "200", "-d", "5s"); err != nil {
+		b.problem("%v", err)
+		return
+	}
+	if _, err := b.originStats(ctx, true); err != nil {
+		b.problem("%s: %v", what, err)
+		return
+	}
+	var r lgReport
+	var err error
+	cpu, cerr := b.cpuDuring(in, func() {
+		r, err = b.loadgen(ctx, what, e, "-c", c, "-n", "10000000", "-d", b.c.duration.String(), "-expect-bytes", "1024")
+	})
+	if err != nil {
+		b.problem("%v", err)
+		return
+	}
+	st, err := b.originStats(ctx, false)
+	if err != nil {
+		b.problem("%s: %v", what, err)
+		return
+	}
+	m := map[string]float64{
+		"rps": r.RPS, "p50_ms": r.P50Ms, "p99_ms": r.P99Ms,
+		"conns_per_1k": per1k(st.Kinds["http"].Accepted, r.Requests),
+	}
+	if cerr != nil {
+		b.problem("%s: %v", what, cerr)
+	} else {
+		m["cpu_s_per_100k"] = per100k(cpu, int64(r.Requests))
+	}
+	b.record("S3", "", in.name, rep, m)
 }
 
 // s4 is one large chunked download through each target.
