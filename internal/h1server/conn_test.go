@@ -326,3 +326,30 @@ func TestLongChunksByteExact(t *testing.T) {
 		}
 	}
 }
+
+// Issue 14: bytes an origin sends after a response's Content-Length (a
+// stray or an unsolicited response) read along with it make the
+// connection unfit: it is closed, not pooled, so the next request never
+// reads them as its answer.
+func TestExtraBytesAfterBodyRetire(t *testing.T) {
+	var conns atomic.Int32
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 Stray\r\n\r\n")
+		}
+	})
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	for range 2 {
+		fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+		expectOK(t, br)
+		waitIdle(t, r)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("origin saw %d connections, want 2 (the first one retired)", n)
+	}
+}
