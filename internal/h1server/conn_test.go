@@ -353,3 +353,47 @@ func TestExtraBytesAfterBodyRetire(t *testing.T) {
 		t.Errorf("origin saw %d connections, want 2 (the first one retired)", n)
 	}
 }
+
+// Issue 14: the request head the origin gets: Host is the target's
+// authority, the protocol header and every hop-by-hop field (those the
+// Connection field names too) are gone, "TE: trailers" stays, Via names
+// this hop. A client's "Connection: close" gets one back, and the
+// connection closes after the answer.
+func TestRequestHeadHygiene(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		got <- req
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	fmt.Fprintf(c, "GET http://%s/p?q=1 HTTP/1.1\r\nHost: elsewhere\r\nX-Real-Protocol: http\r\nProxy-Connection: keep-alive\r\n"+
+		"X-Hop: 1\r\nConnection: close, X-Hop\r\nTE: trailers, gzip\r\nProxy-Authorization: Basic eDp5\r\nX-Kept: yes\r\n\r\n", origin)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	if !resp.Close {
+		t.Errorf("answer to Connection: close lacks it: %v", resp.Header)
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("after the answer: %d bytes, %v; want the connection closed (EOF)", n, err)
+	}
+	req := <-got
+	if req.Host != origin || req.RequestURI != "/p?q=1" {
+		t.Errorf("origin got Host %q, target %q; want %q, /p?q=1", req.Host, req.RequestURI, origin)
+	}
+	for _, gone := range []string{"X-Real-Protocol", "Proxy-Connection", "X-Hop", "Connection", "Proxy-Authorization"} {
+		if v, ok := req.Header[gone]; ok {
+			t.Errorf("origin got %s: %q", gone, v)
+		}
+	}
+	if req.Header.Get("Te") != "trailers" || req.Header.Get("X-Kept") != "yes" || req.Header.Get("Via") != "1.1 warmproxy" {
+		t.Errorf("origin got TE %q, X-Kept %q, Via %q; want trailers, yes, 1.1 warmproxy", req.Header.Get("Te"), req.Header.Get("X-Kept"), req.Header.Get("Via"))
+	}
+}
