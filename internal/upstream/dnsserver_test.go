@@ -94,6 +94,27 @@ func (d *testDNS) configure(f func(d *testDNS)) {
 	f(d)
 }
 
+// hold makes answers wait from now on until release, as a slow
+// resolver's do, without a fixed delay.
+func (d *testDNS) hold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gate == nil {
+		d.gate = make(chan struct{})
+	}
+}
+
+// release sends the answers hold kept back, and those of later queries at
+// once; it may be called more than once.
+func (d *testDNS) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gate != nil {
+		close(d.gate)
+		d.gate = nil
+	}
+}
+
 // count returns how many A queries for name the server got.
 func (d *testDNS) count(name string) int {
 	d.mu.Lock()
