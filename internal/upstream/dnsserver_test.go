@@ -34,6 +34,7 @@ type testDNS struct {
 	silent  bool
 	silentN int            // queries dropped so
 	queries map[string]int // "name type", e.g. "a.test A"
+	asked   map[string]chan struct{} // closed once name is asked for
 	tcp     int            // queries over TCP
 }
 
@@ -115,6 +116,27 @@ func (d *testDNS) release() {
 	}
 }
 
+// askedFor returns a channel closed once the server has a query for
+// name, of any type, answered or not.
+func (d *testDNS) askedFor(name string) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.askedLocked(name)
+}
+
+// askedLocked returns name's channel for askedFor, made on first use.
+func (d *testDNS) askedLocked(name string) chan struct{} {
+	if d.asked == nil {
+		d.asked = map[string]chan struct{}{}
+	}
+	ch := d.asked[name]
+	if ch == nil {
+		ch = make(chan struct{})
+		d.asked[name] = ch
+	}
+	return ch
+}
+
 // count returns how many A queries for name the server got.
 func (d *testDNS) count(name string) int {
 	d.mu.Lock()
@@ -185,6 +207,9 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 	}
 	name := strings.TrimSuffix(question.Name.String(), ".")
 	d.mu.Lock()
+	if ch := d.askedLocked(name); !isClosed(ch) {
+		close(ch)
+	}
 	if d.silent {
 		d.silentN++
 		d.mu.Unlock()
@@ -254,4 +279,14 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 		return nil
 	}
 	return resp
+}
+
+// isClosed says whether ch is closed, without waiting.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
