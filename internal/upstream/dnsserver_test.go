@@ -32,10 +32,10 @@ type testDNS struct {
 	// silent drops every query unanswered, with no goroutine kept for
 	// it: a resolver that never answers.
 	silent  bool
-	silentN int            // queries dropped so
-	queries map[string]int // "name type", e.g. "a.test A"
+	silentN int                      // queries dropped so
+	queries map[string]int           // "name type", e.g. "a.test A"
 	asked   map[string]chan struct{} // closed once name is asked for
-	tcp     int            // queries over TCP
+	tcp     int                      // queries over TCP
 }
 
 func startDNS(t testing.TB, hosts map[string][]string) *testDNS {
