@@ -51,7 +51,8 @@ func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool
 	for s := range w.origins {
 		w.origins[s] = map[string]*warmOrigin{}
 	}
-	o := &warmOrigin{p: p, scheme: SchemeHTTP, addr: addr, want: want, dial: p.dialer(po.dial), kick: make(chan struct{}, 1), wg: &w.wg}
+	o := &warmOrigin{p: p, scheme: SchemeHTTP, addr: addr, want: want, dial: p.dialer(po.dial), kick: make(chan struct{}, 1), wg: &w.wg,
+		life: minLife, redial: minRedial}
 	w.origins[SchemeHTTP][addr] = o
 	w.list = append(w.list, o)
 	p.host(SchemeHTTP, addr).keepAlive.Store(int64(ka))
