@@ -137,9 +137,9 @@ func TestDNSCacheTTL(t *testing.T) {
 // a loopback origin still succeeds; past -dns-stale, or once the name is
 // gone (NXDOMAIN), it fails as a DNS error.
 func TestDNSServeStale(t *testing.T) {
-	// Waits on held resolver answers only; runs beside the other tests
-	// that do (none counts goroutines or uses goleak).
-	t.Parallel()
+	// Waits on held resolver answers only; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello")
 	}))
@@ -226,9 +226,9 @@ func TestDNSServeStale(t *testing.T) {
 // caller that gives up does not fail the others (issue 12: nor cancel the
 // query they wait for).
 func TestDNSCacheCoalesce(t *testing.T) {
-	// Waits on held resolver answers only; runs beside the other tests
-	// that do (none counts goroutines or uses goleak).
-	t.Parallel()
+	// Waits on held resolver answers only; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	origin, accepts := listen(t, "127.0.0.1")
 	_, port, _ := net.SplitHostPort(origin.Addr().String())
 	d := startDNS(t, map[string][]string{"c.test": {"127.0.0.1"}})
@@ -318,9 +318,9 @@ func TestDNSCacheBounded(t *testing.T) {
 // Issue 8: a hit in the last tenth of the TTL refreshes the entry in the
 // background, so a name in steady use does not expire in front of a dial.
 func TestDNSCachePrefetch(t *testing.T) {
-	// Waits on held resolver answers only; runs beside the other tests
-	// that do (none counts goroutines or uses goleak).
-	t.Parallel()
+	// Waits on held resolver answers only; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	origin, _ := listen(t, "127.0.0.1")
 	_, port, _ := net.SplitHostPort(origin.Addr().String())
 	d := startDNS(t, map[string][]string{"p.test": {"127.0.0.1"}})

@@ -157,8 +157,8 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 // keeps serving.
 func TestDNSLookupsBounded(t *testing.T) {
 	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (none counts goroutines or uses goleak).
-	t.Parallel()
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	for _, cache := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cache", false: "no-cache"}[cache], func(t *testing.T) {
 			addr, up, _ := silentDNSProxy(t, cache)

@@ -281,8 +281,8 @@ func exchange(pc *PConn) error {
 // (logged for comparison, not asserted: it is a race).
 func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (none counts goroutines or uses goleak).
-	t.Parallel()
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	const rounds = 10000
 	alternate := func(n int) poison { return poison(1 + n%2) }
 	t.Run("pool", func(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 // from a slow response.
 func TestHandshakeTimeoutError(t *testing.T) {
 	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (none counts goroutines or uses goleak).
-	t.Parallel()
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	silent := testnet.Serve(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.Copy(io.Discard, c)
