@@ -137,9 +137,9 @@ func TestDNSCacheTTL(t *testing.T) {
 // a loopback origin still succeeds; past -dns-stale, or once the name is
 // gone (NXDOMAIN), it fails as a DNS error.
 func TestDNSServeStale(t *testing.T) {
-	// Sleeps on resolver delays only; runs beside the other DNS tests
-	// that do (none counts goroutines or uses goleak).
-	t.Parallel()
+	// Waits on held resolver answers only; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello")
 	}))
@@ -155,7 +155,9 @@ func TestDNSServeStale(t *testing.T) {
 		stale   uint64
 	}{
 		{"servfail", func(d *testDNS) { d.servfail = true }, 11 * time.Second, 200, 1},
-		{"slow resolver", func(d *testDNS) { d.delay = 3 * time.Second }, 11 * time.Second, 200, 1},
+		// Issue 16: the answer is held until the GET has been served
+		// (release below), where a 3 s delay used to pass time.
+		{"slow resolver", func(d *testDNS) { d.gate = make(chan struct{}) }, 11 * time.Second, 200, 1},
 		{"servfail past dns-stale", func(d *testDNS) { d.servfail = true }, 11*time.Second + time.Hour, 502, 0},
 		{"name gone", func(d *testDNS) { delete(d.hosts, "origin.test") }, 11 * time.Second, 502, 0},
 	}
@@ -173,6 +175,7 @@ func TestDNSServeStale(t *testing.T) {
 			up.Guard.dns.now = clk.now
 			up.Guard.dns.stWait = 100 * time.Millisecond
 			t.Cleanup(up.Guard.dns.Wait)
+			t.Cleanup(d.release) // before Wait: a held refresh ends
 			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: config.MustParse(cfg)}))
 			t.Cleanup(srv.Close)
 			t.Cleanup(up.Transport.CloseIdleConnections)
@@ -208,6 +211,7 @@ func TestDNSServeStale(t *testing.T) {
 			if tt.name == "slow resolver" && up.Guard.dns.inFlight() != 1 {
 				t.Errorf("the refresh ended before the GET was answered, want the GET not to wait for it")
 			}
+			d.release()
 			if st := up.Guard.DNS().Stats(); st.Stale != tt.stale {
 				t.Errorf("stale answers %d, want %d (%+v)", st.Stale, tt.stale, st)
 			}
@@ -222,14 +226,17 @@ func TestDNSServeStale(t *testing.T) {
 // caller that gives up does not fail the others (issue 12: nor cancel the
 // query they wait for).
 func TestDNSCacheCoalesce(t *testing.T) {
-	// Sleeps on resolver delays only; runs beside the other DNS tests
-	// that do (none counts goroutines or uses goleak).
-	t.Parallel()
+	// Waits on held resolver answers only; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	origin, accepts := listen(t, "127.0.0.1")
 	_, port, _ := net.SplitHostPort(origin.Addr().String())
 	d := startDNS(t, map[string][]string{"c.test": {"127.0.0.1"}})
-	d.configure(func(d *testDNS) { d.delay = 500 * time.Millisecond })
+	// Issue 16: the answer is held until the impatient dial has given up
+	// (release below), where a 500 ms delay used to pass time.
+	d.hold()
 	g, _ := dnsGuard(t, d, nil)
+	t.Cleanup(d.release) // before the guard's Wait
 
 	const n = 16
 	var wg sync.WaitGroup
@@ -249,6 +256,7 @@ func TestDNSCacheCoalesce(t *testing.T) {
 	if _, err := g.DialContext(impatient, "tcp", "c.test:"+port); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("impatient dial: error %v, want a deadline", err)
 	}
+	d.release()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -310,9 +318,9 @@ func TestDNSCacheBounded(t *testing.T) {
 // Issue 8: a hit in the last tenth of the TTL refreshes the entry in the
 // background, so a name in steady use does not expire in front of a dial.
 func TestDNSCachePrefetch(t *testing.T) {
-	// Sleeps on resolver delays only; runs beside the other DNS tests
-	// that do (none counts goroutines or uses goleak).
-	t.Parallel()
+	// Waits on held resolver answers only; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	origin, _ := listen(t, "127.0.0.1")
 	_, port, _ := net.SplitHostPort(origin.Addr().String())
 	d := startDNS(t, map[string][]string{"p.test": {"127.0.0.1"}})
@@ -320,13 +328,16 @@ func TestDNSCachePrefetch(t *testing.T) {
 	g, clk := dnsGuard(t, d, nil)
 	dialOK(t, g, "p.test:"+port)
 	clk.advance(9500 * time.Millisecond)
-	// Under the guard's 2 s lookup timeout, so the refresh lands.
-	d.configure(func(d *testDNS) { d.delay = 1500 * time.Millisecond })
+	// Issue 16: the refresh's answer is held until the dial near expiry
+	// has returned (release below), where a 1.5 s delay used to pass time.
+	d.hold()
+	t.Cleanup(d.release) // before the guard's Wait
 	dialOK(t, g, "p.test:"+port)
 	// Issue 12 (no wall-clock bounds): the refresh is still out.
 	if g.dns.inFlight() != 1 {
 		t.Errorf("the refresh ended before the dial near expiry returned: it waited for the refresh")
 	}
+	d.release()
 	g.dns.Wait()
 	if q := d.count("p.test"); q != 2 {
 		t.Fatalf("%d queries after a hit near expiry, want 2 (one refresh)", q)

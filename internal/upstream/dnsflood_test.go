@@ -32,9 +32,9 @@ func openFDs(t *testing.T) int {
 // silentDNSProxy serves the proxy handler on loopback over an upstream
 // whose resolver is a DNS server that never answers; cache says whether
 // the DNS cache is on.
-func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream) {
+func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream, d *testDNS) {
 	t.Helper()
-	d := startDNS(t, nil)
+	d = startDNS(t, nil)
 	d.configure(func(d *testDNS) { d.silent = true })
 	cfg := config.Default()
 	cfg.DNSServer = d.addr
@@ -61,40 +61,66 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream) {
 			g.Wait()
 		}
 	})
-	return srv.Listener.Addr().String(), up
+	return srv.Listener.Addr().String(), up, d
 }
 
-// impatientGet sends a proxy request for name and hangs up after wait.
-func impatientGet(addr, name string, wait time.Duration) {
+// lookupsInFlight is the number of lookups up's resolver (the cache's,
+// or the guard's without one) has under way.
+func lookupsInFlight(up *Upstream) int {
+	if c := up.Guard.DNS(); c != nil {
+		return c.gate.InFlight()
+	}
+	return up.Guard.lookups.InFlight()
+}
+
+// impatientGet sends a proxy request for name and hangs up once asked
+// is closed (the resolver has the query: a lookup is under way), or a
+// response has begun, or after a hang guard of 5 s.
+func impatientGet(addr, name string, asked <-chan struct{}) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", name, name)
-	c.SetReadDeadline(time.Now().Add(wait))
-	io.Copy(io.Discard, c)
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		c.Read(make([]byte, 1)) // a byte, or the Close below
+	}()
+	guard := time.NewTimer(5 * time.Second)
+	defer guard.Stop()
+	select {
+	case <-asked:
+	case <-answered:
+	case <-guard.C:
+	}
 }
 
 // Issue 12: against a DNS server that never answers, requests for
-// distinct names from clients that leave after 20 ms left a lookup each
-// behind (the transport detaches its dials from the request), with
-// their goroutines and sockets, for the resolver's whole timeout. Now a
-// lookup whose every waiter has gone is cancelled: after 2000 such
-// requests the goroutines and fds are back near where they were.
+// distinct names from clients that leave while their lookup is under way
+// left a lookup each behind (the transport detaches its dials from the
+// request), with their goroutines and sockets, for the resolver's whole
+// timeout. Now a lookup whose every waiter has gone is cancelled: after
+// 2000 such requests the goroutines and fds are back near where they
+// were. Issue 16: each client hangs up once the resolver has its query,
+// where it used to wait a fixed 20 ms.
 func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 	for _, cache := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cache", false: "no-cache"}[cache], func(t *testing.T) {
-			addr, up := silentDNSProxy(t, cache)
-			impatientGet(addr, "warmup.test", 20*time.Millisecond)
-			time.Sleep(100 * time.Millisecond)
+			addr, up, d := silentDNSProxy(t, cache)
+			impatientGet(addr, "warmup.test", d.askedFor("warmup.test"))
+			// Issue 16: the baseline is taken once the warmup's lookup has
+			// ended, where a fixed 100 ms sleep used to let it go.
+			waitUntil(t, "the warmup lookup to end", func() bool { return lookupsInFlight(up) == 0 })
 			g0, fd0 := runtime.NumGoroutine(), openFDs(t)
 			const n, workers = 2000, 50
 			var wg sync.WaitGroup
 			for w := range workers {
 				wg.Go(func() {
 					for i := range n / workers {
-						impatientGet(addr, fmt.Sprintf("n%d-%d.flood.test", w, i), 20*time.Millisecond)
+						name := fmt.Sprintf("n%d-%d.flood.test", w, i)
+						impatientGet(addr, name, d.askedFor(name))
 					}
 				})
 			}
@@ -112,7 +138,7 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 			// old 5 s guard this test passed because the leftovers went
 			// at 5 s, and took 6 s a case; see endWithLookup.
 			for deadline := time.Now().Add(3 * time.Second); !settled() && time.Now().Before(deadline); {
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond)
 			}
 			var abandoned uint64
 			if c := up.Guard.DNS(); c != nil {
@@ -130,9 +156,12 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 // request gets 503 dns_error with Retry-After at once, and the proxy
 // keeps serving.
 func TestDNSLookupsBounded(t *testing.T) {
+	// Issue 16: waits on real time or sockets; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	for _, cache := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cache", false: "no-cache"}[cache], func(t *testing.T) {
-			addr, up := silentDNSProxy(t, cache)
+			addr, up, _ := silentDNSProxy(t, cache)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			defer wg.Wait()
@@ -145,13 +174,7 @@ func TestDNSLookupsBounded(t *testing.T) {
 				fmt.Fprintf(c, "GET http://p%d.flood.test/ HTTP/1.1\r\nHost: p%d.flood.test\r\n\r\n", i, i)
 				wg.Go(func() { <-stop; c.Close() })
 			}
-			inFlight := func() int {
-				if c := up.Guard.DNS(); c != nil {
-					return c.gate.InFlight()
-				}
-				return up.Guard.lookups.InFlight()
-			}
-			waitUntil(t, "every patient lookup in flight", func() bool { return inFlight() == MaxDNSLookups })
+			waitUntil(t, "every patient lookup in flight", func() bool { return lookupsInFlight(up) == MaxDNSLookups })
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)

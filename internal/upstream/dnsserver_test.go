@@ -32,9 +32,10 @@ type testDNS struct {
 	// silent drops every query unanswered, with no goroutine kept for
 	// it: a resolver that never answers.
 	silent  bool
-	silentN int            // queries dropped so
-	queries map[string]int // "name type", e.g. "a.test A"
-	tcp     int            // queries over TCP
+	silentN int                      // queries dropped so
+	queries map[string]int           // "name type", e.g. "a.test A"
+	asked   map[string]chan struct{} // closed once name is asked for
+	tcp     int                      // queries over TCP
 }
 
 func startDNS(t testing.TB, hosts map[string][]string) *testDNS {
@@ -92,6 +93,48 @@ func (d *testDNS) configure(f func(d *testDNS)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	f(d)
+}
+
+// hold makes answers wait from now on until release, as a slow
+// resolver's do, without a fixed delay.
+func (d *testDNS) hold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gate == nil {
+		d.gate = make(chan struct{})
+	}
+}
+
+// release sends the answers hold kept back, and those of later queries at
+// once; it may be called more than once.
+func (d *testDNS) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gate != nil {
+		close(d.gate)
+		d.gate = nil
+	}
+}
+
+// askedFor returns a channel closed once the server has a query for
+// name, of any type, answered or not.
+func (d *testDNS) askedFor(name string) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.askedLocked(name)
+}
+
+// askedLocked returns name's channel for askedFor, made on first use.
+func (d *testDNS) askedLocked(name string) chan struct{} {
+	if d.asked == nil {
+		d.asked = map[string]chan struct{}{}
+	}
+	ch := d.asked[name]
+	if ch == nil {
+		ch = make(chan struct{})
+		d.asked[name] = ch
+	}
+	return ch
 }
 
 // count returns how many A queries for name the server got.
@@ -164,6 +207,9 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 	}
 	name := strings.TrimSuffix(question.Name.String(), ".")
 	d.mu.Lock()
+	if ch := d.askedLocked(name); !isClosed(ch) {
+		close(ch)
+	}
 	if d.silent {
 		d.silentN++
 		d.mu.Unlock()
@@ -233,4 +279,14 @@ func (d *testDNS) answer(q []byte, udp bool) []byte {
 		return nil
 	}
 	return resp
+}
+
+// isClosed says whether ch is closed, without waiting.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -280,9 +280,13 @@ func exchange(pc *PConn) error {
 // none of those, while today's http.Transport, in the same setup, does
 // (logged for comparison, not asserted: it is a race).
 func TestH1PoolNoPoisonedHandOut(t *testing.T) {
+	// Issue 16: waits on real time or sockets; runs beside the other
+	// parallel tests (see parallelQuiet).
+	parallelQuiet(t)
 	const rounds = 10000
 	alternate := func(n int) poison { return poison(1 + n%2) }
 	t.Run("pool", func(t *testing.T) {
+		t.Parallel() // Issue 16: each has its own origin and pool
 		o := startRawOrigin(t, nil, alternate)
 		up, p := testH1Pool(t, h1TestConfig())
 		key, err := up.H1Key(SchemeHTTP, o.addr)
@@ -299,6 +303,7 @@ func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 		}
 	})
 	t.Run("tls", func(t *testing.T) {
+		t.Parallel() // Issue 16: each has its own origin and pool
 		cfg, srvTLS := tlsTestSetup(t)
 		o := startRawOrigin(t, srvTLS, alternate)
 		up, p := testH1Pool(t, cfg)
@@ -319,6 +324,7 @@ func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 		}
 	})
 	t.Run("net/http Transport (reference)", func(t *testing.T) {
+		t.Parallel() // Issue 16: each has its own origin and pool
 		o := startRawOrigin(t, nil, alternate)
 		up, _ := testH1Pool(t, h1TestConfig())
 		// The transport logs each unsolicited byte with log.Printf.

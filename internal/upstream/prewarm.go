@@ -102,6 +102,8 @@ type warmOrigin struct {
 	kick    chan struct{}
 	wg      *sync.WaitGroup
 	timeout time.Duration
+	// life and redial are minLife and minRedial; tests shorten them.
+	life, redial time.Duration
 
 	mu     sync.Mutex
 	stash  []*warmConn
@@ -159,7 +161,8 @@ func newPrewarm(cfg config.Parsed, p *Pool, t *http.Transport, par *parent) (*Pr
 		if tg.Scheme == "https" {
 			s, dial = SchemeHTTPS, DialFunc(t.DialTLSContext)
 		}
-		o := &warmOrigin{p: p, scheme: s, addr: strings.ToLower(tg.Addr), want: tg.Conns, dial: dial, kick: make(chan struct{}, 1), wg: &w.wg, timeout: w.timeout}
+		o := &warmOrigin{p: p, scheme: s, addr: strings.ToLower(tg.Addr), want: tg.Conns, dial: dial, kick: make(chan struct{}, 1), wg: &w.wg, timeout: w.timeout,
+			life: minLife, redial: minRedial}
 		w.origins[s][o.addr] = o
 		w.list = append(w.list, o)
 	}
@@ -407,7 +410,7 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 		// Drop what the origin closed and retire what it would close soon.
 		gone := o.sweep(now, limit)
 		for _, wc := range gone {
-			if !wc.retired && now.Sub(wc.opened) < minLife {
+			if !wc.retired && now.Sub(wc.opened) < o.life {
 				fail(fmt.Errorf("origin closed the connection after %v: %v", now.Sub(wc.opened).Round(time.Millisecond), wc.err))
 			}
 		}
@@ -424,7 +427,7 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 			failing, failures, backoff, nextTry = false, 0, 0, time.Time{}
 		}
 		if failing && !youngest.IsZero() {
-			soon(youngest.Add(minLife))
+			soon(youngest.Add(o.life))
 		}
 		if need := o.target() - int(hs.open.Load()) - cooling; need > 0 {
 			if now.Before(nextTry) {
@@ -439,7 +442,7 @@ func (o *warmOrigin) keep(ctx context.Context, log *slog.Logger, firstDone func(
 					soon(nextTry)
 				}
 				if opened > 0 && failing {
-					soon(time.Now().Add(minLife))
+					soon(time.Now().Add(o.life))
 				}
 				if first && err == nil {
 					log.Info("prewarmed", keyOrigin, o.name(), keyConns, opened)
@@ -483,7 +486,7 @@ func (o *warmOrigin) paceRedials(now time.Time, gone []*warmConn, used bool, ka 
 	if used {
 		o.cooling, o.pace = o.cooling[:0], 0
 	}
-	pace, short := max(o.pace, ka, minRedial), false
+	pace, short := max(o.pace, ka, o.redial), false
 	for _, wc := range gone {
 		if at := wc.opened.Add(pace); at.After(now) {
 			o.cooling = append(o.cooling, at)
@@ -519,7 +522,7 @@ func (o *warmOrigin) look(now time.Time) (used, survivor bool, youngest, oldest 
 	defer o.mu.Unlock()
 	used, o.used = o.used > 0, 0
 	for _, wc := range o.stash {
-		if now.Sub(wc.opened) >= minLife {
+		if now.Sub(wc.opened) >= o.life {
 			survivor = true
 		}
 		if youngest.IsZero() || wc.opened.After(youngest) {

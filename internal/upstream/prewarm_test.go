@@ -101,9 +101,21 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *testnet.Buffer) {
 	t.Helper()
+	return startPrewarmLife(t, cfg, 0)
+}
+
+// startPrewarmLife is startPrewarm with minLife and minRedial shortened to
+// life for every origin (0 keeps them), for a test that waits them out.
+func startPrewarmLife(t *testing.T, cfg config.Config, life time.Duration) (*Upstream, *testnet.Buffer) {
+	t.Helper()
 	up := newTestUpstream(t, cfg)
 	if up.Prewarm == nil {
 		t.Fatalf("New(prewarm %q) built no Prewarm", cfg.Prewarm)
+	}
+	if life > 0 {
+		for _, o := range up.Prewarm.list {
+			o.life, o.redial = life, life
+		}
 	}
 	logs := &testnet.Buffer{}
 	up.Prewarm.Start(slog.New(slog.NewTextHandler(logs, nil)))
@@ -194,9 +206,13 @@ func TestPrewarmReopens(t *testing.T) {
 	cfg := config.Default()
 	cfg.CAFile = o.caFile
 	cfg.Prewarm = o.srv.URL + "*2"
-	up, _ := startPrewarm(t, cfg)
+	// Issue 16: minLife (and minRedial, which would pace the re-dial
+	// of a connection that lived less) shortened from 1 s to 100 ms, so
+	// the wait past them is 200 ms, where it was 1.1 s.
+	const life = 100 * time.Millisecond
+	up, _ := startPrewarmLife(t, cfg, life)
 	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
-	time.Sleep(1100 * time.Millisecond) // past minLife: a close now is no failure
+	time.Sleep(life + 100*time.Millisecond) // past minLife: a close now is no failure
 	o.closeOne()
 	waitFor(t, time.Second, "no connection re-opened within 1s", func() bool { return o.accepts.Load() >= 3 })
 	host := strings.TrimPrefix(o.srv.URL, "https://")
