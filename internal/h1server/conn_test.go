@@ -397,3 +397,37 @@ func TestRequestHeadHygiene(t *testing.T) {
 		t.Errorf("origin got TE %q, X-Kept %q, Via %q; want trailers, yes, 1.1 warmproxy", req.Header.Get("Te"), req.Header.Get("X-Kept"), req.Header.Get("Via"))
 	}
 }
+
+// Issue 14: a request whose answer had begun to arrive when its reused
+// connection broke reached the origin: it is never sent again, even a
+// GET (502), as today's rule says.
+func TestNoReplayAfterResponseStarted(t *testing.T) {
+	var requests atomic.Int32
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		for n := 0; ; n++ {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			requests.Add(1)
+			if n == 1 {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	expectOK(t, br)
+	waitIdle(t, r)
+	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || requests.Load() != 2 {
+		t.Errorf("got %d after %d origin requests; want 502 after 2 (no replay)", resp.StatusCode, requests.Load())
+	}
+}
