@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // body1K is the origin's answer in the allocation test and benchmark.
@@ -18,42 +19,27 @@ var body1K = strings.Repeat("x", 1024)
 // response, allocating nothing per request.
 func cannedOrigin(t testing.TB) string {
 	resp := []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body1K), body1K))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testnet.Serve(t, func(c net.Conn) {
+		buf := make([]byte, 8192)
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 8192)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						n = copy(buf, buf[i+4:n])
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-					}
+			n += m
+			for {
+				i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+				if i < 0 {
+					break
 				}
-			}()
+				n = copy(buf, buf[i+4:n])
+				if _, err := c.Write(resp); err != nil {
+					return
+				}
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // rawClient sends one canned proxy request at a time and reads the whole

@@ -12,6 +12,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -123,22 +124,5 @@ func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // rawOrigin serves each connection with fn on a loopback listener.
 func rawOrigin(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fn(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testnet.Serve(t, func(c net.Conn) { fn(c, bufio.NewReader(c)) })
 }
