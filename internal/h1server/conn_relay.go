@@ -33,6 +33,10 @@ func (cc *clientConn) relay(pc *upstream.PConn) (keep bool) {
 		pc.NoteKeepAlive([]string{string(v)})
 	}
 	have := (*x.up)[x.upHead:x.upN]
+	// A response that came with both Content-Length and chunked framing
+	// is read as chunked, and its connection is not used again (RFC 9112
+	// section 6.1), as one that asked to close.
+	closing := rh.Close || rh.CLAndTE
 	// A body still on its way is not read to its end for sure: the
 	// connection closes after this answer.
 	x.out = cc.appendResponseHead(x.out[:0], rh, x.req.Close || cc.s.closing.Load() || x.stream && !x.bodyEOF.Load())
@@ -47,7 +51,7 @@ func (cc *clientConn) relay(pc *upstream.PConn) (keep bool) {
 			x.out = append(x.out, have[:cl]...)
 			n, have = cl, have[cl:]
 		}
-		cc.finish(pc, len(have) == 0 && !rh.Close, n, nil)
+		cc.finish(pc, len(have) == 0 && !closing, n, nil)
 		_, err = cc.write(x.out)
 		return err == nil
 	case rh.Framing == wire.BodyLength:
@@ -57,7 +61,7 @@ func (cc *clientConn) relay(pc *upstream.PConn) (keep bool) {
 	default:
 		n, err = cc.relayClose(pc, have)
 	}
-	cc.finish(pc, reusable && err == nil && !rh.Close, n, err)
+	cc.finish(pc, reusable && err == nil && !closing, n, err)
 	return err == nil
 }
 

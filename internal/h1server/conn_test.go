@@ -431,3 +431,36 @@ func TestNoReplayAfterResponseStarted(t *testing.T) {
 		t.Errorf("got %d after %d origin requests; want 502 after 2 (no replay)", resp.StatusCode, requests.Load())
 	}
 }
+
+// Issue 14: a response with both Content-Length and chunked framing is
+// relayed as chunked without the Content-Length, and its connection is
+// not pooled (RFC 9112 section 6.1).
+func TestResponseCLAndTERetires(t *testing.T) {
+	var conns atomic.Int32
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+		}
+	})
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	for range 2 {
+		fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "ok" || resp.ContentLength != -1 {
+			t.Fatalf("body %q, Content-Length %d; want ok, none", body, resp.ContentLength)
+		}
+		waitIdle(t, r)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("origin saw %d connections, want 2", n)
+	}
+}
