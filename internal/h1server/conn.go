@@ -149,6 +149,11 @@ type clientConn struct {
 	// linger asks for a lingering close: the last request's body was
 	// not read to its end.
 	linger bool
+	// inner is the CONNECT target of an intercepted tunnel this
+	// connection is inside ("" for a proxy client connection), and
+	// innerFallback its hand-over.
+	inner         string
+	innerFallback func(net.Conn)
 	// lastAuth, lastScheme, key and target cache the pool key of the
 	// last target authority, which a client nearly always asks again.
 	lastAuth   []byte
@@ -210,7 +215,22 @@ var exchanges = sync.Pool{New: func() any { return &exchange{out: make([]byte, 0
 
 // Serve serves c until it closes, or hands it over.
 func (s *ConnServer) Serve(c net.Conn) {
-	cc := &clientConn{s: s, c: c, remote: c.RemoteAddr().String()}
+	s.serve(&clientConn{s: s, c: c, remote: c.RemoteAddr().String()})
+}
+
+// ServeIntercepted serves c, the client's HTTP/1.1 connection inside an
+// intercepted tunnel to target (a CONNECT host:port, issue 13), until it
+// closes, or hands it to fallback. Its requests are origin-form
+// requests for https://target, and take the path absolute-form ones do
+// (same pool, upstream TLS, access record of kind intercepted); one whose
+// Host names another authority goes to fallback, which answers 421.
+func (s *ConnServer) ServeIntercepted(c net.Conn, target string, fallback func(net.Conn)) {
+	s.serve(&clientConn{s: s, c: c, remote: c.RemoteAddr().String(), inner: target, innerFallback: fallback})
+}
+
+// serve runs cc until it closes or is handed over.
+func (s *ConnServer) serve(cc *clientConn) {
+	c := cc.c
 	cc.hs.Max = s.o.MaxHeaderBytes + 4096
 	cc.tcp, _ = c.(*net.TCPConn)
 	if sc, ok := c.(syscall.Conn); ok {
@@ -220,7 +240,7 @@ func (s *ConnServer) Serve(c net.Conn) {
 	if s.closing.Load() {
 		s.mu.Unlock()
 		c.Close()
-		s.o.Closed()
+		cc.closed()
 		return
 	}
 	s.conns[cc] = struct{}{}
@@ -236,7 +256,15 @@ func (s *ConnServer) Serve(c net.Conn) {
 		} else {
 			c.Close()
 		}
-		s.o.Closed()
+		cc.closed()
+	}
+}
+
+// closed tells the server's owner of a client connection it closed; a
+// tunnel's inner connection is the tunnel's to count.
+func (cc *clientConn) closed() {
+	if cc.inner == "" {
+		cc.s.o.Closed()
 	}
 }
 
@@ -416,7 +444,11 @@ func (cc *clientConn) handOver() {
 		pending = append([]byte(nil), (*cc.buf)[:cc.n]...)
 	}
 	cc.release()
-	cc.s.o.Fallback(&replayConn{Conn: cc.c, pending: pending})
+	fallback := cc.s.o.Fallback
+	if cc.inner != "" {
+		fallback = cc.innerFallback
+	}
+	fallback(&replayConn{Conn: cc.c, pending: pending})
 }
 
 // replayConn is a client connection handed to net/http: its reads return

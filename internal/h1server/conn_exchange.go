@@ -36,9 +36,14 @@ func (cc *clientConn) eligible(hl int) bool {
 	}
 	b := r.Bytes()
 	switch {
-	case r.Minor != 1, r.Form != wire.AbsoluteForm, r.Authority.Len() == 0,
-		r.ExpectContinue, r.ExpectOther, r.CLAndTE, r.TEIgnored, r.Upgrade, r.ConnUpgrade,
-		!wire.EqualFold(r.Scheme.In(b), "http"):
+	case r.Minor != 1, r.ExpectContinue, r.ExpectOther, r.CLAndTE, r.TEIgnored, r.Upgrade, r.ConnUpgrade:
+		return false
+	case cc.inner != "":
+		// Inside a tunnel: origin-form for the tunnel's own authority.
+		if r.Form != wire.OriginForm || !r.HasHost || !proxy.SameAuthority(string(r.Host.In(b)), cc.inner) {
+			return false
+		}
+	case r.Form != wire.AbsoluteForm, r.Authority.Len() == 0, !wire.EqualFold(r.Scheme.In(b), "http"):
 		return false
 	}
 	method := string(r.Method.In(b))
@@ -68,8 +73,12 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 	s, x := cc.s, cc.x
 	r := &x.req
 	b := r.Bytes()
-	scheme, ok := cc.scheme(r, b)
-	if !ok || !cc.poolKey(scheme, r.Authority.In(b)) {
+	scheme, ok, authority := upstream.SchemeHTTPS, true, []byte(nil)
+	if cc.inner == "" {
+		scheme, ok = cc.scheme(r, b)
+		authority = r.Authority.In(b)
+	}
+	if !ok || !cc.poolKey(scheme, authority) {
 		return false, true
 	}
 	if _, isH2 := s.h2.Load(cc.key); isH2 {
@@ -77,10 +86,17 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 	}
 	e := &x.entry
 	*e = accesslog.Entry{Start: time.Now(), Client: cc.remote, Method: methodString(r.Method.In(b)), Kind: accesslog.KindRequest}
-	e.RequestedURL = string(r.Target.In(b))
-	e.URL = e.RequestedURL
-	if scheme == upstream.SchemeHTTPS {
-		e.URL = "https" + e.RequestedURL[len("http"):]
+	switch {
+	case cc.inner != "":
+		e.Kind = accesslog.KindIntercepted
+		e.RequestedURL = "https://" + string(r.Host.In(b)) + string(r.Target.In(b))
+		e.URL = e.RequestedURL
+	default:
+		e.RequestedURL = string(r.Target.In(b))
+		e.URL = e.RequestedURL
+		if scheme == upstream.SchemeHTTPS {
+			e.URL = "https" + e.RequestedURL[len("http"):]
+		}
 	}
 	if err := s.o.Gate.Enter(); err != nil {
 		hw := newHeadWriter()
@@ -134,13 +150,17 @@ func (cc *clientConn) scheme(r *wire.RequestHead, b []byte) (upstream.Scheme, bo
 
 // poolKey sets cc.key and cc.target for authority over scheme, reusing
 // the last ones when they match; false when the Handler must judge the
-// target (a bad authority, a parent proxy).
+// target (a bad authority, a parent proxy). Inside a tunnel the target is
+// the tunnel's.
 func (cc *clientConn) poolKey(scheme upstream.Scheme, authority []byte) bool {
 	if cc.lastAuth != nil && scheme == cc.lastScheme && string(authority) == string(cc.lastAuth) {
 		return true
 	}
 	cc.lastAuth = nil
 	target := string(authority)
+	if cc.inner != "" {
+		target = cc.inner
+	}
 	if proxy.CheckAuthority(target) != nil {
 		return false
 	}

@@ -22,13 +22,18 @@ import (
 func (cc *clientConn) appendRequestHead(dst []byte, r *wire.RequestHead, b []byte) []byte {
 	dst = append(dst, r.Method.In(b)...)
 	dst = append(dst, ' ')
-	path := b[r.Authority.End:r.Target.End]
+	path, host := b[r.Authority.End:r.Target.End], r.Authority.In(b)
+	if r.Form == wire.OriginForm {
+		// Inside an intercepted tunnel: the target is the path, the
+		// Host the tunnel's authority (checked).
+		path, host = r.Target.In(b), r.Host.In(b)
+	}
 	if len(path) == 0 || path[0] != '/' {
 		dst = append(dst, '/')
 	}
 	dst = append(dst, path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)
-	dst = append(dst, r.Authority.In(b)...)
+	dst = append(dst, host...)
 	dst = append(dst, '\r', '\n')
 	trailers := false
 	for _, f := range r.Fields {

@@ -89,13 +89,19 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 		h.log.Debug("intercepted tunnel", accesslog.KeyURL, target, accesslog.KeyALPN, cs.NegotiatedProtocol, accesslog.KeyTLSResumed, cs.DidResume)
 	}
 	entry.TLSResumed = cs.DidResume
-	h.serveInner(tc, done, target)
+	if h.innerH1 != nil && cs.NegotiatedProtocol != "h2" {
+		h.innerH1(tc, target, func(c net.Conn) { h.serveInner(c, done, target) })
+		<-done
+	} else {
+		h.serveInner(tc, done, target)
+	}
 	finish("", "")
 }
 
-// serveInner runs an http.Server on the one connection c until it is
-// closed: by the client, the idle timeout, an upgrade's end or shutdown.
-func (h *Handler) serveInner(c *tls.Conn, done <-chan struct{}, target string) {
+// serveInner runs an http.Server on the one connection c (the tunnel's
+// *tls.Conn, or the inner server's hand-over of it) until it is closed:
+// by the client, the idle timeout, an upgrade's end or shutdown.
+func (h *Handler) serveInner(c net.Conn, done <-chan struct{}, target string) {
 	srv := h.newInner(target)
 	if !h.innerServers.add(srv) {
 		c.Close() // shutting down
@@ -210,6 +216,10 @@ func (h *Handler) serveIntercepted(w http.ResponseWriter, r *http.Request, targe
 	r.RequestURI = "https://" + r.Host + r.URL.RequestURI()
 	h.forward(w, r.WithContext(context.WithValue(r.Context(), interceptedKey{}, true)), r.RequestURI)
 }
+
+// SameAuthority reports whether the authority a, as a request names it
+// (port 443 may be left out), is target, a CONNECT host:port.
+func SameAuthority(a, target string) bool { return sameAuthority(a, target) }
 
 // sameAuthority reports whether the authority a, as a request names it
 // (port 443 may be left out), is target, a CONNECT host:port.

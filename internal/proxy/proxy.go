@@ -62,6 +62,8 @@ type Handler struct {
 	innerServers innerSet
 	// trailersDropped counts trailer fields not allowed in trailers.
 	trailersDropped func(direction string, n int)
+	// innerH1, when set, serves HTTP/1.1 inside intercepted tunnels.
+	innerH1 InnerServer
 }
 
 // Directions of a trailer, as Options.TrailersDropped gets them.
@@ -100,6 +102,15 @@ type Options struct {
 	// TrailerResponse). It may run on a transport goroutine.
 	TrailersDropped func(direction string, n int)
 }
+
+// InnerServer serves the HTTP/1.1 connection c inside an intercepted
+// tunnel to target (internal/h1server); what it does not serve it hands
+// to fallback, with the bytes it read. It returns when c is done.
+type InnerServer func(c net.Conn, target string, fallback func(net.Conn))
+
+// SetInnerServer makes s serve the HTTP/1.1 connections inside
+// intercepted tunnels; without one, net/http's server does.
+func (h *Handler) SetInnerServer(s InnerServer) { h.innerH1 = s }
 
 // New returns a Handler for o.Config, a Config that passed Parse.
 func New(o Options) *Handler {

@@ -105,6 +105,8 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 		HeaderTimeout: cfg.ClientHeaderTimeout, IdleTimeout: cfg.ClientIdleTimeout, BodyTimeout: cfg.ClientBodyTimeout,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
 	})
+	// HTTP/1.1 inside intercepted tunnels takes the same path.
+	handler.SetInnerServer(conns.ServeIntercepted)
 	srv := &http.Server{
 		Handler:           lim.handler(running.handler(handler)),
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
