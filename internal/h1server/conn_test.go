@@ -464,3 +464,32 @@ func TestResponseCLAndTERetires(t *testing.T) {
 		t.Errorf("origin saw %d connections, want 2", n)
 	}
 }
+
+// Issue 14 (issue 12, item 11): an origin's response head is read up to
+// 1 MiB; past it the client gets 502 with
+// error=http_response_header_size, and the proxy keeps serving.
+func TestEndlessResponseHead(t *testing.T) {
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := []byte("X-Filler: " + strings.Repeat("f", 1000) + "\r\n")
+		for range 2000 {
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	})
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusBadGateway || !strings.Contains(ps, "error=http_response_header_size") {
+		t.Errorf("got %d, Proxy-Status %q; want 502 http_response_header_size", resp.StatusCode, ps)
+	}
+}
