@@ -149,6 +149,16 @@ type clientConn struct {
 	// linger asks for a lingering close: the last request's body was
 	// not read to its end.
 	linger bool
+	// The client watch (watch.go): the connection's timer and its
+	// acknowledgement; under watchMu, the pooled connection waited on,
+	// whether the watch must stop, is running, and found the client gone.
+	watchTimer *time.Timer
+	watchAck   chan struct{}
+	watchMu    sync.Mutex
+	watchPC    *upstream.PConn
+	watchStop  bool
+	watching   bool
+	gone       bool
 	// inner is the CONNECT target of an intercepted tunnel this
 	// connection is inside ("" for a proxy client connection), and
 	// innerFallback its hand-over.

@@ -201,7 +201,13 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 		}
 		started := false
 		if err == nil {
+			cc.watchClient(pc)
 			started, err = cc.readFinalHead(pc)
+			if cc.unwatch() {
+				pc.Release(false)
+				cc.fail(&proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}, false)
+				return false, false
+			}
 		}
 		e.BytesIn = x.sent
 		if err == nil {

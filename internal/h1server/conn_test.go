@@ -493,3 +493,37 @@ func TestEndlessResponseHead(t *testing.T) {
 		t.Errorf("got %d, Proxy-Status %q; want 502 http_response_header_size", resp.StatusCode, ps)
 	}
 }
+
+// Issue 14 (issue 2's rule): a client that leaves while the origin keeps
+// its request waiting cancels the upstream request (the origin's
+// connection is closed) and is recorded 499. Nothing but the client
+// leaving can end the origin's wait here.
+func TestClientGoneCancelsUpstream(t *testing.T) {
+	arrived, canceled := make(chan struct{}), make(chan struct{})
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		close(arrived)
+		c.SetReadDeadline(time.Now().Add(hangGuard))
+		if _, err := br.ReadByte(); err == io.EOF {
+			close(canceled)
+		}
+	})
+	cfg := config.Default()
+	cfg.ResponseHeaderTimeout = time.Hour
+	r := newRig(t, cfg)
+	c, _ := dialProxy(t, r)
+	fmt.Fprintf(c, "GET http://%s/slow HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	<-arrived
+	c.Close()
+	select {
+	case <-canceled:
+	case <-time.After(hangGuard):
+		t.Fatal("the origin's connection stayed open after the client left")
+	}
+	waitIdle(t, r)
+	if log := r.log(); len(log) != 1 || log[0].Status != 499 {
+		t.Errorf("entries %+v, want one with status 499", log)
+	}
+}
