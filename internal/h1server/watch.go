@@ -30,9 +30,6 @@ func (cc *clientConn) watchClient(pc *upstream.PConn) {
 		cc.watchTimer = time.AfterFunc(time.Hour, cc.watch)
 		cc.watchTimer.Stop()
 	}
-	// No client deadline meanwhile: -response-header-timeout bounds the
-	// wait, and the next read sets its own.
-	cc.c.SetReadDeadline(time.Time{})
 	cc.watchMu.Lock()
 	cc.watchPC, cc.watchStop, cc.gone = pc, false, false
 	cc.watchMu.Unlock()
@@ -72,6 +69,9 @@ func (cc *clientConn) watch() {
 	}
 	cc.watching = true
 	pc := cc.watchPC
+	// No client deadline while watching: -response-header-timeout bounds
+	// the wait, and the exchange's next read of the client sets its own.
+	cc.c.SetReadDeadline(time.Time{})
 	cc.watchMu.Unlock()
 	var gone bool
 	err := cc.raw.Read(func(fd uintptr) bool {
