@@ -420,9 +420,11 @@ func (cc *clientConn) endExchange() {
 // starting with a request line), and ok false when the client closed or
 // timed out.
 func (cc *clientConn) readHead() (n int, ok bool) {
-	cc.c.SetReadDeadline(time.Now().Add(cc.s.o.HeaderTimeout))
 	cc.hs.Reset()
 	buf := *cc.buf
+	// The -client-header-timeout deadline is set before the first read
+	// that waits for more of the head; most heads came whole already.
+	deadline := false
 	for {
 		if c := buf[0]; c == '\r' || c == '\n' {
 			return -1, true
@@ -436,6 +438,10 @@ func (cc *clientConn) readHead() (n int, ok bool) {
 		}
 		if cc.n == len(buf) {
 			return -1, true
+		}
+		if !deadline {
+			cc.c.SetReadDeadline(time.Now().Add(cc.s.o.HeaderTimeout))
+			deadline = true
 		}
 		m, rerr := cc.c.Read(buf[cc.n:])
 		cc.n += m

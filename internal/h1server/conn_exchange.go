@@ -213,7 +213,7 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 		if err == nil {
 			return cc.relay(pc), false
 		}
-		if _, ok := err.(*proxy.Error); !ok && !started && upstream.MayReplay(cc.attempt(pc, nw == 0, x.bodyLen > 0 || x.stream, attempt)) {
+		if _, ok := err.(*proxy.Error); !ok && !started && upstream.MayReplay(cc.attempt(pc, nw == 0, attempt)) {
 			pc.Release(false)
 			continue
 		}
@@ -224,12 +224,14 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 	}
 }
 
-// attempt describes a failed try for upstream.MayReplay.
-func (cc *clientConn) attempt(pc *upstream.PConn, nothingWritten, hasBody bool, replays int) upstream.Attempt {
+// attempt describes a failed try for upstream.MayReplay. Only a request
+// whose body (if any) is held whole gets here (a streamed one is served
+// by streamed, which never replays), so the body can be sent again.
+func (cc *clientConn) attempt(pc *upstream.PConn, nothingWritten bool, replays int) upstream.Attempt {
 	r := &cc.x.req
 	b := r.Bytes()
 	a := upstream.Attempt{Method: string(r.Method.In(b)), Reused: pc.Info.Reused, NothingWritten: nothingWritten,
-		HasBody: hasBody, Rewindable: !cc.x.stream, Replays: replays}
+		HasBody: cc.x.bodyLen > 0, Rewindable: true, Replays: replays}
 	for _, f := range r.Fields {
 		if n := f.Name.In(b); wire.EqualFold(n, "idempotency-key") || wire.EqualFold(n, "x-idempotency-key") {
 			a.Header = http.Header{http.CanonicalHeaderKey(string(n)): {string(f.Value.In(b))}}
@@ -251,6 +253,11 @@ func (cc *clientConn) readFinalHead(pc *upstream.PConn) (started bool, err error
 		pc.Conn.SetReadDeadline(time.Now().Add(cc.s.o.ResponseHeaderTimeout))
 	}
 	defer func() {
+		if !x.stream {
+			pc.Conn.SetReadDeadline(time.Time{})
+			return
+		}
+		// The body goroutine sets the deadline once the body ended.
 		x.bodyMu.Lock()
 		x.headDone = true
 		pc.Conn.SetReadDeadline(time.Time{})
@@ -337,22 +344,15 @@ func valueOf(h *wire.ResponseHead, name string) []byte {
 // methodString returns the method as a string, without allocating for
 // the common ones.
 func methodString(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodPatch:
-		return http.MethodPatch
+	for _, c := range commonMethods {
+		if string(m) == c {
+			return c
+		}
 	}
 	return string(m)
 }
+
+var commonMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodPatch}
 
 // containsFold reports whether s holds sub, ASCII case ignored.
 func containsFold(s []byte, sub string) bool {

@@ -2,6 +2,7 @@ package h1server
 
 import (
 	"bytes"
+	"github.com/warmproxy/warmproxy/internal/proxy"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -44,7 +45,7 @@ func (cc *clientConn) appendRequestHead(dst []byte, r *wire.RequestHead, b []byt
 		case wire.EqualFold(name, "te"):
 			trailers = trailers || wire.HasToken(f.Value.In(b), "trailers")
 			continue
-		case hopByHop(name) || namedByConnection(r.Fields, b, name):
+		case proxy.IsHopByHop(name) || namedByConnection(r.Fields, b, name):
 			continue
 		}
 		dst = appendField(dst, name, f.Value.In(b))
@@ -88,7 +89,7 @@ func (cc *clientConn) appendResponseHead(dst []byte, h *wire.ResponseHead, close
 	for _, f := range h.Fields {
 		name := f.Name.In(b)
 		switch {
-		case hopByHop(name) || namedByConnection(h.Fields, b, name):
+		case proxy.IsHopByHop(name) || namedByConnection(h.Fields, b, name):
 			continue
 		case h.Framing == wire.BodyChunked && wire.EqualFold(name, "content-length"):
 			continue
@@ -161,27 +162,6 @@ func appendField(dst, name, value []byte) []byte {
 	dst = append(dst, ':', ' ')
 	dst = append(dst, value...)
 	return append(dst, '\r', '\n')
-}
-
-// hopByHop reports whether name is one of hopHeaders, ASCII case ignored.
-func hopByHop(name []byte) bool {
-	switch len(name) {
-	case 2:
-		return wire.EqualFold(name, "te")
-	case 7:
-		return wire.EqualFold(name, "trailer") || wire.EqualFold(name, "upgrade")
-	case 10:
-		return wire.EqualFold(name, "connection") || wire.EqualFold(name, "keep-alive")
-	case 16:
-		return wire.EqualFold(name, "proxy-connection")
-	case 17:
-		return wire.EqualFold(name, "transfer-encoding")
-	case 18:
-		return wire.EqualFold(name, "proxy-authenticate")
-	case 19:
-		return wire.EqualFold(name, "proxy-authorization")
-	}
-	return false
 }
 
 // namedByConnection reports whether a Connection field among fields (of

@@ -333,15 +333,7 @@ func TestLongChunksByteExact(t *testing.T) {
 // reads them as its answer.
 func TestExtraBytesAfterBodyRetire(t *testing.T) {
 	var conns atomic.Int32
-	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		conns.Add(1)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 Stray\r\n\r\n")
-		}
-	})
+	origin := cannedAnswers(t, &conns, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 Stray\r\n\r\n")
 	r := newRig(t, config.Default())
 	c, br := dialProxy(t, r)
 	for range 2 {
@@ -437,15 +429,7 @@ func TestNoReplayAfterResponseStarted(t *testing.T) {
 // not pooled (RFC 9112 section 6.1).
 func TestResponseCLAndTERetires(t *testing.T) {
 	var conns atomic.Int32
-	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		conns.Add(1)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
-		}
-	})
+	origin := cannedAnswers(t, &conns, "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
 	r := newRig(t, config.Default())
 	c, br := dialProxy(t, r)
 	for range 2 {
@@ -526,4 +510,18 @@ func TestClientGoneCancelsUpstream(t *testing.T) {
 	if log := r.log(); len(log) != 1 || log[0].Status != 499 {
 		t.Errorf("entries %+v, want one with status 499", log)
 	}
+}
+
+// cannedAnswers is an origin that answers every request with answer,
+// counting its connections in conns.
+func cannedAnswers(t *testing.T, conns *atomic.Int32, answer string) string {
+	return rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, answer)
+		}
+	})
 }

@@ -25,6 +25,18 @@ var hopHeaders = [...]string{
 	"Proxy-Authenticate",
 }
 
+// IsHopByHop reports whether name (any case) is one of hopHeaders: the
+// connection server (internal/h1server) asks this list, which it shares
+// with the Handler.
+func IsHopByHop(name []byte) bool {
+	for _, h := range hopHeaders {
+		if len(h) == len(name) && wire.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
 // connectionTokens calls fn for each token listed in the Connection fields
 // of h, trimmed, in the order given.
 func connectionTokens(h http.Header, fn func(token string)) {
