@@ -2,20 +2,18 @@ package server
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/h1server"
 	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/proxy"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // rejectLogEvery is the least time between two log lines about refused
@@ -28,10 +26,12 @@ const rejectLogEvery = 10 * time.Second
 // connections are served at once, tunnels included; at most
 // -max-requests-in-flight requests (HTTP/1.1 requests and h2c streams)
 // are served at once; and an h2c connection that resets most of its
-// streams is closed. The accepted conns are counted, not wrapped, so
-// CONNECT tunnels keep splice(2): a connection is counted from accept to
-// the server's StateClosed or StateHijacked, and a hijacked one (tunnel,
-// upgrade) while the proxy's tunnel tracker holds it.
+// streams is closed. The accepted conns are counted, not wrapped here (the
+// wrappers on the way to net/http's server unwrap with NetConn, so CONNECT
+// tunnels keep splice(2)): a connection is counted from accept until the
+// HTTP/1.1 connection server closes it or net/http's server reports
+// StateClosed or StateHijacked, and a hijacked one (tunnel, upgrade) while
+// the proxy's tunnel tracker holds it.
 type limits struct {
 	// clients returns the client list in force (nil: every client); set
 	// before the first Accept.
@@ -153,15 +153,7 @@ func (l *limits) connContext(next func(context.Context, net.Conn) context.Contex
 
 // rejectRequest answers a request over -max-requests-in-flight.
 func (l *limits) rejectRequest(w http.ResponseWriter, err error) {
-	body := "warmproxy: too many requests in flight (max-requests-in-flight " + strconv.Itoa(l.requests.Max()) + "); retry later\n"
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Proxy-Status", l.via+"; error="+proxystatus.ConnectionLimitReached+"; details="+strconv.Quote(err.Error()))
-	h.Set("Retry-After", "1")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusServiceUnavailable)
-	io.WriteString(w, body)
+	proxy.WriteError(w, l.via, proxy.RequestsBusy(l.requests.Max(), err))
 }
 
 // remoteAddr is a request's RemoteAddr as a net.Addr, for note.
@@ -231,15 +223,8 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 // it. The answer fits the socket buffer of a fresh connection; the short
 // deadline covers a peer that will not take it.
 func (l *limits) rejectBusy(c net.Conn) {
-	body := "warmproxy: too many client connections (max-client-conns " + strconv.FormatInt(l.max, 10) + "); retry later\n"
-	resp := "HTTP/1.1 503 Service Unavailable\r\n" +
-		"Content-Type: text/plain; charset=utf-8\r\n" +
-		"Proxy-Status: " + l.via + "; error=" + proxystatus.ConnectionLimitReached + "\r\n" +
-		"Retry-After: 1\r\n" +
-		"Connection: close\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	c.Write([]byte(resp))
+	c.Write(h1server.ErrorResponse(l.via, proxy.ConnsBusy(l.max)))
 	c.Close()
 }
 

@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	defer h1.Close()
 	conns := h1server.New(handler, h1server.ConnOptions{
 		Pool: h1, Key: up.H1Key, GiveH2: up.GiveH2, Gate: lim.requests, Busy: lim.rejectRequest,
-		Fallback:      func(c net.Conn) { hand.push(&framingConn{Conn: c}) },
+		Fallback:      func(c net.Conn) { hand.push(proxy.WatchFraming(c)) },
 		Closed:        func() { lim.served.Add(-1) },
 		Running:       &running.n,
 		HeaderTimeout: cfg.ClientHeaderTimeout, IdleTimeout: cfg.ClientIdleTimeout, BodyTimeout: cfg.ClientBodyTimeout,
@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnContext:       lim.connContext(framingContext),
+		ConnContext:       lim.connContext(proxy.FramingContext),
 		ConnState:         lim.connState,
 		Protocols:         protocols(cfg),
 		// A bounded number of streams per h2c connection; a stream reset

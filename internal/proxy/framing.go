@@ -1,39 +1,32 @@
-package server
+package proxy
 
 import (
 	"bytes"
 	"context"
 	"net"
 	"sync/atomic"
-
-	"github.com/warmproxy/warmproxy/internal/proxy"
 )
 
 // net/http's server deletes Content-Length from a request that also
-// carries Transfer-Encoding before any handler sees it, so the handler
+// carries Transfer-Encoding before any handler sees it, so the Handler
 // cannot tell such a request (a request smuggling shape) from a plain
 // chunked one. RFC 9112 section 6.1 says the connection MUST be closed
-// after responding to it. framingConn watches the bytes the server reads
-// and flags the connection when one head holds both fields; the proxy
-// handler reads the flag through the request context and answers with
-// "Connection: close".
+// after responding to it. A connection handed to net/http's server is
+// wrapped by WatchFraming, which watches the bytes the server reads and
+// flags the connection when one head holds both fields; FramingContext
+// hands the flag to ServeHTTP (ambiguousFraming), which answers with
+// "Connection: close". The HTTP/1.1 connection server hands such a
+// request over with the bytes it read, which the watch reads too.
 
-// framingListener wraps each accepted connection in a framingConn.
-type framingListener struct{ net.Listener }
+// WatchFraming wraps c, a client connection for net/http's server, in the
+// framing watch.
+func WatchFraming(c net.Conn) net.Conn { return &framingConn{Conn: c} }
 
-func (l framingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &framingConn{Conn: c}, nil
-}
-
-// framingContext is the http.Server's ConnContext: it hands the
-// connection's flag to the proxy handler.
-func framingContext(ctx context.Context, c net.Conn) context.Context {
+// FramingContext is the http.Server's ConnContext: it hands a watched
+// connection's flag to the Handler.
+func FramingContext(ctx context.Context, c net.Conn) context.Context {
 	if fc, ok := c.(*framingConn); ok {
-		return proxy.WithFramingFlag(ctx, &fc.ambiguous)
+		return WithFramingFlag(ctx, &fc.ambiguous)
 	}
 	return ctx
 }

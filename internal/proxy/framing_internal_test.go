@@ -1,4 +1,4 @@
-package server
+package proxy
 
 import (
 	"io"
@@ -50,15 +50,14 @@ func TestFramingConnUnwrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	fl := framingListener{ln}
 	done := make(chan net.Conn, 1)
 	go func() {
-		c, err := fl.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			done <- nil
 			return
 		}
-		done <- c
+		done <- WatchFraming(c)
 	}()
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -72,7 +71,7 @@ func TestFramingConnUnwrap(t *testing.T) {
 	defer c.Close()
 	fc, ok := c.(*framingConn)
 	if !ok {
-		t.Fatalf("Accept returned %T, want *framingConn", c)
+		t.Fatalf("WatchFraming returned %T, want *framingConn", c)
 	}
 	if _, ok := fc.NetConn().(*net.TCPConn); !ok {
 		t.Errorf("NetConn() = %T, want *net.TCPConn", fc.NetConn())
