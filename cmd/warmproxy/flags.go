@@ -60,86 +60,154 @@ func (e *settingsError) Unwrap() error { return e.err }
 // settings in the file or environment as a *settingsError.
 func parseArgs(args []string, getenv func(string) string, out io.Writer) (config.Config, action, error) {
 	cfg := config.Default()
-	fs := flag.NewFlagSet("warmproxy", flag.ContinueOnError)
-	// The flag package prints an error and the whole usage on a bad
-	// flag; main prints one line instead (flagError), and -h the usage.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-
-	lists := settingFlags(fs, &cfg)
-	version := fs.Bool("version", false, "print the version and exit")
-	configFile := fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it")
-	checkConfig := fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not")
-	notSettings := map[string]bool{"version": true, "config": true, "check-config": true}
-
-	if err := fs.Parse(args); err != nil {
+	cl := declareFlags(&cfg)
+	if err := cl.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(out)
-			fmt.Fprint(out, usageHead)
-			fs.PrintDefaults()
+			cl.usage(out)
 			return cfg, actionHelp, nil
 		}
-		return cfg, actionRun, flagError(fs, err)
+		return cfg, actionRun, flagError(cl.fs, err)
 	}
-	newLayer(lists)
-	if *version {
+	newLayer(cl.lists)
+	if *cl.version {
 		return cfg, actionVersion, nil
 	}
 	act := actionRun
-	if *checkConfig {
+	if *cl.checkConfig {
 		act = actionCheckConfig
 	}
 
 	// The flags are parsed, and written into cfg; note them, then build cfg
 	// again layer by layer so each layer overrides the one below.
-	type setting struct{ name, value string }
+	given := cl.given()
+	cfg = config.Default()
+	problems := fileLayer(&cfg, cl.configPath(getenv))
+	problems = append(problems, cl.envLayer(getenv)...)
+	newLayer(cl.lists)
+	if err := cl.flagLayer(given); err != nil {
+		return cfg, act, err
+	}
+	if err := positionalLayer(&cfg, cl.fs.Args(), given); err != nil {
+		return cfg, act, err
+	}
+	if len(problems) > 0 {
+		return cfg, act, &settingsError{errors.Join(problems...)}
+	}
+	return cfg, act, nil
+}
+
+// cmdLine is the flag set over a Config: a flag per declared setting, and
+// the three flags that are not settings.
+type cmdLine struct {
+	fs *flag.FlagSet
+	// lists are the repeatable flags, for newLayer.
+	lists                []*listFlag
+	version, checkConfig *bool
+	configFile           *string
+}
+
+// notSettings names the flags that set nothing in the Config.
+var notSettings = map[string]bool{"version": true, "config": true, "check-config": true}
+
+// declareFlags defines the flags on cfg from the settings' declarations.
+func declareFlags(cfg *config.Config) *cmdLine {
+	fs := flag.NewFlagSet("warmproxy", flag.ContinueOnError)
+	// The flag package prints an error and the whole usage on a bad
+	// flag; main prints one line instead (flagError), and -h the usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &cmdLine{
+		fs:          fs,
+		lists:       settingFlags(fs, cfg),
+		version:     fs.Bool("version", false, "print the version and exit"),
+		configFile:  fs.String("config", "", "YAML `file` of settings, keyed by flag name; the environment and flags override it"),
+		checkConfig: fs.Bool("check-config", false, "check the configuration (file, environment, flags), print the effective settings and exit: 0 if valid, 2 if not"),
+	}
+}
+
+// usage prints -h's text to out.
+func (cl *cmdLine) usage(out io.Writer) {
+	cl.fs.SetOutput(out)
+	fmt.Fprint(out, usageHead)
+	cl.fs.PrintDefaults()
+}
+
+// setting is a flag given on the command line, with its value.
+type setting struct{ name, value string }
+
+// given lists the settings the command line gave, in its order.
+func (cl *cmdLine) given() []setting {
 	var given []setting
-	fs.Visit(func(f *flag.Flag) {
+	cl.fs.Visit(func(f *flag.Flag) {
 		if !notSettings[f.Name] {
 			given = append(given, setting{f.Name, f.Value.String()})
 		}
 	})
-	cfg = config.Default()
-	var problems []error
-	path := *configFile
+	return given
+}
+
+// configPath is the file -config names, else WARMPROXY_CONFIG's.
+func (cl *cmdLine) configPath(getenv func(string) string) string {
+	if *cl.configFile != "" {
+		return *cl.configFile
+	}
+	return getenv(envName("config"))
+}
+
+// fileLayer applies the YAML file at path (none if empty) to cfg, as far
+// as it could be read, and returns its problems.
+func fileLayer(cfg *config.Config, path string) []error {
 	if path == "" {
-		path = getenv(envName("config"))
+		return nil
 	}
-	if path != "" {
-		file, err := config.LoadFile(path)
-		if err != nil {
-			problems = append(problems, err)
-		}
-		file.Apply(&cfg)
+	file, err := config.LoadFile(path)
+	file.Apply(cfg)
+	if err != nil {
+		return []error{err}
 	}
-	fs.VisitAll(func(f *flag.Flag) {
+	return nil
+}
+
+// envLayer sets each flag named in the environment (WARMPROXY_<FLAG>) and
+// returns the values refused, each of which keeps the layer below.
+func (cl *cmdLine) envLayer(getenv func(string) string) []error {
+	var problems []error
+	cl.fs.VisitAll(func(f *flag.Flag) {
 		if notSettings[f.Name] {
 			return
 		}
 		name := envName(f.Name)
 		if v := getenv(name); v != "" {
 			prev := f.Value.String()
-			if err := fs.Set(f.Name, v); err != nil {
+			if err := cl.fs.Set(f.Name, v); err != nil {
 				problems = append(problems, fmt.Errorf("%s=%q: %s", name, v, valueHint(f, err)))
-				fs.Set(f.Name, prev) // a failed Set may have zeroed it
+				cl.fs.Set(f.Name, prev) // a failed Set may have zeroed it
 			}
 		}
 	})
-	newLayer(lists)
+	return problems
+}
+
+// flagLayer sets the flags given on the command line again, over the
+// layers below.
+func (cl *cmdLine) flagLayer(given []setting) error {
 	for _, s := range given {
-		if err := fs.Set(s.name, s.value); err != nil {
-			return cfg, act, fmt.Errorf("-%s %q: %s", s.name, s.value, valueHint(fs.Lookup(s.name), err))
+		if err := cl.fs.Set(s.name, s.value); err != nil {
+			return fmt.Errorf("-%s %q: %s", s.name, s.value, valueHint(cl.fs.Lookup(s.name), err))
 		}
 	}
+	return nil
+}
 
-	// The original http_pool's positional form.
-	pos := fs.Args()
+// positionalLayer applies the original http_pool's positional form,
+// [host]:port [MaxIdleConnsPerHost [ProtocolHeader]], to cfg. An argument
+// that repeats a flag given on the command line is an error; the file and
+// the environment are layers below both (fs.Visit would list the
+// environment's too, so given is the command line's own list).
+func positionalLayer(cfg *config.Config, pos []string, given []setting) error {
 	if len(pos) > 3 {
-		return cfg, act, fmt.Errorf("too many arguments %q: want [host]:port [MaxIdleConnsPerHost [ProtocolHeader]]", pos)
+		return fmt.Errorf("too many arguments %q: want [host]:port [MaxIdleConnsPerHost [ProtocolHeader]]", pos)
 	}
-	// Only flags on the command line clash with positional arguments; the
-	// file and environment are layers below both (fs.Visit would list
-	// the environment's too).
 	set := map[string]bool{}
 	for _, s := range given {
 		set[s.name] = true
@@ -168,16 +236,13 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	for i, v := range pos {
 		p := positional[i]
 		if set[p.flag] {
-			return cfg, act, fmt.Errorf("argument %q repeats -%s", v, p.flag)
+			return fmt.Errorf("argument %q repeats -%s", v, p.flag)
 		}
 		if err := p.apply(v); err != nil {
-			return cfg, act, err
+			return err
 		}
 	}
-	if len(problems) > 0 {
-		return cfg, act, &settingsError{errors.Join(problems...)}
-	}
-	return cfg, act, nil
+	return nil
 }
 
 // badValueRE matches the flag package's errors for a value its Set
