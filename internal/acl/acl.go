@@ -1,12 +1,17 @@
 // Package acl is warmproxy's access policy: which clients may use the
 // proxy, and which destinations (host name, port, resolved IP) requests may
 // reach. It is pure: it opens no sockets, resolves no names and logs
-// nothing. The proxy asks it before a request is forwarded, and the
-// upstream dialer asks it again for every IP a name resolves to, so a name
-// that resolves to a denied address (DNS rebinding, evil.example → 10.0.0.1)
-// is caught at dial time; a pooled connection is asked about again after
-// the policy changed (a reload). Clients, from -allow-clients, is the
-// client side: a list of IPs and CIDR prefixes checked at accept.
+// nothing. The upstream dialer asks it about a name before resolving it
+// (a denied name costs no DNS query) and again for every IP the name
+// resolves to, so a name that resolves to a denied address (DNS
+// rebinding, evil.example → 10.0.0.1) is caught at dial time; a target
+// sent to a parent proxy, which resolves it, is asked about by name; a
+// pooled connection is asked about again after the policy changed (a
+// reload). Clients, from -allow-clients, is the client side: a list of IPs
+// and CIDR prefixes checked at accept and again for each request, so a
+// reload reaches connections already open. Rule's forms name hosts for
+// other settings too (-upstream-tls, -no-parent-for, -intercept), which
+// match with Rule.Match.
 //
 // # Rules
 //

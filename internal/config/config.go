@@ -1,9 +1,12 @@
 // Package config owns warmproxy's settings: the Config struct, whose
 // field tags declare each setting once (name, default, help; see
-// Settings), and Parse, which checks a Config (Validate) and returns its
-// settings typed (Parsed) for server, proxy and upstream. It opens no
-// sockets, logs nothing and keeps no globals; cmd/warmproxy fills a Config
-// from the defaults, the file, the environment and the command line.
+// Settings), the YAML file's form of it (LoadFile, File.Apply), and Parse,
+// which checks a Config (Validate) and returns its settings typed (Parsed)
+// for server, proxy and upstream. It opens no sockets, logs nothing and
+// keeps no state (its package variables are constant tables); it reads the
+// files that settings name only to check them, so a CA or key pair that
+// does not load is a Validate error. cmd/warmproxy stacks the defaults,
+// the file, the environment and the command line into a Config.
 package config
 
 import (

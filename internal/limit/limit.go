@@ -1,8 +1,12 @@
-// Package limit bounds the requests in flight to each origin: at most Max
-// hold a connection, at most Queue wait for one, each for at most Wait.
-// Past that a request fails at once with a *SaturatedError (the proxy
-// answers 503 with Retry-After) instead of piling up goroutines and memory
-// behind a slow origin.
+// Package limit holds the bounds on work in flight, each of which refuses
+// at once past its bound (the proxy answers 503 with Retry-After) instead
+// of piling up goroutines and memory behind a slow origin. Hosts, and
+// RoundTripper on net/http's side, bound the requests in flight to each
+// origin: at most Max hold a connection, at most Queue wait for one, each
+// for at most Wait; past that a request fails with a *SaturatedError (the
+// HTTP/1.1 pool in internal/upstream keeps the same bound itself and
+// fails with the same error). A Gate bounds a proxy-wide count (DNS
+// lookups, requests in flight) and refuses with an *InFlightError.
 package limit
 
 import (

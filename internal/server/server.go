@@ -1,6 +1,3 @@
-// Package server runs warmproxy: the listener, the http.Server and its
-// timeouts, the registry of hijacked connections, and the drain order at
-// shutdown. It knows no request semantics.
 package server
 
 import (
