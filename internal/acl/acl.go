@@ -114,34 +114,9 @@ func ParseRule(s string) (Rule, error) {
 	if s == "" {
 		return Rule{}, errors.New("empty rule")
 	}
-	target, ports := s, ""
-	switch {
-	case strings.HasPrefix(s, "["):
-		end := strings.IndexByte(s, ']')
-		if end < 0 {
-			return Rule{}, fmt.Errorf("rule %q: missing ]", s)
-		}
-		target, ports = s[1:end], s[end+1:]
-		if ports != "" {
-			if ports[0] != ':' {
-				return Rule{}, fmt.Errorf("rule %q: want [ipv6]:port", s)
-			}
-			ports = ports[1:]
-			if ports == "" {
-				return Rule{}, fmt.Errorf("rule %q: empty port after ]:", s)
-			}
-		}
-		if !strings.Contains(target, ":") {
-			return Rule{}, fmt.Errorf("rule %q: brackets are for IPv6 addresses", s)
-		}
-	case strings.Count(s, ":") > 1:
-		// A bare IPv6 address or prefix; no port without brackets.
-	case strings.Contains(s, ":"):
-		i := strings.LastIndexByte(s, ':')
-		target, ports = s[:i], s[i+1:]
-		if ports == "" {
-			return Rule{}, fmt.Errorf("rule %q: empty port after :", s)
-		}
+	target, ports, err := splitRule(s)
+	if err != nil {
+		return Rule{}, err
 	}
 	r := Rule{}
 	if ports != "" && ports != "*" {
@@ -151,43 +126,88 @@ func ParseRule(s string) (Rule, error) {
 		}
 		r.portLo, r.portHi = lo, hi
 	}
+	if target == "" && ports == "" {
+		return Rule{}, fmt.Errorf("rule %q: names neither host nor port", s)
+	}
+	if err := r.setTarget(s, target); err != nil {
+		return Rule{}, err
+	}
+	r.text = r.render()
+	return r, nil
+}
+
+// splitRule splits the rule s into its target and its port part (empty
+// when it names none): "[v6]:ports", a bare IPv6 address or prefix (no
+// port without brackets), or "target:ports".
+func splitRule(s string) (target, ports string, err error) {
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", "", fmt.Errorf("rule %q: missing ]", s)
+		}
+		target, ports = s[1:end], s[end+1:]
+		if ports != "" {
+			if ports[0] != ':' {
+				return "", "", fmt.Errorf("rule %q: want [ipv6]:port", s)
+			}
+			ports = ports[1:]
+			if ports == "" {
+				return "", "", fmt.Errorf("rule %q: empty port after ]:", s)
+			}
+		}
+		if !strings.Contains(target, ":") {
+			return "", "", fmt.Errorf("rule %q: brackets are for IPv6 addresses", s)
+		}
+		return target, ports, nil
+	case strings.Count(s, ":") > 1:
+		return s, "", nil
+	case strings.Contains(s, ":"):
+		i := strings.LastIndexByte(s, ':')
+		if s[i+1:] == "" {
+			return "", "", fmt.Errorf("rule %q: empty port after :", s)
+		}
+		return s[:i], s[i+1:], nil
+	}
+	return s, "", nil
+}
+
+// setTarget sets r's kind and its host or prefix from target, the rule
+// s without its ports.
+func (r *Rule) setTarget(s, target string) error {
 	switch {
 	case target == "" || target == "*":
-		if target == "" && ports == "" {
-			return Rule{}, fmt.Errorf("rule %q: names neither host nor port", s)
-		}
 		r.kind = kindAny
 	case strings.Contains(target, "/"):
 		p, err := netip.ParsePrefix(target)
 		if err != nil {
-			return Rule{}, fmt.Errorf("rule %q: bad CIDR prefix: want e.g. 10.0.0.0/8", s)
+			return fmt.Errorf("rule %q: bad CIDR prefix: want e.g. 10.0.0.0/8", s)
 		}
 		if p.Addr().Zone() != "" {
-			return Rule{}, fmt.Errorf("rule %q: zones are not allowed", s)
+			return fmt.Errorf("rule %q: zones are not allowed", s)
 		}
 		r.kind, r.prefix = kindPrefix, unmapPrefix(p.Masked())
 	case isIPLiteral(target):
 		a, err := netip.ParseAddr(target)
 		if err != nil || a.Zone() != "" {
-			return Rule{}, fmt.Errorf("rule %q: bad IP address", s)
+			return fmt.Errorf("rule %q: bad IP address", s)
 		}
 		a = a.Unmap()
 		r.kind, r.prefix = kindPrefix, netip.PrefixFrom(a, a.BitLen())
 	case strings.HasPrefix(target, "*."):
 		h := strings.ToLower(strings.TrimSuffix(target[2:], "."))
 		if !validHostName(h) {
-			return Rule{}, fmt.Errorf("rule %q: bad host pattern: want *.example.com", s)
+			return fmt.Errorf("rule %q: bad host pattern: want *.example.com", s)
 		}
 		r.kind, r.host = kindSuffix, h
 	default:
 		h := strings.ToLower(strings.TrimSuffix(target, "."))
 		if !validHostName(h) {
-			return Rule{}, fmt.Errorf("rule %q: bad host name: want example.com, *.example.com, an IP or a CIDR prefix", s)
+			return fmt.Errorf("rule %q: bad host name: want example.com, *.example.com, an IP or a CIDR prefix", s)
 		}
 		r.kind, r.host = kindHost, h
 	}
-	r.text = r.render()
-	return r, nil
+	return nil
 }
 
 // render writes the rule in its normal form.
