@@ -1,10 +1,13 @@
 // Package metrics turns what warmproxy does into Prometheus metrics on a
-// private registry, and serves them with the upstream pool's state.
+// private registry, and serves them with the upstream pool's state
+// (/debug/pool) and a stats page (/stats).
 //
 // Per-request facts come from the access-log entry each request ends with
-// (Record wraps the access log); connection facts come from the upstream
-// Pool's counters, read at scrape time. Every label is bounded: there is
-// no host or URL label. Per-host detail is in /debug/pool instead.
+// (Record wraps the access log), dropped trailer fields from the proxy
+// (TrailersDropped); connection facts come from the upstream Pool's and
+// the DNS cache's counters, read at scrape time, and from the Pool's TLS
+// handshakes. Every label is bounded: there is no host or URL label.
+// Per-host detail is in /debug/pool instead.
 package metrics
 
 import (
@@ -119,8 +122,32 @@ type Metrics struct {
 // the pool's TLS handshakes.
 func New(o Options) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS, errors: make(map[string]prometheus.Counter, len(proxystatus.Types()))}
+	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS}
+	reg.MustRegister(m.requestCollectors()...)
+	reg.MustRegister(m.connCollectors()...)
+	reg.MustRegister(m.errorCollector(), m.trailerCollector())
+	reg.MustRegister(m.tunnelCollectors()...)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.Tunnels != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "warmproxy_tunnels_open",
+			Help: "CONNECT and upgrade tunnels open now.",
+		}, func() float64 { return float64(o.Tunnels()) }))
+	}
+	if o.DNS != nil {
+		reg.MustRegister(newDNSCollector(o.DNS))
+	}
+	if o.Pool != nil {
+		reg.MustRegister(newPoolCollector(o.Pool))
+		o.Pool.SetTLSObserver(m.observeHandshake)
+	}
+	return m
+}
 
+// requestCollectors are the per-request series: requests by method and
+// status class, and their duration and upstream requests by the upstream
+// connection they got.
+func (m *Metrics) requestCollectors() []prometheus.Collector {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmproxy_requests_total",
 		Help: "Requests and tunnels the proxy finished, by method and status class.",
@@ -145,6 +172,13 @@ func New(o Options) *Metrics {
 			m.upstream[i] = upstreamReqs.WithLabelValues(c)
 		}
 	}
+	return []prometheus.Collector{requests, duration, upstreamReqs}
+}
+
+// connCollectors are the series of upstream connections: what a new one
+// costs (connect, TLS handshakes), what reuse saves, and the retries on a
+// fresh one.
+func (m *Metrics) connCollectors() []prometheus.Collector {
 	connect := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "warmproxy_upstream_connect_duration_seconds",
 		Help:    "Time a request spent getting a new upstream connection: TCP connect plus TLS handshake. What each reused request saves.",
@@ -162,16 +196,46 @@ func New(o Options) *Metrics {
 		Help: "Requests sent again on a fresh connection because a pooled one turned out closed.",
 	})
 	m.retries = retries
+	handshake := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "warmproxy_tls_handshake_duration_seconds",
+		Help:    "Duration of successful TLS handshakes with origins, by kind (full, resumed).",
+		Buckets: handshakeBuckets,
+	}, []string{"kind"})
+	m.handshake[0] = handshake.WithLabelValues("full")
+	m.handshake[1] = handshake.WithLabelValues("resumed")
+	return []prometheus.Collector{connect, avoided, retries, handshake}
+}
+
+// errorCollector counts failures by Proxy-Status error type. Every type
+// of RFC 9209 has its series; anything else (none that the proxy writes)
+// is counted as "other".
+func (m *Metrics) errorCollector() prometheus.Collector {
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmproxy_errors_total",
 		Help: "Failed requests and tunnels, by Proxy-Status (RFC 9209) error type.",
 	}, []string{"type"})
-	// Every type of RFC 9209 has its series; anything else (none that
-	// the proxy writes) is counted as "other".
+	m.errors = make(map[string]prometheus.Counter, len(proxystatus.Types()))
 	for _, t := range proxystatus.Types() {
 		m.errors[t] = errs.WithLabelValues(t)
 	}
 	m.errOther = errs.WithLabelValues("other")
+	return errs
+}
+
+// trailerCollector counts the trailer fields dropped, by direction.
+func (m *Metrics) trailerCollector() prometheus.Collector {
+	trailers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmproxy_trailer_fields_dropped_total",
+		Help: "Trailer fields dropped because RFC 9110 section 6.5.1 keeps them out of trailers (framing, routing, credentials, cookies, response controls, content format), by direction (request: client to origin).",
+	}, []string{"direction"})
+	m.trailers[0] = trailers.WithLabelValues(proxy.TrailerRequest)
+	m.trailers[1] = trailers.WithLabelValues(proxy.TrailerResponse)
+	return trailers
+}
+
+// tunnelCollectors count the tunnels that ended, and the bytes they
+// relayed.
+func (m *Metrics) tunnelCollectors() []prometheus.Collector {
 	tunnels := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmproxy_tunnels_total",
 		Help: "Tunnels that ended after relaying, by kind (connect, upgrade).",
@@ -184,37 +248,7 @@ func New(o Options) *Metrics {
 	}, []string{"direction"})
 	m.bytesUp = bytes.WithLabelValues("up")
 	m.bytesDown = bytes.WithLabelValues("down")
-	handshake := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "warmproxy_tls_handshake_duration_seconds",
-		Help:    "Duration of successful TLS handshakes with origins, by kind (full, resumed).",
-		Buckets: handshakeBuckets,
-	}, []string{"kind"})
-	m.handshake[0] = handshake.WithLabelValues("full")
-	m.handshake[1] = handshake.WithLabelValues("resumed")
-	trailers := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "warmproxy_trailer_fields_dropped_total",
-		Help: "Trailer fields dropped because RFC 9110 section 6.5.1 keeps them out of trailers (framing, routing, credentials, cookies, response controls, content format), by direction (request: client to origin).",
-	}, []string{"direction"})
-	m.trailers[0] = trailers.WithLabelValues(proxy.TrailerRequest)
-	m.trailers[1] = trailers.WithLabelValues(proxy.TrailerResponse)
-
-	reg.MustRegister(requests, duration, upstreamReqs, connect, avoided, retries, errs, tunnels, bytes, handshake, trailers,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if o.Tunnels != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "warmproxy_tunnels_open",
-			Help: "CONNECT and upgrade tunnels open now.",
-		}, func() float64 { return float64(o.Tunnels()) }))
-	}
-	if o.DNS != nil {
-		reg.MustRegister(newDNSCollector(o.DNS))
-	}
-	if o.Pool != nil {
-		reg.MustRegister(newPoolCollector(o.Pool))
-		o.Pool.SetTLSObserver(m.observeHandshake)
-	}
-	return m
+	return []prometheus.Collector{tunnels, bytes}
 }
 
 func (m *Metrics) observeHandshake(resumed bool, d time.Duration) {
