@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // End ends an exchange, whichever side served it (the Handler, or the
@@ -25,9 +24,7 @@ func (h *Handler) End(w http.ResponseWriter, entry *accesslog.Entry, err error) 
 	case *Error:
 		h.answer(w, entry, e)
 	default:
-		// No handler returns an unclassified error; one that did is
-		// this proxy's fault, and said so.
-		h.answer(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "internal error", Err: err})
+		h.answer(w, entry, unclassified(err))
 	}
 	entry.Duration = time.Since(entry.Start)
 	h.record(entry)

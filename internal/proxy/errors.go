@@ -115,10 +115,16 @@ func notImplemented(msg string) *Error {
 	return &Error{Status: http.StatusNotImplemented, Type: proxystatus.HTTPRequestError, Msg: msg}
 }
 
-// hijackFailed is the 500 for a client connection the tunnel for what
-// could not take over.
+// hijackFailed is the 500 for a client connection that could not be
+// taken over for what (a CONNECT, an upgrade).
 func hijackFailed(what string, err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for " + what, Err: err}
+}
+
+// unclassified is the 500 for an error no handler mapped to an answer:
+// none returns one, and one that did would be this proxy's fault.
+func unclassified(err error) *Error {
+	return &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "internal error", Err: err}
 }
 
 // badGateway is a 502 of RFC 9209 type typ.
