@@ -85,7 +85,8 @@ func relayed(e *accesslog.Entry, n int64, err error) error {
 	return nil
 }
 
-// write writes p to the client; a failure is a proxy.ClientWriteError.
+// write writes p to the client; a failure is marked as the client's
+// (proxy.WrapClientWrite).
 func (cc *clientConn) write(p []byte) (int, error) {
 	n, err := cc.c.Write(p)
 	if err != nil {

@@ -30,9 +30,6 @@ func ErrorFor(target string, err error) *Error { return errorFor(target, err) }
 // bad port.
 func CheckAuthority(hostport string) *Error { return checkAuthority(hostport) }
 
-// ClientWriteError marks a failure to write to the client.
-type ClientWriteError = clientWriteError
-
 // MaxInterim bounds the interim (1xx) responses relayed for one request.
 const MaxInterim = max1xx
 

@@ -161,8 +161,8 @@ func UnaskedSwitch(target, proto string) *Error {
 }
 
 // MidBody is the failure err of a response body after its head went out:
-// a client that went away (a ClientWriteError) is only recorded; an
-// origin that failed cuts the client connection.
+// a client that went away (a write to it failed, WrapClientWrite) is
+// only recorded; an origin that failed cuts the client connection.
 func MidBody(err error) *LateError {
 	if errors.As(err, new(clientWriteError)) {
 		return clientGoneMidResponse
