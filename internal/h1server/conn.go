@@ -23,19 +23,21 @@ import (
 // the response and loops, with no goroutine and no allocation per request
 // in steady state beyond the access-log strings. It serves the exchange
 // that is nearly all of this proxy's traffic: an HTTP/1.1 absolute-form
-// request with no body or a small one (up to -retry-body-bytes, held
-// whole as today), to an HTTP/1.1 origin over plain TCP or TLS, with no
-// parent proxy and no per-request access checks configured.
+// request (a body up to -retry-body-bytes held whole as today, a larger
+// or chunked one streamed, conn_body.go), to an HTTP/1.1 origin over
+// plain TCP or TLS, with no parent proxy and no per-request access
+// checks configured.
 //
 // Everything else is handed over, with the bytes already read, to
 // net/http's server and the Handler (ServeHTTP): CONNECT, upgrades,
 // Expect, TRACE and OPTIONS (Max-Forwards), HTTP/1.0, h2c (the preface
-// fails to parse here), chunked or large request bodies, origin-form
-// requests (admin paths, routes), heads the wire parser refuses (net/http
-// then answers with today's status and text), origins that chose HTTP/2
-// by ALPN, parent proxies, and configurations with -allow-clients or
-// -proxy-auth-file. A connection handed over stays with net/http to its
-// end. conn_exchange.go is the exchange, conn_head.go the heads.
+// fails to parse here), origin-form requests (admin paths, routes), heads
+// the wire parser refuses (net/http then answers with today's status and
+// text), origins that chose HTTP/2 by ALPN, parent proxies, and
+// configurations with -allow-clients or -proxy-auth-file. A connection
+// handed over stays with net/http to its end. conn_exchange.go is the
+// exchange, conn_head.go the heads; each exchange ends in Handler.End,
+// as the Handler's own do.
 
 // ConnOptions are what the connection server needs beside the Handler.
 type ConnOptions struct {

@@ -3,11 +3,9 @@ package h1server
 import (
 	"errors"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/proxy"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 	"github.com/warmproxy/warmproxy/internal/wire"
 )
@@ -189,14 +187,14 @@ func (cc *clientConn) readClient(p []byte) *proxy.Error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &proxy.Error{Status: http.StatusRequestTimeout, Type: proxystatus.HTTPRequestError,
-			Msg: "request body for " + cc.target + " stalled: nothing arrived for " + cc.s.o.BodyTimeout.String() + " (-client-body-timeout)", Err: proxy.ErrBodyStalled}
+		return proxy.BodyStalled(cc.target, cc.s.o.BodyTimeout)
 	}
-	return &proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}
+	return proxy.ClientGone(err)
 }
 
-// errCanceled ends a streamed body the exchange no longer needs.
-var errCanceled = &proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "request body no longer needed"}
+// errCanceled ends a streamed body the exchange no longer needs; it is
+// never answered nor recorded.
+var errCanceled = proxy.ClientGone(errors.New("request body no longer needed"))
 
 // streamed serves the rest of an exchange whose head went out and whose
 // body is streamed: the body goes to the origin on a goroutine of its own
@@ -228,14 +226,14 @@ func (cc *clientConn) streamed(pc *upstream.PConn) (keep bool) {
 		e.BytesIn = x.sent
 		pc.Release(false)
 		if perr != nil && perr != errCanceled {
-			cc.fail(perr, true)
+			cc.end(perr, true)
 			return false
 		}
 		if upErr != nil {
 			err = upErr
 		}
 		pc.Fail(err)
-		cc.fail(proxy.ErrorFor(cc.target, err), true)
+		cc.end(proxy.ErrorFor(cc.target, err), true)
 		return false
 	}
 	keep = cc.relay(pc)
@@ -248,14 +246,15 @@ func (cc *clientConn) streamed(pc *upstream.PConn) (keep bool) {
 	bodyOK := perr == nil && upErr == nil && x.done
 	cc.linger = !x.done
 	pc.Release(r.reusable && bodyOK)
-	cc.s.recordRelay(e, r.n, r.err)
-	if perr != nil && perr != errCanceled {
-		e.Error, e.Detail = perr.Type, perr.Error()
-		if errors.Is(perr, proxy.ErrBodyStalled) {
-			e.Detail = "request body stalled for " + cc.s.o.BodyTimeout.String() + " (-client-body-timeout) after the response started: connection aborted"
-		}
+	cut := relayed(e, r.n, r.err)
+	switch {
+	case perr == nil || perr == errCanceled:
+	case errors.Is(perr, proxy.ErrBodyStalled):
+		cut = proxy.StalledMidResponse(cc.s.o.BodyTimeout)
+	default:
+		cut = proxy.AfterHead(perr)
 	}
-	cc.s.h.Record(e)
+	cc.end(cut, false)
 	return keep && bodyOK
 }
 
@@ -273,9 +272,7 @@ func (cc *clientConn) stopBody(pc *upstream.PConn, done chan struct{}) {
 }
 
 // badBody is the 400 for a chunked body that breaks the framing.
-func (cc *clientConn) badBody(err error) *proxy.Error {
-	return &proxy.Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "bad request body for " + cc.target, Err: err}
-}
+func (cc *clientConn) badBody(err error) *proxy.Error { return proxy.BadBody(cc.target, err) }
 
 // consume drops the request's n bytes from cc's buffer, keeping what a
 // pipelining client sent after them.

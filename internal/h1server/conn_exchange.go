@@ -13,7 +13,6 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/headlimit"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 	"github.com/warmproxy/warmproxy/internal/wire"
 )
@@ -114,7 +113,7 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 	end, perr := cc.firstBody(hl)
 	if perr != nil {
 		cc.linger = true
-		cc.fail(perr, true)
+		cc.end(perr, true)
 		return false, false
 	}
 	keep, handOver = cc.roundTrip()
@@ -181,7 +180,7 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 	for attempt := 0; ; attempt++ {
 		pc, err := s.o.Pool.Get(context.Background(), cc.key)
 		if err != nil {
-			cc.fail(proxy.ErrorFor(cc.target, err), false)
+			cc.end(proxy.ErrorFor(cc.target, err), false)
 			return true, false
 		}
 		if pc.Proto == upstream.ProtoH2 {
@@ -191,7 +190,7 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 				return false, true
 			}
 			pc.Conn.Close()
-			cc.fail(proxy.ErrorFor(cc.target, errors.New("origin switched to http/2")), false)
+			cc.end(proxy.ErrorFor(cc.target, errors.New("origin switched to http/2")), false)
 			return true, false
 		}
 		e.Reused, e.Connect, e.TLSResumed, e.Retries = pc.Info.Reused, pc.Info.Connect, pc.Info.TLSResumed, attempt
@@ -205,7 +204,7 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 			started, err = cc.readFinalHead(pc)
 			if cc.unwatch() {
 				pc.Release(false)
-				cc.fail(&proxy.Error{Status: proxy.StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}, false)
+				cc.end(proxy.ClientGone(err), false)
 				return false, false
 			}
 		}
@@ -219,7 +218,7 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 		}
 		pc.Fail(err)
 		pc.Release(false)
-		cc.fail(proxy.ErrorFor(cc.target, err), false)
+		cc.end(proxy.ErrorFor(cc.target, err), false)
 		return true, false
 	}
 }
@@ -273,8 +272,7 @@ func (cc *clientConn) readFinalHead(pc *upstream.PConn) (started bool, err error
 			buf := *x.up
 			if n > 0 {
 				if hl, err = x.rs.Scan(buf[:n]); err != nil {
-					return true, &proxy.Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPResponseHeaderSize,
-						Msg: cc.target + " sent a response head over " + strconv.Itoa(headlimit.MaxResponseBytes) + " bytes"}
+					return true, proxy.HeadTooLarge(cc.target, headlimit.MaxResponseBytes, nil)
 				}
 				if hl > 0 {
 					break
@@ -295,19 +293,17 @@ func (cc *clientConn) readFinalHead(pc *upstream.PConn) (started bool, err error
 		}
 		buf := *x.up
 		if perr := x.resp.Parse(buf[:hl], method); perr != nil {
-			return true, &proxy.Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad response from " + cc.target, Err: malformed(buf[:hl], perr)}
+			return true, proxy.BadResponse(cc.target, malformed(buf[:hl], perr))
 		}
 		switch st := x.resp.Status; {
 		case st >= 200:
 			x.upHead, x.upN = hl, n
 			return true, nil
 		case st == http.StatusSwitchingProtocols:
-			return true, &proxy.Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPUpgradeFailed,
-				Msg: "origin " + cc.target + " switched to protocol " + strconv.Quote(string(valueOf(&x.resp, "upgrade"))) + " though the client asked for no upgrade"}
+			return true, proxy.UnaskedSwitch(cc.target, strconv.Quote(string(valueOf(&x.resp, "upgrade"))))
 		case st != http.StatusContinue:
 			if n1xx++; n1xx > proxy.MaxInterim {
-				return true, &proxy.Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad response from " + cc.target,
-					Err: errors.New("origin sent more than 16 interim (1xx) responses")}
+				return true, proxy.BadResponse(cc.target, proxy.ErrTooManyInterim)
 			}
 			x.out = cc.appendResponseHead(x.out[:0], &x.resp, false)
 			if _, werr := cc.c.Write(x.out); werr != nil {
@@ -364,18 +360,13 @@ func containsFold(s []byte, sub string) bool {
 	return false
 }
 
-// fail answers the request with e (nothing for a client gone) and records
-// the entry; with closeAfter the answer says "Connection: close".
-func (cc *clientConn) fail(e *proxy.Error, closeAfter bool) {
-	entry := &cc.x.entry
-	entry.Status, entry.Error, entry.Detail = e.Status, e.Type, e.Error()
-	if e.Status != proxy.StatusClientClosed {
-		hw := newHeadWriter()
-		entry.BytesOut = proxy.WriteError(hw, cc.s.h.ViaName(), e)
-		if _, err := cc.c.Write(hw.bytes(closeAfter)); err != nil {
-			entry.Status, entry.Error, entry.Detail = proxy.StatusClientClosed, proxystatus.ConnectionTerminated, "client went away: "+err.Error()
-		}
+// end ends the exchange with err (nil, a *proxy.Error to answer, or a
+// *proxy.LateError), as the Handler ends its own: Handler.End answers
+// and records it. With closeAfter an answer says "Connection: close".
+func (cc *clientConn) end(err error, closeAfter bool) {
+	var w http.ResponseWriter
+	if err != nil {
+		w = &answerWriter{headWriter: newHeadWriter(), c: cc.c, closeAfter: closeAfter}
 	}
-	entry.Duration = time.Since(entry.Start)
-	cc.s.h.Record(entry)
+	cc.s.h.End(w, &cc.x.entry, err)
 }

@@ -3,6 +3,7 @@ package h1server
 import (
 	"bytes"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -215,8 +216,8 @@ func appendDate(dst []byte) []byte {
 }
 
 // headWriter is the http.ResponseWriter the connection server renders its
-// own answers through (writeError, the 503 past the request gate), so
-// they read exactly as net/http's side writes them.
+// own answers through (the Handler's error answers, the 503 past the
+// request gate), so they read exactly as net/http's side writes them.
 type headWriter struct {
 	h    http.Header
 	code int
@@ -254,4 +255,19 @@ func (w *headWriter) bytes(closeAfter bool) []byte {
 	b.WriteString("\r\n")
 	b.Write(w.body)
 	return b.Bytes()
+}
+
+// answerWriter is the headWriter Handler.End answers through: it sends
+// the answer to the client when End asks (Send), so that a client gone
+// by then is recorded as such.
+type answerWriter struct {
+	*headWriter
+	c          net.Conn
+	closeAfter bool
+}
+
+// Send writes the answer to the client.
+func (w *answerWriter) Send() error {
+	_, err := w.c.Write(w.bytes(w.closeAfter))
+	return err
 }

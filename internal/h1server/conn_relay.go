@@ -7,9 +7,7 @@ import (
 	"io"
 	"strconv"
 	"syscall"
-	"time"
 
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 	"github.com/warmproxy/warmproxy/internal/wire"
 )
@@ -74,28 +72,21 @@ func (cc *clientConn) finish(pc *upstream.PConn, reusable bool, n int64, err err
 		return
 	}
 	pc.Release(reusable)
-	e := &cc.x.entry
-	cc.s.recordRelay(e, n, err)
-	cc.s.h.Record(e)
+	cc.end(relayed(&cc.x.entry, n, err), false)
 }
 
-// recordRelay sets in e what a relay of n body bytes that ended with err
-// says.
-func (s *ConnServer) recordRelay(e *accesslog.Entry, n int64, err error) {
+// relayed sets in e the n body bytes a relay sent, and returns what the
+// failure err that cut it, if any, ends the exchange with.
+func relayed(e *accesslog.Entry, n int64, err error) error {
 	e.BytesOut = n
-	e.Duration = time.Since(e.Start)
-	if err == nil {
-		return
+	if err != nil {
+		return proxy.MidBody(err)
 	}
-	var we proxy.ClientWriteError
-	if errors.As(err, &we) {
-		e.Error, e.Detail = proxystatus.ConnectionTerminated, "client went away mid-response"
-	} else {
-		e.Error, e.Detail = proxystatus.HTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
-	}
+	return nil
 }
 
-// write writes p to the client; a failure is a proxy.ClientWriteError.
+// write writes p to the client; a failure is marked as the client's
+// (proxy.WrapClientWrite).
 func (cc *clientConn) write(p []byte) (int, error) {
 	n, err := cc.c.Write(p)
 	if err != nil {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"io"
 	"net/http"
 	"sync"
@@ -116,16 +115,7 @@ func (b *bodyWatch) close() {
 }
 
 // stallError is the 408 for a body that stalled on its way to target.
-func (b *bodyWatch) stallError(target string) *Error {
-	return &Error{Status: http.StatusRequestTimeout, Type: proxystatus.HTTPRequestError,
-		Msg: "request body for " + target + " stalled: nothing arrived for " + b.timeout.String() + " (-client-body-timeout)", Err: errBodyStalled}
-}
-
-// abortDetail is what the access log says of a stall after the response
-// head went out.
-func (b *bodyWatch) abortDetail() string {
-	return "request body stalled for " + b.timeout.String() + " (-client-body-timeout) after the response started: connection aborted"
-}
+func (b *bodyWatch) stallError(target string) *Error { return BodyStalled(target, b.timeout) }
 
 // watchedBody is a client's request body read under a bodyWatch.
 type watchedBody struct {

@@ -1,14 +1,8 @@
 package proxy
 
-import (
-	"net/http"
-
-	"github.com/warmproxy/warmproxy/internal/accesslog"
-)
-
 // What the HTTP/1.1 connection server (internal/h1server) shares with the
-// Handler: its settings, its record, and the one error vocabulary, so a
-// request reads the same whichever side served it.
+// Handler: its settings and the one error vocabulary; End (end.go) is
+// its record too, so a request reads the same whichever side served it.
 
 // PerRequestChecks reports whether requests need the Handler's own
 // per-request checks of the client (-allow-clients, -proxy-auth-file).
@@ -25,9 +19,6 @@ func (h *Handler) ViaName() string { return h.viaName }
 // in canonical form.
 func (h *Handler) ProtocolHeader() string { return h.protocolHeader }
 
-// Record records a finished exchange: access log and metrics.
-func (h *Handler) Record(e *accesslog.Entry) { h.record(e) }
-
 // TrailersDropped counts n trailer fields dropped in direction.
 func (h *Handler) TrailersDropped(direction string, n int) { h.trailersDropped(direction, n) }
 
@@ -35,19 +26,16 @@ func (h *Handler) TrailersDropped(direction string, n int) { h.trailersDropped(d
 // (errorFor).
 func ErrorFor(target string, err error) *Error { return errorFor(target, err) }
 
-// WriteError writes e as the proxy answers every error, and returns the
-// body's length.
-func WriteError(w http.ResponseWriter, name string, e *Error) int64 { return writeError(w, name, e) }
-
 // CheckAuthority rejects a target authority with no host, a bad host or a
 // bad port.
 func CheckAuthority(hostport string) *Error { return checkAuthority(hostport) }
 
-// ClientWriteError marks a failure to write to the client.
-type ClientWriteError = clientWriteError
-
 // MaxInterim bounds the interim (1xx) responses relayed for one request.
 const MaxInterim = max1xx
+
+// ErrTooManyInterim is the cause of a response with more than MaxInterim
+// interim responses.
+var ErrTooManyInterim = errTooManyInterim
 
 // ErrBodyStalled is the cause of a request whose body stalled longer than
 // -client-body-timeout.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/tunnel"
 )
 
@@ -18,40 +17,24 @@ import (
 const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
 
 // serveConnect opens a CONNECT tunnel: dial the target, answer 200, then
-// relay bytes both ways (RFC 9110 section 9.3.6).
-func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
-	entry := &accesslog.Entry{
-		Start:        time.Now(),
-		Client:       r.RemoteAddr,
-		Method:       r.Method,
-		URL:          r.RequestURI,
-		RequestedURL: r.RequestURI,
-		Kind:         accesslog.KindConnect,
-	}
+// relay bytes both ways (RFC 9110 section 9.3.6). It returns what ended
+// the exchange early, for End.
+func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) error {
 	target := r.RequestURI
 	port, ok := connectPort(target)
 	if !ok {
-		h.fail(w, entry, badRequest("CONNECT target %q: want host:port, e.g. CONNECT example.com:443", target))
-		return
+		return badRequest("CONNECT target %q: want host:port, e.g. CONNECT example.com:443", target)
 	}
 	if !h.connectPorts.Allows(port) {
-		h.fail(w, entry, &Error{Status: http.StatusForbidden, Type: proxystatus.HTTPRequestDenied,
-			Msg: "CONNECT to " + target + " is not allowed: port not in -connect-ports (now " + h.connectPorts.String() + "); add it there, or * for any"})
-		return
+		return denied(http.StatusForbidden, "CONNECT to "+target+" is not allowed: port not in -connect-ports (now "+h.connectPorts.String()+"); add it there, or * for any")
 	}
 	if h.intercept != nil && h.intercept.Match(connectHost(target), port) {
-		h.serveIntercept(w, r, entry, target)
-		return
+		return h.serveIntercept(w, r, entry, target)
 	}
 	origin, err := h.dial(r.Context(), "tcp", target)
 	entry.Connect = time.Since(entry.Start)
 	if err != nil {
-		if r.Context().Err() != nil {
-			h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err})
-			return
-		}
-		h.fail(w, entry, errorFor(target, err))
-		return
+		return upstreamError(r.Context(), target, err)
 	}
 	// Tracked before the hijack, so that a shutdown that starts meanwhile
 	// sees this tunnel: http.Server.Shutdown stops waiting for a conn once
@@ -61,8 +44,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		origin.Close()
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
-		return
+		return hijackFailed("CONNECT "+target, err)
 	}
 	// Tracked at once, before the 200 goes out: the server stopped
 	// counting this conn at the hijack, and a client that reads the 200
@@ -75,15 +57,13 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.WriteString(client, connectEstablished); err != nil {
 		client.Close()
 		origin.Close()
-		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away: "+err.Error()
 		entry.End = tunnel.EndError
-		entry.Duration = time.Since(entry.Start)
-		h.record(entry)
-		return
+		return AfterHead(ClientGone(err))
 	}
 	// Bytes the client sent right behind the CONNECT head (a pipelined TLS
 	// ClientHello) sit in the server's read buffer.
 	h.relay(client, origin, tunnel.Options{ToOrigin: buffered(brw.Reader)}, entry)
+	return nil
 }
 
 // connectPort checks a CONNECT request target, which must be host:port

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // copyBufSize is the size of the pooled buffers bodies are copied through.
@@ -118,6 +117,10 @@ func prewarmed(c net.Conn) bool {
 // are handed to us, net/http no longer limits them.
 const max1xx = 16
 
+// errTooManyInterim is the cause of a response with more than max1xx
+// interim responses.
+var errTooManyInterim = errors.New("origin sent more than 16 interim (1xx) responses")
+
 // relay1xx reports whether interim responses to r may be relayed. Never to
 // an HTTP/1.0 client (RFC 9110 section 15.2). Nor while a request body
 // with "Expect: 100-continue" may still be read: net/http's server writes
@@ -140,7 +143,7 @@ func (t *upstreamTrace) got1xx(code int, header textproto.MIMEHeader) error {
 		return nil
 	}
 	if t.n1xx++; t.n1xx > max1xx {
-		return errors.New("origin sent more than 16 interim (1xx) responses")
+		return errTooManyInterim
 	}
 	t.client.interim(func(w http.ResponseWriter) { writeInterim(w, code, header) })
 	return nil
@@ -177,65 +180,60 @@ func writeInterim(w http.ResponseWriter, code int, header textproto.MIMEHeader) 
 	}
 }
 
-// forward proxies an absolute-form request through the pool. requested
-// is the URL the client asked for, as logged: a base-URL route rewrites
-// r.RequestURI to its target (route.go).
+// forward proxies an absolute-form request through the pool, and ends
+// the exchange (End). requested is the URL the client asked for, as
+// logged: a base-URL route sends a request for its target (route.go).
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, requested string) {
-	entry := &accesslog.Entry{
-		Start:        time.Now(),
-		Client:       r.RemoteAddr,
-		Method:       r.Method,
-		URL:          r.RequestURI,
-		RequestedURL: requested,
-		Kind:         entryKind(r),
+	entry := newEntry(r, requested, entryKind(r))
+	outreq, err := h.outboundRequest(r, entry)
+	answered := false
+	if err == nil {
+		answered, err = h.answerMaxForwards(w, r, outreq, entry)
 	}
-	outreq, perr := h.outboundRequest(r, entry)
-	if perr != nil {
-		h.fail(w, entry, perr)
-		return
+	if err == nil && !answered {
+		var ctx context.Context
+		var watch *bodyWatch
+		// From here on the answer goes through the watch's writer.
+		ctx, watch, w = h.watchBody(r.Context(), w, r)
+		// Whatever way this handler leaves, the watch's timer touches
+		// nothing after it.
+		defer watch.close()
+		err = h.send(ctx, w, r, outreq, entry, watch)
 	}
-	answered, perr := h.answerMaxForwards(w, r, entry)
-	if perr != nil {
-		h.fail(w, entry, perr)
-		return
-	}
-	if answered {
-		return
-	}
-	ctx, watch, w := h.watchBody(r.Context(), w, r)
-	// Whatever way this handler leaves, the watch's timer touches nothing
-	// after it.
-	defer watch.close()
+	h.End(w, entry, err)
+	abortIfCut(err)
+}
+
+// send sends outreq upstream and relays the answer to w.
+func (h *Handler) send(ctx context.Context, w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) error {
 	if cb, ok := outreq.Body.(*countingBody); ok {
 		cb.rc = watch.wrap(cb.rc)
 	}
-	if perr := h.bufferRetryBody(r, outreq, watch); perr != nil {
+	if err := h.bufferRetryBody(r, outreq, watch); err != nil {
 		if watch.hasStalled() {
 			closeAfter(w, r)
 		}
-		h.fail(w, entry, perr)
-		return
+		return err
 	}
-
 	if _, ok := outreq.Header["Upgrade"]; ok {
-		h.serveUpgrade(w, r, outreq, entry, watch)
-		return
+		return h.serveUpgrade(w, r, outreq, entry, watch)
 	}
-	resp := h.roundTrip(ctx, w, r, outreq, entry, watch)
-	if resp == nil {
-		return
+	resp, err := h.roundTrip(ctx, w, r, outreq, entry, watch)
+	if err != nil {
+		return err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		h.refuseSwitch(w, r, resp, entry)
-		return
+		// The origin switched to something the client, which asked for
+		// no upgrade, cannot speak.
+		resp.Body.Close()
+		return UnaskedSwitch(r.URL.Host, quote(upgradeType(resp.Header)))
 	}
-	h.writeResponse(w, r, resp, entry, watch)
+	return h.writeResponse(w, r, resp, entry, watch)
 }
 
 // roundTrip sends outreq upstream with ctx, relaying interim responses to
-// w meanwhile. When it fails, it answers the client itself and returns
-// nil.
-func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) *http.Response {
+// w meanwhile; a failure is returned as the answer to send.
+func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) (*http.Response, *Error) {
 	tr := newUpstreamTrace(w, r)
 	// Whatever way this handler leaves, no interim response is written
 	// after it.
@@ -249,29 +247,28 @@ func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r, outre
 		entry.Retries = tr.conns - 1
 	}
 	if err == nil {
-		return resp
+		return resp, nil
 	}
 	cb, _ := outreq.Body.(*countingBody)
 	switch {
 	case watch.hasStalled():
 		closeAfter(w, r)
-		h.fail(w, entry, watch.stallError(outreq.URL.Host))
+		return nil, watch.stallError(outreq.URL.Host)
 	case ctx.Err() != nil:
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: ctx.Err()})
+		return nil, ClientGone(ctx.Err())
 	case cb != nil && cb.failed.Load():
 		// The client's body, not the origin, broke the request: a bad
 		// chunk size, or fewer bytes than its Content-Length.
-		h.fail(w, entry, &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "bad request body for " + outreq.URL.Host, Err: err})
-	default:
-		h.fail(w, entry, errorFor(outreq.URL.Host, err))
+		return nil, BadBody(outreq.URL.Host, err)
 	}
-	return nil
+	return nil, errorFor(outreq.URL.Host, err)
 }
 
-// outboundRequest checks r and turns it into the request sent upstream:
-// the scheme the protocol header asks for, hop-by-hop fields removed, Via
-// added.
-func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*http.Request, *Error) {
+// outboundRequest checks r and returns the request sent upstream, a
+// copy of r with a header of its own: the scheme the protocol header
+// asks for, hop-by-hop fields removed, Via added. r is left as it is,
+// but for the trailer map it may get (trailerMap).
+func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*http.Request, error) {
 	u := r.URL
 	scheme := strings.ToLower(u.Scheme)
 	if scheme != "http" && scheme != "https" {
@@ -286,41 +283,39 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 		default:
 			return nil, badRequest("%s: %q is not a protocol warmproxy speaks to origins: want http or https", h.protocolHeader, v)
 		}
-		delete(r.Header, h.protocolHeader)
 	}
 	if perr := checkAuthority(u.Host); perr != nil {
 		return nil, perr
 	}
 	if viaNames(r.Header, h.viaName) {
-		return nil, &Error{Status: http.StatusLoopDetected, Type: proxystatus.ProxyLoopDetected, Msg: "request to " + u.Host + " already passed through " + h.viaName + " (Via): refusing to loop"}
-	}
-	if scheme != u.Scheme {
-		u.Scheme = scheme
-		entry.URL = u.String()
-	}
-
-	upgrade := upgradeType(r.Header)
-	cleanRequestHeader(r.Header, upgrade)
-	h.via.add(r.Header, r.ProtoMajor, r.ProtoMinor)
-	if _, ok := r.Header["User-Agent"]; !ok {
-		// Go's transport would add its own; the origin sees the client's
-		// headers only.
-		r.Header["User-Agent"] = nil
+		return nil, loopDetected("request to "+u.Host+" already passed through "+h.viaName+" (Via): refusing to loop", nil)
 	}
 
 	outreq := new(http.Request)
 	*outreq = *r
+	if scheme != u.Scheme {
+		ou := *u
+		ou.Scheme = scheme
+		outreq.URL = &ou
+		entry.URL = ou.String()
+	}
+	hdr := r.Header.Clone()
+	delete(hdr, h.protocolHeader)
+	cleanRequestHeader(hdr, upgradeType(hdr))
+	h.via.add(hdr, r.ProtoMajor, r.ProtoMinor)
+	if _, ok := hdr["User-Agent"]; !ok {
+		// Go's transport would add its own; the origin sees the client's
+		// headers only.
+		hdr["User-Agent"] = nil
+	}
+	outreq.Header = hdr
 	outreq.RequestURI = ""
 	outreq.Host = ""
 	outreq.Close = false
 	if r.ContentLength == 0 {
 		outreq.Body = nil
 	}
-	if r.Trailer == nil && len(r.TransferEncoding) > 0 {
-		// Undeclared request trailers are merged into this map when the
-		// body ends, so the transport sends them on.
-		r.Trailer = make(http.Header)
-	}
+	trailerMap(r)
 	// Declared: the transport would announce them to the origin.
 	dropBadTrailers(r.Trailer)
 	outreq.Trailer = r.Trailer
@@ -328,6 +323,16 @@ func (h *Handler) outboundRequest(r *http.Request, entry *accesslog.Entry) (*htt
 		outreq.Body = &countingBody{rc: outreq.Body, trailer: r.Trailer, dropped: h.trailersDropped}
 	}
 	return outreq, nil
+}
+
+// trailerMap gives r, when its body is chunked and it declared no
+// trailers, the map net/http's server merges the trailers into when the
+// body ends: the outbound request shares it, so the transport sends them
+// on. It is the one change the Handler makes to a request it was given.
+func trailerMap(r *http.Request) {
+	if r.Trailer == nil && len(r.TransferEncoding) > 0 {
+		r.Trailer = make(http.Header)
+	}
 }
 
 // checkAuthority rejects a target authority with no host or a bad port.
@@ -391,46 +396,46 @@ func validHost(host string) bool {
 }
 
 // answerMaxForwards implements RFC 9110 section 7.6.2 for TRACE and
-// OPTIONS: with Max-Forwards 0 warmproxy answers itself, records the
-// exchange and returns answered; above 0 the value is decremented and the
-// request goes on. A value that is not a number is an error to send.
-func (h *Handler) answerMaxForwards(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry) (answered bool, perr *Error) {
+// OPTIONS: with Max-Forwards 0 warmproxy answers itself, sets the status
+// and bytes sent in entry and returns answered; above 0 the value is
+// decremented in outreq and the request goes on. A value that is not a
+// number is an error to send.
+func (h *Handler) answerMaxForwards(w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry) (answered bool, err error) {
 	if r.Method != http.MethodTrace && r.Method != http.MethodOptions {
 		return false, nil
 	}
-	v, ok := r.Header["Max-Forwards"]
+	v, ok := outreq.Header["Max-Forwards"]
 	if !ok {
 		return false, nil
 	}
-	n, err := strconv.ParseUint(textproto.TrimString(strings.Join(v, "")), 10, 31)
-	if err != nil {
+	n, perr := strconv.ParseUint(textproto.TrimString(strings.Join(v, "")), 10, 31)
+	if perr != nil {
 		return false, badRequest("Max-Forwards %q: want a whole number", strings.Join(v, ","))
 	}
 	if n > 0 {
-		r.Header["Max-Forwards"] = []string{strconv.FormatUint(n-1, 10)}
+		outreq.Header["Max-Forwards"] = []string{strconv.FormatUint(n-1, 10)}
 		return false, nil
 	}
 	var body []byte
 	if r.Method == http.MethodTrace {
 		w.Header().Set("Content-Type", "message/http")
-		body = traceEcho(r)
+		body = traceEcho(r, outreq.Header)
 	} else {
 		w.Header().Set("Allow", "OPTIONS, GET, HEAD, POST, PUT, DELETE, PATCH, TRACE, CONNECT")
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	n2, _ := w.Write(body)
-	entry.Status, entry.BytesOut, entry.Duration = http.StatusOK, int64(n2), time.Since(entry.Start)
-	h.record(entry)
+	entry.Status, entry.BytesOut = http.StatusOK, int64(n2)
 	return true, nil
 }
 
-// traceEcho renders the request as received, less fields that carry
-// credentials (RFC 9110 section 9.3.8).
-func traceEcho(r *http.Request) []byte {
+// traceEcho renders the request r as it would go on, with header hdr,
+// less fields that carry credentials (RFC 9110 section 9.3.8).
+func traceEcho(r *http.Request, hdr http.Header) []byte {
 	var b bytes.Buffer
 	b.WriteString(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
-	hdr := r.Header.Clone()
+	hdr = hdr.Clone()
 	for _, k := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
 		delete(hdr, k)
 	}
@@ -453,9 +458,9 @@ func (h *Handler) bufferRetryBody(r, outreq *http.Request, watch *bodyWatch) *Er
 			return watch.stallError(outreq.URL.Host)
 		}
 		if r.Context().Err() != nil {
-			return &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err}
+			return ClientGone(err)
 		}
-		return &Error{Status: http.StatusBadRequest, Type: proxystatus.HTTPRequestError, Msg: "request body shorter than its Content-Length", Err: err}
+		return shortBody(err)
 	}
 	outreq.Body = &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}
 	outreq.GetBody = func() (io.ReadCloser, error) { return &countingBody{rc: io.NopCloser(bytes.NewReader(buf))}, nil }
@@ -464,13 +469,13 @@ func (h *Handler) bufferRetryBody(r, outreq *http.Request, watch *bodyWatch) *Er
 
 // writeResponse relays resp: head, body (flushed as it arrives when its
 // length is unknown), then trailers. watch, if not nil, is the watch on
-// the request body, which may still be on its way.
-func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch) {
+// the request body, which may still be on its way. It returns what ended
+// it early: an *Error before the head went out, a *LateError after.
+func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch) error {
 	defer resp.Body.Close()
 	entry.Status = resp.StatusCode
 	if resp.StatusCode < 100 || resp.StatusCode > 999 {
-		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + r.URL.Host})
-		return
+		return badStatus(resp.StatusCode, r.URL.Host)
 	}
 	announced := h.responseHead(w.Header(), resp)
 	w.WriteHeader(resp.StatusCode)
@@ -482,12 +487,10 @@ func (h *Handler) writeResponse(w http.ResponseWriter, r *http.Request, resp *ht
 		entry.BytesIn = cb.n.Load()
 	}
 	if err != nil {
-		h.failMidBody(r, resp, entry, watch, err)
-		return
+		return midBodyError(r, watch, err)
 	}
 	h.responseTrailers(w.Header(), resp.Trailer, announced)
-	entry.Duration = time.Since(entry.Start)
-	h.record(entry)
+	return nil
 }
 
 // responseHead copies resp's header to dst, the client's: less the
@@ -516,27 +519,18 @@ func (h *Handler) responseHead(dst http.Header, resp *http.Response) (announced 
 	return announced
 }
 
-// failMidBody ends a response whose body failed after its head went out,
-// and records the entry: a client that went away is only logged; for a
-// request body that stalled, or an origin that failed, the client
-// connection is aborted, so it sees a truncated message, never a complete
-// short one.
-func (h *Handler) failMidBody(r *http.Request, resp *http.Response, entry *accesslog.Entry, watch *bodyWatch, err error) {
-	entry.Duration = time.Since(entry.Start)
-	var we clientWriteError
+// midBodyError is the failure err of a response body after its head
+// went out: a client that went away is only recorded; for a request body
+// that stalled, or an origin that failed, the client connection is cut
+// (abortIfCut).
+func midBodyError(r *http.Request, watch *bodyWatch, err error) *LateError {
 	switch {
 	case watch.hasStalled():
-		entry.Error, entry.Detail = proxystatus.HTTPRequestError, watch.abortDetail()
-	case errors.As(err, &we) || r.Context().Err() != nil:
-		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away mid-response"
-		h.record(entry)
-		return
-	default:
-		entry.Error, entry.Detail = proxystatus.HTTPResponseIncomplete, "origin failed mid-body: "+err.Error()
+		return StalledMidResponse(watch.timeout)
+	case r.Context().Err() != nil:
+		return clientGoneMidResponse
 	}
-	h.record(entry)
-	resp.Body.Close()
-	panic(http.ErrAbortHandler)
+	return MidBody(err)
 }
 
 // responseTrailers sets the origin's trailers, less those not allowed

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // Interceptor decides which CONNECT targets are intercepted (-intercept)
@@ -43,30 +42,28 @@ func entryKind(r *http.Request) string {
 // 200, terminate the client's TLS with a minted certificate (the SNI must
 // name the CONNECT host), then serve the requests inside, HTTP/1.1 or
 // HTTP/2 by ALPN, as absolute-form https:// requests to target: the same
-// pool, upstream TLS verification, ACLs and access log.
-func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry, target string) {
+// pool, upstream TLS verification, ACLs and access log. It returns what
+// ended the tunnel early, for End.
+func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *accesslog.Entry, target string) error {
 	entry.Kind = accesslog.KindIntercepted
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for CONNECT " + target, Err: err})
-		return
+		return hijackFailed("CONNECT "+target, err)
 	}
 	defer h.track(client)()
 	defer client.Close()
 	entry.Status = http.StatusOK
 	var cc *closeConn
-	finish := func(psType, detail string) {
+	// The record counts the bytes of the client's TLS connection, however
+	// the tunnel ends.
+	defer func() {
 		if cc != nil {
 			entry.BytesIn, entry.BytesOut = cc.in.Load(), cc.out.Load()
 		}
-		entry.Error, entry.Detail = psType, detail
-		entry.Duration = time.Since(entry.Start)
-		h.record(entry)
-	}
+	}()
 	client.SetDeadline(time.Now().Add(h.inner.handshakeTimeout))
 	if _, err := io.WriteString(client, connectEstablished); err != nil {
-		finish(proxystatus.ConnectionTerminated, "client went away: "+err.Error())
-		return
+		return AfterHead(ClientGone(err))
 	}
 	var conn net.Conn = client
 	if b := buffered(brw.Reader); len(b) > 0 {
@@ -80,8 +77,7 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	host, _, _ := net.SplitHostPort(target)
 	tc := h.intercept.Server(conn, host)
 	if err := tc.HandshakeContext(r.Context()); err != nil {
-		finish(proxystatus.TLSProtocolError, "client tls handshake for "+target+" failed: "+err.Error())
-		return
+		return clientHandshakeFailed(target, err)
 	}
 	client.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
@@ -95,7 +91,7 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	} else {
 		h.serveInner(tc, done, target)
 	}
-	finish("", "")
+	return nil
 }
 
 // serveInner runs an http.Server on the one connection c (the tunnel's
@@ -199,22 +195,22 @@ func (h *Handler) serveIntercepted(w http.ResponseWriter, r *http.Request, targe
 	if r.URL.Host != "" {
 		host = r.URL.Host
 	}
-	if !sameAuthority(host, target) || !sameAuthority(r.Host, target) {
-		entry := &accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: r.RequestURI, Kind: accesslog.KindIntercepted}
-		h.fail(w, entry, &Error{Status: http.StatusMisdirectedRequest, Type: proxystatus.HTTPRequestDenied,
-			Msg: "request for " + host + " inside the tunnel to " + target + ": this connection serves " + target + " only; open a tunnel to " + host})
-		return
+	var refusal *Error
+	switch {
+	case !sameAuthority(host, target) || !sameAuthority(r.Host, target):
+		refusal = denied(http.StatusMisdirectedRequest, "request for "+host+" inside the tunnel to "+target+": this connection serves "+target+" only; open a tunnel to "+host)
+	case r.Method == http.MethodConnect:
+		refusal = badRequest("CONNECT inside the intercepted tunnel to %s is not supported", target)
 	}
-	if r.Method == http.MethodConnect {
-		entry := &accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: r.RequestURI, Kind: accesslog.KindIntercepted}
-		h.fail(w, entry, badRequest("CONNECT inside the intercepted tunnel to %s is not supported", target))
+	if refusal != nil {
+		h.End(w, newEntry(r, r.RequestURI, accesslog.KindIntercepted), refusal)
 		return
 	}
 	// The client asked for https:// end to end: no header downgrades it.
-	delete(r.Header, h.protocolHeader)
-	r.URL.Scheme, r.URL.Host = "https", r.Host
-	r.RequestURI = "https://" + r.Host + r.URL.RequestURI()
-	h.forward(w, r.WithContext(context.WithValue(r.Context(), interceptedKey{}, true)), r.RequestURI)
+	u := *r.URL
+	u.Scheme, u.Host = "https", r.Host
+	in := retarget(context.WithValue(r.Context(), interceptedKey{}, true), r, &u, "https://"+r.Host+u.RequestURI(), h.protocolHeader)
+	h.forward(w, in, in.RequestURI)
 }
 
 // SameAuthority reports whether the authority a, as a request names it

@@ -11,13 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
-	"github.com/warmproxy/warmproxy/internal/proxystatus"
 )
 
 // DialFunc opens a connection, as net.Dialer.DialContext does.
@@ -189,19 +189,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ambiguousFraming(r) {
 		w.Header()["Connection"] = []string{"close"}
 	}
-	requested := r.RequestURI
-	var routeErr *Error
-	if r.URL.Host == "" && r.Method != http.MethodConnect && !r.URL.IsAbs() {
-		if h.namesTarget(r) {
-			r.URL.Scheme, r.URL.Host = "http", r.Host
-			r.RequestURI = "http://" + r.Host + r.RequestURI
-			requested = r.RequestURI
-		} else if rt, rest := h.routes.match(r.URL.EscapedPath()); rt != nil {
-			routeErr = h.routeRequest(r, rt, rest)
+	r, requested, routeErr := h.classify(r)
+	if a := h.access.Load(); a != nil {
+		if e := h.checkAccess(a, r); e != nil {
+			h.refuse(w, r, e)
+			return
 		}
-	}
-	if a := h.access.Load(); a != nil && !h.checkAccess(a, w, r) {
-		return
 	}
 	switch {
 	case routeErr != nil:
@@ -211,15 +204,62 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// connection to take over, and splice, half-close and the tunnel
 		// registry all work on connections. No client that speaks h2c to a
 		// proxy needs it: curl and PHP open tunnels over HTTP/1.1.
-		h.refuse(w, r, &Error{Status: http.StatusNotImplemented, Type: proxystatus.HTTPRequestError,
-			Msg: "CONNECT " + r.RequestURI + " over HTTP/2 is not supported: open tunnels over HTTP/1.1"})
+		h.refuse(w, r, notImplemented("CONNECT "+r.RequestURI+" over HTTP/2 is not supported: open tunnels over HTTP/1.1"))
 	case r.Method == http.MethodConnect:
-		h.serveConnect(w, r)
+		entry := newEntry(r, r.RequestURI, accesslog.KindConnect)
+		h.End(w, entry, h.serveConnect(w, r, entry))
 	case r.URL.Host == "" && !r.URL.IsAbs():
 		h.serveOrigin(w, r)
 	default:
 		h.forward(w, r, requested)
 	}
+}
+
+// classify returns the request as the Handler serves it, and the URL the
+// client asked for, as logged. That is r itself, except for an
+// origin-form request that names its target (namesTarget) or matches a
+// base-URL route: a copy of r for that target (retarget), which the
+// route's error, if any, refuses instead.
+func (h *Handler) classify(r *http.Request) (_ *http.Request, requested string, routeErr *Error) {
+	if r.URL.Host != "" || r.Method == http.MethodConnect || r.URL.IsAbs() {
+		return r, r.RequestURI, nil
+	}
+	if h.namesTarget(r) {
+		u := *r.URL
+		u.Scheme, u.Host = "http", r.Host
+		out := retarget(r.Context(), r, &u, "http://"+r.Host+r.RequestURI, "")
+		return out, out.RequestURI, nil
+	}
+	if rt, rest := h.routes.match(r.URL.EscapedPath()); rt != nil {
+		out, err := h.routeRequest(r, rt, rest)
+		if err != nil {
+			return r, r.RequestURI, err
+		}
+		return out, r.RequestURI, nil
+	}
+	return r, r.RequestURI, nil
+}
+
+// retarget returns a copy of r that goes to u (its authority is the
+// Host), with uri as its request target and ctx as its context; r stays
+// as the server gave it. A header field drop, when r has one, is left out
+// of a header map of the copy's own. r first gets the trailer map that
+// net/http's server fills in and the copy shares (trailerMap).
+func retarget(ctx context.Context, r *http.Request, u *url.URL, uri, drop string) *http.Request {
+	trailerMap(r)
+	out := r.WithContext(ctx)
+	out.URL, out.Host, out.RequestURI = u, u.Host, uri
+	if _, ok := r.Header[drop]; ok {
+		out.Header = r.Header.Clone()
+		delete(out.Header, drop)
+	}
+	return out
+}
+
+// newEntry starts the record of r, which the client asked for as
+// requested.
+func newEntry(r *http.Request, requested, kind string) *accesslog.Entry {
+	return &accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: requested, Kind: kind}
 }
 
 // namesTarget reports whether the origin-form request r names a target
@@ -280,26 +320,11 @@ func (h *Handler) serveOrigin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	e := badRequest("request for %s names no target host; %s", r.URL.Path, Usage(h.protocolHeader))
-	entry := accesslog.Entry{Start: time.Now(), Client: r.RemoteAddr, Method: r.Method, URL: r.RequestURI, RequestedURL: r.RequestURI, Kind: accesslog.KindRequest}
-	h.fail(w, &entry, e)
+	h.refuse(w, r, badRequest("request for %s names no target host; %s", r.URL.Path, Usage(h.protocolHeader)))
 }
 
 // Usage is the help text served for origin-form requests, with header as
 // the protocol header's name.
 func Usage(header string) string {
 	return strings.ReplaceAll(usage, "X-Real-Protocol", header)
-}
-
-// fail writes e to the client (or, for a client that is gone, nothing) and
-// records the entry.
-func (h *Handler) fail(w http.ResponseWriter, entry *accesslog.Entry, e *Error) {
-	entry.Status = e.Status
-	entry.Error = e.Type
-	entry.Detail = e.Error()
-	if e.Status != StatusClientClosed {
-		entry.BytesOut = writeError(w, h.viaName, e)
-	}
-	entry.Duration = time.Since(entry.Start)
-	h.record(entry)
 }

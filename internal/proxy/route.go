@@ -54,24 +54,20 @@ func (rs routes) match(p string) (*config.Route, string) {
 	return nil, ""
 }
 
-// routeRequest turns r, an origin-form request matching route rt with
-// rest the escaped path after the prefix, into a request for the route's
-// target. The protocol header is dropped: the route names the scheme.
-func (h *Handler) routeRequest(r *http.Request, rt *config.Route, rest string) *Error {
+// routeRequest returns a copy of r, an origin-form request matching
+// route rt with rest the escaped path after the prefix, for the route's
+// target. The protocol header is left out: the route names the scheme.
+func (h *Handler) routeRequest(r *http.Request, rt *config.Route, rest string) (*http.Request, *Error) {
 	if err := checkRest(rest); err != nil {
-		return err
+		return nil, err
 	}
 	joined := rt.Base + rest
 	path, err := url.PathUnescape(joined)
 	if err != nil {
-		return badRequest("route %s: bad escape in path %q", rt.Prefix, r.URL.EscapedPath())
+		return nil, badRequest("route %s: bad escape in path %q", rt.Prefix, r.URL.EscapedPath())
 	}
 	u := &url.URL{Scheme: rt.Scheme, Host: rt.Host, Path: path, RawPath: joined, RawQuery: r.URL.RawQuery}
-	r.URL = u
-	r.Host = rt.Host
-	r.RequestURI = u.String()
-	delete(r.Header, h.protocolHeader)
-	return nil
+	return retarget(r.Context(), r, u, u.String(), h.protocolHeader), nil
 }
 
 // maxDecodes is how many rounds of percent-decoding checkRest reads a

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,14 +29,14 @@ const maxInterim = 8
 // On 101 for a protocol the client asked for, warmproxy relays the 101 and
 // then bytes both ways. Any other final status is an ordinary response:
 // no tunnel, and the client connection stays usable as after any request.
-func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) {
+// It returns what ended the exchange early, as writeResponse does.
+func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, entry *accesslog.Entry, watch *bodyWatch) error {
 	ctx := r.Context()
 	u := outreq.URL
 	origin, err := h.dialUpgrade(ctx, u.Scheme, u.Host)
 	entry.Connect = time.Since(entry.Start)
 	if err != nil {
-		h.upstreamFail(ctx, w, entry, u.Host, err)
-		return
+		return upstreamError(ctx, u.Host, err)
 	}
 	defer h.track(origin)()
 	// The client going away abandons the exchange. Once the tunnel starts
@@ -55,31 +54,23 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 	if err != nil {
 		if watch.hasStalled() {
 			closeAfter(w, r)
-			h.fail(w, entry, watch.stallError(u.Host))
-			return
+			return watch.stallError(u.Host)
 		}
-		h.upstreamFail(ctx, w, entry, u.Host, err)
-		return
+		return upstreamError(ctx, u.Host, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		// writeResponse may abort the handler with a panic; the deferred
-		// close still runs.
-		h.writeResponse(w, r, resp, entry, watch)
-		return
+		return h.writeResponse(w, r, resp, entry, watch)
 	}
 
 	entry.Kind = accesslog.KindUpgrade
 	entry.Status = resp.StatusCode
 	reqUp, respUp := upgradeType(outreq.Header), upgradeType(resp.Header)
 	if !switchAllowed(reqUp, respUp) {
-		h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPUpgradeFailed,
-			Msg: "origin " + u.Host + " switched to protocol " + quote(respUp) + " the client did not ask for (" + quote(reqUp) + ")"})
-		return
+		return upgradeFailed("origin " + u.Host + " switched to protocol " + quote(respUp) + " the client did not ask for (" + quote(reqUp) + ")")
 	}
 	if !stop() {
 		// The client left while the origin answered.
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: context.Cause(ctx)})
-		return
+		return ClientGone(context.Cause(ctx))
 	}
 
 	// The tunnel reads the client's connection from now on: the body
@@ -93,8 +84,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 	appendVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, h.viaName)
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		h.fail(w, entry, &Error{Status: http.StatusInternalServerError, Type: proxystatus.ProxyInternalError, Msg: "cannot take over the client connection for the upgrade to " + u.Host, Err: err})
-		return
+		return hijackFailed("the upgrade to "+u.Host, err)
 	}
 	// Tracked at once: the server stopped counting it at the hijack.
 	defer h.track(client)()
@@ -105,24 +95,22 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r, outreq *http.Request, e
 	}
 	if err := writeSwitch(brw.Writer, resp.Header); err != nil {
 		client.Close()
-		entry.Error, entry.Detail = proxystatus.ConnectionTerminated, "client went away: "+err.Error()
 		entry.End = tunnel.EndError
-		entry.Duration = time.Since(entry.Start)
-		h.record(entry)
-		return
+		return AfterHead(ClientGone(err))
 	}
 	tunnelOwns = true
 	h.relay(client, origin, tunnel.Options{
 		ToOrigin: buffered(brw.Reader),
 		ToClient: buffered(br),
 	}, entry)
+	return nil
 }
 
 // dialUpgrade opens the connection an upgrade request goes out on.
 func (h *Handler) dialUpgrade(ctx context.Context, scheme, host string) (net.Conn, error) {
 	if scheme == "https" {
 		if h.dialTLS == nil {
-			return nil, &Error{Status: http.StatusBadGateway, Type: proxystatus.ProxyInternalError, Msg: "no TLS dialer configured for upgrades to https origins"}
+			return nil, badGateway(proxystatus.ProxyInternalError, "no TLS dialer configured for upgrades to https origins", nil)
 		}
 		return h.dialTLS(ctx, "tcp", hostPort(host, "443"))
 	}
@@ -150,7 +138,7 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 			return nil, nil, err
 		}
 		if resp.StatusCode < 100 {
-			return nil, nil, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "bad status code " + strconv.Itoa(resp.StatusCode) + " from " + outreq.URL.Host}
+			return nil, nil, badStatus(resp.StatusCode, outreq.URL.Host)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			lr.Lift()
@@ -158,25 +146,17 @@ func (h *Handler) sendUpgrade(origin net.Conn, outreq *http.Request) (*http.Resp
 			return resp, br, nil
 		}
 	}
-	return nil, nil, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPProtocolError, Msg: "origin " + outreq.URL.Host + " sent more than 8 interim responses"}
+	return nil, nil, badGateway(proxystatus.HTTPProtocolError, "origin "+outreq.URL.Host+" sent more than 8 interim responses", nil)
 }
 
-// upstreamFail answers a failure to reach the origin, or logs a 499 when
-// the client is the one that went away.
-func (h *Handler) upstreamFail(ctx context.Context, w http.ResponseWriter, entry *accesslog.Entry, host string, err error) {
+// upstreamError is the answer to a failure to reach the origin target
+// with ctx, the client's: a 499 when the client is the one that went
+// away.
+func upstreamError(ctx context.Context, target string, err error) *Error {
 	if ctx.Err() != nil {
-		h.fail(w, entry, &Error{Status: StatusClientClosed, Type: proxystatus.ConnectionTerminated, Msg: "client went away", Err: err})
-		return
+		return ClientGone(err)
 	}
-	h.fail(w, entry, errorFor(host, err))
-}
-
-// refuseSwitch answers a 101 to a request that asked for no upgrade: the
-// origin switched to something the client cannot speak.
-func (h *Handler) refuseSwitch(w http.ResponseWriter, r *http.Request, resp *http.Response, entry *accesslog.Entry) {
-	resp.Body.Close()
-	h.fail(w, entry, &Error{Status: http.StatusBadGateway, Type: proxystatus.HTTPUpgradeFailed,
-		Msg: "origin " + r.URL.Host + " switched to protocol " + quote(upgradeType(resp.Header)) + " though the client asked for no upgrade"})
+	return errorFor(target, err)
 }
 
 // switchAllowed reports whether a 101 naming the protocols got may answer
@@ -218,8 +198,8 @@ func writeSwitch(bw *bufio.Writer, h http.Header) error {
 	return bw.Flush()
 }
 
-// relay runs a tunnel between client and origin and logs it when it ends.
-// The caller tracks both conns.
+// relay runs a tunnel between client and origin and sets in entry how
+// it ended. The caller tracks both conns.
 func (h *Handler) relay(client, origin net.Conn, o tunnel.Options, entry *accesslog.Entry) {
 	o.Idle = h.tunnelIdle
 	res := tunnel.Relay(client, origin, o)
@@ -227,8 +207,6 @@ func (h *Handler) relay(client, origin net.Conn, o tunnel.Options, entry *access
 	if res.Err != nil {
 		entry.Detail = res.Err.Error()
 	}
-	entry.Duration = time.Since(entry.Start)
-	h.record(entry)
 }
 
 // track registers c for shutdown and returns the function that forgets it.
