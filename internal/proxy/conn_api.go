@@ -1,5 +1,7 @@
 package proxy
 
+import "net/http"
+
 // What the HTTP/1.1 connection server (internal/h1server) shares with the
 // Handler: its settings and the one error vocabulary; End (end.go) is
 // its record too, so a request reads the same whichever side served it.
@@ -43,3 +45,8 @@ var ErrBodyStalled = errBodyStalled
 
 // WrapClientWrite marks err as a failure to write to the client.
 func WrapClientWrite(err error) error { return clientWriteError{err} }
+
+// WriteError answers e on w for a refusal made before any request
+// reached the Handler (the server's client bounds): the head and body
+// every other error gets. name is the proxy's name in Proxy-Status.
+func WriteError(w http.ResponseWriter, name string, e *Error) { writeError(w, name, e) }
