@@ -100,7 +100,7 @@ func (cc *clientConn) exchange(hl int) (keep, handOver bool) {
 	if err := s.o.Gate.Enter(); err != nil {
 		hw := newHeadWriter()
 		s.o.Busy(hw, err)
-		cc.c.Write(hw.bytes(true))
+		cc.c.Write(hw.render(true, e.Method != http.MethodHead))
 		cc.linger = r.Framing != wire.BodyNone
 		return false, false
 	}
@@ -366,7 +366,8 @@ func containsFold(s []byte, sub string) bool {
 func (cc *clientConn) end(err error, closeAfter bool) {
 	var w http.ResponseWriter
 	if err != nil {
-		w = &answerWriter{headWriter: newHeadWriter(), c: cc.c, closeAfter: closeAfter}
+		w = &answerWriter{headWriter: newHeadWriter(), c: cc.c, closeAfter: closeAfter,
+			headOnly: cc.x.entry.Method == http.MethodHead}
 	}
 	cc.s.h.End(w, &cc.x.entry, err)
 }

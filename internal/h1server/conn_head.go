@@ -242,7 +242,13 @@ func (w *headWriter) Write(p []byte) (int, error) {
 
 // bytes renders the response; with closeAfter it says "Connection:
 // close".
-func (w *headWriter) bytes(closeAfter bool) []byte {
+func (w *headWriter) bytes(closeAfter bool) []byte { return w.render(closeAfter, true) }
+
+// render renders the response, its body only withBody: the answer to a
+// HEAD request says how long the body would be and sends none (RFC 9110
+// section 9.3.2), or the next response on the connection would begin
+// with it.
+func (w *headWriter) render(closeAfter, withBody bool) []byte {
 	if closeAfter {
 		w.h["Connection"] = []string{"close"}
 	}
@@ -253,7 +259,9 @@ func (w *headWriter) bytes(closeAfter bool) []byte {
 	b.WriteString("HTTP/1.1 " + strconv.Itoa(w.code) + " " + http.StatusText(w.code) + "\r\n")
 	w.h.Write(&b)
 	b.WriteString("\r\n")
-	b.Write(w.body)
+	if withBody {
+		b.Write(w.body)
+	}
 	return b.Bytes()
 }
 
@@ -264,10 +272,12 @@ type answerWriter struct {
 	*headWriter
 	c          net.Conn
 	closeAfter bool
+	// headOnly: the request was HEAD.
+	headOnly bool
 }
 
 // Send writes the answer to the client.
 func (w *answerWriter) Send() error {
-	_, err := w.c.Write(w.bytes(w.closeAfter))
+	_, err := w.c.Write(w.render(w.closeAfter, !w.headOnly))
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // hangGuard bounds every blocking read of a test, so a bug fails the test
@@ -524,4 +525,32 @@ func cannedAnswers(t *testing.T, conns *atomic.Int32, answer string) string {
 			io.WriteString(c, answer)
 		}
 	})
+}
+
+// An error answer to HEAD says how long its body would be and sends
+// none (RFC 9110 section 9.3.2): the connection stays usable, and the
+// next response on it is read as sent. Before, the body went out and the
+// client read it as the next status line.
+func TestHeadErrorAnswerHasNoBody(t *testing.T) {
+	var conns atomic.Int32
+	origin := okOrigin(t, &conns)
+	r := newRig(t, config.Default())
+	c, br := dialProxy(t, r)
+	closed := testnet.ClosedAddr(t)
+	fmt.Fprintf(c, "HEAD http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", closed, closed)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodHead})
+	if err != nil || resp.StatusCode != http.StatusBadGateway || resp.ContentLength <= 0 {
+		t.Fatalf("HEAD to a closed port = %v, %v; want 502 with its Content-Length", resp, err)
+	}
+	fmt.Fprintf(c, "GET http://%s/next HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the next response on the connection: %v", err)
+	}
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(body) != "/next" {
+		t.Errorf("next answer %d %q, want 200 /next", resp.StatusCode, body)
+	}
+	if r.handed.Load() != 0 {
+		t.Errorf("%d connections handed over, want 0 (the connection server answers both)", r.handed.Load())
+	}
 }
