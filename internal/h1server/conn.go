@@ -280,9 +280,6 @@ func (cc *clientConn) closed() {
 	}
 }
 
-// lingerWait bounds a lingering close.
-const lingerWait = 500 * time.Millisecond
-
 // lingerClose closes a connection whose client may still be sending a
 // request body nobody reads: it half-closes, then reads and drops what
 // arrives for a while (at most 256 KiB) before closing. Closing with
@@ -293,7 +290,7 @@ func lingerClose(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.SetReadDeadline(time.Now().Add(lingerWait))
+	c.SetReadDeadline(time.Now().Add(proxy.LingerWait))
 	io.CopyN(io.Discard, c, 256<<10)
 	c.Close()
 }

@@ -96,20 +96,26 @@ func (b *bodyWatch) stop() {
 	b.cancel(context.Canceled)
 }
 
+// LingerWait bounds a lingering close: how long what a client still
+// sends after an answer that ended its connection is read and dropped.
+const LingerWait = 500 * time.Millisecond
+
 // close stops the watch; the handler calls it before it returns. After
-// an answer that went out before the body ended, it also closes the body
-// under a read deadline in the past: net/http's server would otherwise
-// read and discard up to 256 KiB of the rest after the handler, with no
-// deadline, for as long as the client trickles, whenever no read was
-// under way at that moment (the connection closes after the answer in
-// any case).
+// an answer that went out before the body ended (the connection closes
+// after it), it lingers: the answer is flushed, then the rest of the body
+// is read and dropped for at most LingerWait. Closing at once, with the
+// client's bytes unread, would send a reset that can destroy the answer
+// before the client reads it (RFC 9112 section 9.6); and net/http's
+// server, left to itself, would read and discard up to 256 KiB of the
+// rest with no deadline, for as long as the client trickles.
 func (b *bodyWatch) close() {
 	if b == nil {
 		return
 	}
 	b.stop()
 	if b.duplex && !b.eof.Load() {
-		b.rc.SetReadDeadline(time.Now())
+		b.rc.Flush()
+		b.rc.SetReadDeadline(time.Now().Add(LingerWait))
 		b.body.Close()
 	}
 }
