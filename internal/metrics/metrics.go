@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
@@ -90,7 +91,7 @@ type Options struct {
 	// open.
 	Tunnels func() int
 	// DNS, if set, is the dialer's DNS cache whose lookups are reported.
-	DNS *upstream.DNSCache
+	DNS *dnscache.Cache
 }
 
 // Metrics holds warmproxy's collectors. Every labelled child is resolved
@@ -99,7 +100,7 @@ type Metrics struct {
 	reg         *prometheus.Registry
 	pool        *upstream.Pool
 	tunnelsOpen func() int
-	dns         *upstream.DNSCache
+	dns         *dnscache.Cache
 
 	requests   [numMethods][len(statusClasses)]prometheus.Counter
 	duration   [numConn]prometheus.Observer
@@ -426,11 +427,11 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 
 // dnsCollector reads the DNS cache's counters at scrape time.
 type dnsCollector struct {
-	cache                                *upstream.DNSCache
+	cache                                *dnscache.Cache
 	lookups, queries, entries, abandoned *prometheus.Desc
 }
 
-func newDNSCollector(c *upstream.DNSCache) *dnsCollector {
+func newDNSCollector(c *dnscache.Cache) *dnsCollector {
 	return &dnsCollector{
 		cache: c,
 		lookups: prometheus.NewDesc("warmproxy_dns_lookups_total",

@@ -1,6 +1,7 @@
 // Package upstream owns every connection warmproxy opens to an origin: the
-// dialer and the pooled *http.Transport built on it. It never touches a
-// client's ResponseWriter.
+// dialer (the destination guard over internal/dnscache, happy eyeballs,
+// parent proxies, TLS rules, prewarm) and the pooled *http.Transport built
+// on it. It never touches a client's ResponseWriter.
 package upstream
 
 import (
