@@ -232,7 +232,7 @@ func TestPoolHandlerWithoutPool(t *testing.T) {
 }
 
 func TestPoolCollector(t *testing.T) {
-	m := New(Options{Pool: upstream.NewPool()})
+	m := New(Options{Pool: upstream.NewTracker()})
 	for _, name := range []string{
 		"warmproxy_upstream_connections_opened_total",
 		"warmproxy_upstream_connections_closed_total",
@@ -307,7 +307,7 @@ func TestDashboardQueriesKnownMetrics(t *testing.T) {
 	dns := dnscache.New(func(context.Context, string, string) ([]netip.Addr, error) {
 		return nil, &net.DNSError{Err: "no resolver"}
 	}, dnscache.Options{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
-	m := New(Options{Pool: upstream.NewPool(), Tunnels: func() int { return 0 }, DNS: dns})
+	m := New(Options{Pool: upstream.NewTracker(), Tunnels: func() int { return 0 }, DNS: dns})
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	var ready atomic.Bool
 	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
 	var running inflight
-	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
+	m := metrics.New(metrics.Options{Pool: up.Tracker, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
 	admin := adminMux(up, m, &ready)
 	// With a separate admin address, the proxy's own address serves no
 	// admin path: every origin-form request there gets usage help. The
@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	}
 
 	handler = proxy.New(proxy.Options{
-		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout)),
+		Transport:       up.Tracker.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout)),
 		Dial:            proxy.DialFunc(up.Dial),
 		Config:          cfg,
 		Admin:           proxyAdmin,

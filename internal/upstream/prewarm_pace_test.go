@@ -42,10 +42,10 @@ func (o *pipeOrigin) close() {
 
 // startPipePrewarm prewarms want connections to a pipeOrigin whose
 // announced keep-alive timeout is ka, as if a response had said so.
-func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool, *pipeOrigin) {
+func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Tracker, *pipeOrigin) {
 	t.Helper()
 	po := &pipeOrigin{}
-	p := NewPool()
+	p := NewTracker()
 	const addr = "origin.test:80"
 	w := &Prewarm{ready: make(chan struct{})}
 	for s := range w.origins {
@@ -69,10 +69,10 @@ func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool
 // going to dial, and waits for the prewarm to be ready.
 func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstream, *testnet.Buffer) {
 	t.Helper()
-	p := NewPool()
+	p := NewTracker()
 	p.honorKeepAlive = cfg.HonorKeepAliveTimeout
 	tr := &http.Transport{DialContext: dial}
-	p.instrument(tr)
+	p.instrument(tr, nil)
 	w, err := newPrewarm(config.MustParse(cfg), p, tr, nil)
 	if err != nil || w == nil {
 		t.Fatalf("newPrewarm(%q) = %v, %v", cfg.Prewarm, w, err)
@@ -84,7 +84,7 @@ func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstrea
 		tr.CloseIdleConnections()
 	})
 	<-w.Ready()
-	return &Upstream{Transport: tr, Pool: p, Prewarm: w}, logs
+	return &Upstream{Transport: tr, Tracker: p, Prewarm: w}, logs
 }
 
 // Issue 12: with -prewarm *8 and an origin announcing timeout=1, the
@@ -154,11 +154,11 @@ func TestPrewarmPacesRedialsLoopback(t *testing.T) {
 	cfg := config.Default()
 	cfg.Prewarm = "http://" + o.addr + "*8"
 	up, _ := startPrewarm(t, cfg)
-	getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
+	getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
 	before := o.accepts.Load()
 	time.Sleep(3500 * time.Millisecond)
 	got := o.accepts.Load() - before
-	st := up.Pool.Hosts()[0]
+	st := up.Tracker.Hosts()[0]
 	t.Logf("%d connections opened in 3.5 s (%.1f/s), %d retired", got, float64(got)/3.5, st.Retired)
 	// Paced: each slot re-dials after 1 s, then 2 s: two rounds of 8
 	// (three on a slow start), far below 56.

@@ -37,16 +37,18 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 type Upstream struct {
 	Transport *http.Transport
 	Dial      DialFunc
-	// Pool counts the transport's connections and, through Pool.Wrap,
-	// its requests, per origin.
-	Pool *Pool
+	// Tracker counts the transport's connections and, through
+	// Tracker.Wrap, its requests, per origin.
+	Tracker *Tracker
 	// Guard enforces the destination policy on every dial (guard.go).
 	Guard *Guard
 	// Prewarm holds connections open to the origins of cfg.Prewarm once
 	// started; nil when there are none (prewarm.go).
 	Prewarm *Prewarm
-	// tlsRules are the per-host TLS settings (-upstream-tls).
+	// tlsRules are the per-host TLS settings (-upstream-tls); tls is
+	// the TLS step of DialTLS under them.
 	tlsRules *tlsRules
+	tls      tlsStep
 	// parent is the parent proxy, nil without one.
 	parent *parent
 	// given holds the HTTP/2 connections the HTTP/1.1 pool dialed and
@@ -150,18 +152,17 @@ func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 		},
 	}
 	configureHTTP2(t, cfg.Config)
-	pool := NewPool()
-	pool.tlsRules = rules
-	pool.honorKeepAlive = cfg.HonorKeepAliveTimeout
-	pool.policy = &recheck{guard: guard, parent: par}
-	pool.instrument(t)
+	tracker := NewTracker()
+	tracker.honorKeepAlive = cfg.HonorKeepAliveTimeout
+	tracker.policy = &recheck{guard: guard, parent: par}
+	tracker.instrument(t, rules)
 	// After instrument: the stash sits in front of the dial functions the
 	// transport ends up with, and prewarm dials through them (prewarm.go).
-	warm, err := newPrewarm(cfg, pool, t, par)
+	warm, err := newPrewarm(cfg, tracker, t, par)
 	if err != nil {
 		return nil, err
 	}
-	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, tlsRules: rules, parent: par, Prewarm: warm}, nil
+	return &Upstream{Transport: t, Dial: dial, Tracker: tracker, Guard: guard, tlsRules: rules, tls: newTLSStep(rules, t), parent: par, Prewarm: warm}, nil
 }
 
 // minH2PingTimeout is the shortest wait for a ping's answer. A ping is sent
@@ -171,7 +172,7 @@ const minH2PingTimeout = 2 * time.Second
 
 // configureHTTP2 sets which protocols t offers https origins. With HTTP/2
 // on, the transport adds "h2" to t.TLSClientConfig.NextProtos on its first
-// use, and the TLS dialer (track.go) clones that config at every dial, so
+// use, and the TLS step (handshake.go) clones that config at every dial, so
 // the offer reaches each handshake; an origin that picks h2 gets one
 // connection carrying many streams. Pool limits then count connections:
 // MaxConnsPerHost caps HTTP/2 connections as it caps HTTP/1.1 ones, a
@@ -229,10 +230,8 @@ func (u *Upstream) DialTLS(ctx context.Context, network, addr string) (net.Conn,
 	if err != nil {
 		return nil, err
 	}
-	cfg := u.tlsRules.clientConfig(u.Transport.TLSClientConfig, addr)
-	cfg.NextProtos = []string{"http/1.1"}
-	tc := tls.Client(raw, cfg)
-	if err := handshake(ctx, tc, addr, u.Transport.TLSHandshakeTimeout); err != nil {
+	tc := u.tls.client(raw, addr, []string{"http/1.1"})
+	if err := u.tls.handshake(ctx, tc, addr); err != nil {
 		raw.Close()
 		return nil, err
 	}
