@@ -48,7 +48,7 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *upstream.Upstrea
 		t.Fatal(err)
 	}
 	h := proxy.New(proxy.Options{
-		Transport: up.Tracker.Wrap(up.RoundTripper()),
+		Transport: up.RoundTripper(),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
 		Config:    config.MustParse(cfg),

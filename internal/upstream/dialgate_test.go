@@ -31,7 +31,7 @@ func TestDialsBoundedAndCancelledWithTheirRequests(t *testing.T) {
 		open.Add(-1)
 	})
 	up := newTestUpstream(t, config.Default())
-	rt := up.Tracker.Wrap(up.RoundTripper())
+	rt := up.RoundTripper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 100

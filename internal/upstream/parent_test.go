@@ -548,7 +548,7 @@ func TestParentPolicy(t *testing.T) {
 func startHandler(t *testing.T, cfg config.Config, up *upstream.Upstream) string {
 	t.Helper()
 	h := proxy.New(proxy.Options{
-		Transport: up.Tracker.Wrap(up.RoundTripper()),
+		Transport: up.RoundTripper(),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
 		Config:    config.MustParse(cfg),

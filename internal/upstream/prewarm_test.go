@@ -461,7 +461,7 @@ func TestPrewarmThroughHTTPParent(t *testing.T) {
 	cfg.Prewarm = "http://origin.test*2"
 	up, _ := startPrewarm(t, cfg)
 	waitFor(t, 2*time.Second, "parent saw fewer than 2 connections", func() bool { return parent.accepts.Load() >= 2 })
-	n, _ := getCounting(t, up.Tracker.Wrap(up.RoundTripper()), "http://origin.test/")
+	n, _ := getCounting(t, up.RoundTripper(), "http://origin.test/")
 	if n != 1 || parent.accepts.Load() != 2 {
 		t.Errorf("request took %d connections, parent accepted %d in all, want 1 and 2", n, parent.accepts.Load())
 	}

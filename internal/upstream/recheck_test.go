@@ -47,7 +47,7 @@ func TestPooledConnRecheckedAfterPolicyChange(t *testing.T) {
 			}
 			cfg.UpstreamTLS = "origin.test,insecure"
 			up, _ := testUpstream(t, cfg, tt.names...)
-			rt := up.Tracker.Wrap(up.RoundTripper())
+			rt := up.RoundTripper()
 			get(t, rt, tt.url) // pooled now
 			next := cfg
 			next.Deny = tt.deny
