@@ -280,9 +280,10 @@ func exchange(pc *PConn) error {
 // none of those, while today's http.Transport, in the same setup, does
 // (logged for comparison, not asserted: it is a race).
 func TestH1PoolNoPoisonedHandOut(t *testing.T) {
-	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
+	// Issue 16: waits on real time or sockets; runs in parallel. Go
+	// starts the parallel tests once the others, whose leak checks
+	// (newTestUpstream's) see every goroutine, have ended.
+	t.Parallel()
 	const rounds = 10000
 	alternate := func(n int) poison { return poison(1 + n%2) }
 	t.Run("pool", func(t *testing.T) {

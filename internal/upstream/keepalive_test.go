@@ -184,7 +184,6 @@ func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
 	t.Cleanup(func() {
 		up.Prewarm.Stop()
 		up.Transport.CloseIdleConnections()
-		waitQuiet(t)
 		goleak.VerifyNone(t, leaks)
 	})
 	return up

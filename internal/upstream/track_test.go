@@ -48,9 +48,9 @@ func TestPoolHostAliases(t *testing.T) {
 
 // Past maxHosts, origins with nothing open or in flight are forgotten.
 func TestPoolPrunesIdleHosts(t *testing.T) {
-	// Issue 16: CPU only (thousands of hosts); runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
+	// Issue 16: CPU only (thousands of hosts); runs in parallel, after
+	// the leak-checked tests (see TestH1PoolNoPoisonedHandOut).
+	t.Parallel()
 	p := NewTracker()
 	busy := p.host(SchemeHTTP, "busy.test")
 	busy.open.Add(1)
