@@ -16,6 +16,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -76,8 +77,7 @@ func dialOK(t *testing.T, g *upstream.Guard, addr string) {
 // -dns-min-ttl and -dns-max-ttl: N dials within it cost one query, and the
 // first dial after it asks again.
 func TestDNSCacheTTL(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	type step struct {
 		advance time.Duration
 		queries int // A queries the server has seen after the dials
@@ -220,8 +220,8 @@ func TestDNSCacheCoalesce(t *testing.T) {
 	// Waits on held resolver answers only; runs beside the other
 	// parallel tests.
 	t.Parallel()
-	origin, accepts := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	var accepts atomic.Int32
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) { accepts.Add(1) }))
 	d := startDNS(t, map[string][]string{"c.test": {"127.0.0.1"}})
 	// Issue 16: the answer is held until the impatient dial has given up
 	// (release below), where a 500 ms delay used to pass time.
@@ -289,8 +289,7 @@ func TestDNSCacheNegative(t *testing.T) {
 // Issue 8: the cache holds -dns-cache-size names, the least recently used
 // going first.
 func TestDNSCacheBounded(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}, "c.test": {"127.0.0.1"}})
 	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DNSCacheSize = 2 })
 	for _, name := range []string{"a", "b", "a", "c", "a", "b"} {
@@ -312,8 +311,7 @@ func TestDNSCachePrefetch(t *testing.T) {
 	// Waits on held resolver answers only; runs beside the other
 	// parallel tests.
 	t.Parallel()
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"p.test": {"127.0.0.1"}})
 	d.configure(func(d *testDNS) { d.ttl = 10 })
 	g, clk := dnsGuard(t, d, nil)
@@ -345,8 +343,7 @@ func TestDNSCachePrefetch(t *testing.T) {
 
 // With -dns-cache-size 0 every dial asks the resolver.
 func TestDNSCacheOff(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}})
 	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DNSCacheSize = 0 })
 	if g.DNS() != nil {
@@ -363,8 +360,7 @@ func TestDNSCacheOff(t *testing.T) {
 // Resolve and DialUnguarded use the cache and skip the policy: for a
 // destination the operator named, such as a parent proxy.
 func TestGuardResolveUnguarded(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"parent.test": {"127.0.0.1"}})
 	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DenyPrivate = true })
 	ips, err := g.Resolve(context.Background(), "ip", "parent.test")

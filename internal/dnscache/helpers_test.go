@@ -2,14 +2,11 @@ package dnscache_test
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 // loopbackOnly is a dialer Control that refuses any non-loopback address,
@@ -24,18 +21,6 @@ func loopbackOnly(dials *atomic.Int32) func(network, address string, c syscall.R
 		}
 		return nil
 	}
-}
-
-// listen starts a TCP listener on ip:0 counting accepted connections.
-func listen(t *testing.T, ip string) (net.Listener, *atomic.Int32) {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("listen on %s: %v", ip, err)
-	}
-	var n atomic.Int32
-	testnet.ServeListener(t, ln, func(net.Conn) { n.Add(1) })
-	return ln, &n
 }
 
 // waitUntil polls cond until it holds, failing t after a hang guard of
