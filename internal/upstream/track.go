@@ -53,7 +53,7 @@ type Tracker struct {
 	mu    sync.Mutex
 	// onTLS, if set, is told of every successful TLS handshake.
 	onTLS func(resumed bool, d time.Duration)
-	// honorKeepAlive makes the pool learn origins' "Keep-Alive: timeout=N"
+	// honorKeepAlive makes the tracker learn origins' "Keep-Alive: timeout=N"
 	// and retire idle connections before it (keepalive.go).
 	honorKeepAlive bool
 	// policy, when set, has pooled connections re-checked against the
