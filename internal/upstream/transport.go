@@ -1,7 +1,10 @@
 // Package upstream owns every connection warmproxy opens to an origin: the
 // dialer (the destination guard over internal/dnscache, happy eyeballs,
-// parent proxies, TLS rules, prewarm) and the pooled *http.Transport built
-// on it. It never touches a client's ResponseWriter.
+// parent proxies, the TLS step with its rules, prewarm), the pools built
+// on it (the *http.Transport, and H1Pool for the HTTP/1.1 data path), and
+// the Tracker that counts their connections and requests per origin. New
+// composes them into one Upstream. It never touches a client's
+// ResponseWriter.
 package upstream
 
 import (
