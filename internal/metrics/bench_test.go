@@ -43,7 +43,7 @@ func BenchmarkRecord(b *testing.B) {
 			b.Cleanup(access.Close)
 			record := access.Log
 			if on {
-				record = metrics.New(metrics.Options{Pool: upstream.NewPool()}).Record(access.Log)
+				record = metrics.New(metrics.Options{Pool: upstream.NewTracker()}).Record(access.Log)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -152,8 +152,8 @@ func forwarder(b *testing.B, scheme string, on bool) func() {
 		record = access.Log
 	)
 	if on {
-		m := metrics.New(metrics.Options{Pool: up.Pool})
-		rt, record = up.Pool.Wrap(up.Transport), m.Record(access.Log)
+		m := metrics.New(metrics.Options{Pool: up.Tracker})
+		rt, record = up.Tracker.Wrap(up.Transport), m.Record(access.Log)
 		b.Cleanup(up.Transport.CloseIdleConnections)
 	} else {
 		// The transport as it was before tracking: dialing directly,
@@ -205,7 +205,7 @@ func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 //
 //	go test -run '^$' -bench StatsPage -benchmem ./internal/metrics/
 func BenchmarkStatsPage(b *testing.B) {
-	pool := upstream.NewPool()
+	pool := upstream.NewTracker()
 	rt := pool.Wrap(stubTransport{})
 	for i := range 1024 {
 		req := httptest.NewRequest(http.MethodGet, "http://origin"+strconv.Itoa(i)+".test/", nil)

@@ -1,11 +1,11 @@
 // Package metrics turns what warmproxy does into Prometheus metrics on a
-// private registry, and serves them with the upstream pool's state
+// private registry, and serves them with the upstream connections' state
 // (/debug/pool) and a stats page (/stats).
 //
 // Per-request facts come from the access-log entry each request ends with
 // (Record wraps the access log), dropped trailer fields from the proxy
-// (TrailersDropped); connection facts come from the upstream Pool's and
-// the DNS cache's counters, read at scrape time, and from the Pool's TLS
+// (TrailersDropped); connection facts come from the upstream Tracker's and
+// the DNS cache's counters, read at scrape time, and from the Tracker's TLS
 // handshakes. Every label is bounded: there is no host or URL label.
 // Per-host detail is in /debug/pool instead.
 package metrics
@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
@@ -83,23 +84,23 @@ var (
 
 // Options are what Metrics report on besides the requests they observe.
 type Options struct {
-	// Pool is the upstream pool whose connections are reported; nil
-	// reports none.
-	Pool *upstream.Pool
+	// Pool is the upstream tracker whose connections are reported (the
+	// /debug/pool page); nil reports none.
+	Pool *upstream.Tracker
 	// Tunnels, if set, returns how many CONNECT and upgrade tunnels are
 	// open.
 	Tunnels func() int
 	// DNS, if set, is the dialer's DNS cache whose lookups are reported.
-	DNS *upstream.DNSCache
+	DNS *dnscache.Cache
 }
 
 // Metrics holds warmproxy's collectors. Every labelled child is resolved
 // once, in New, so observing a request is array indexing and atomic adds.
 type Metrics struct {
 	reg         *prometheus.Registry
-	pool        *upstream.Pool
+	pool        *upstream.Tracker
 	tunnelsOpen func() int
-	dns         *upstream.DNSCache
+	dns         *dnscache.Cache
 
 	requests   [numMethods][len(statusClasses)]prometheus.Counter
 	duration   [numConn]prometheus.Observer
@@ -118,8 +119,8 @@ type Metrics struct {
 }
 
 // New registers warmproxy's collectors, the Go runtime's and the
-// process's on a new private registry. With a pool it hooks itself into
-// the pool's TLS handshakes.
+// process's on a new private registry. With a tracker it hooks itself
+// into the TLS handshakes it counts.
 func New(o Options) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS}
@@ -374,12 +375,12 @@ func (m *Metrics) poolReport() PoolReport {
 // poolCollector reads the pool's counters at scrape time, so the pool
 // costs the request path nothing beyond its own atomic adds.
 type poolCollector struct {
-	pool                                              *upstream.Pool
+	pool                                              *upstream.Tracker
 	opened, closed, conns, inflight, dialErrors, tlsH *prometheus.Desc
 	h2                                                *prometheus.Desc
 }
 
-func newPoolCollector(p *upstream.Pool) *poolCollector {
+func newPoolCollector(p *upstream.Tracker) *poolCollector {
 	return &poolCollector{
 		pool: p,
 		opened: prometheus.NewDesc("warmproxy_upstream_connections_opened_total",
@@ -426,11 +427,11 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 
 // dnsCollector reads the DNS cache's counters at scrape time.
 type dnsCollector struct {
-	cache                                *upstream.DNSCache
+	cache                                *dnscache.Cache
 	lookups, queries, entries, abandoned *prometheus.Desc
 }
 
-func newDNSCollector(c *upstream.DNSCache) *dnsCollector {
+func newDNSCollector(c *dnscache.Cache) *dnsCollector {
 	return &dnsCollector{
 		cache: c,
 		lookups: prometheus.NewDesc("warmproxy_dns_lookups_total",

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/proxystatus"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -231,7 +232,7 @@ func TestPoolHandlerWithoutPool(t *testing.T) {
 }
 
 func TestPoolCollector(t *testing.T) {
-	m := New(Options{Pool: upstream.NewPool()})
+	m := New(Options{Pool: upstream.NewTracker()})
 	for _, name := range []string{
 		"warmproxy_upstream_connections_opened_total",
 		"warmproxy_upstream_connections_closed_total",
@@ -256,7 +257,7 @@ func TestDNSCollector(t *testing.T) {
 		}
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 	}
-	cache := upstream.NewDNSCache(lookup, upstream.DNSOptions{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
+	cache := dnscache.New(lookup, dnscache.Options{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
 	m := New(Options{DNS: cache})
 	ctx := context.Background()
 	for range 3 {
@@ -303,10 +304,10 @@ func TestDashboardQueriesKnownMetrics(t *testing.T) {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("deploy/grafana-dashboard.json: %v", err)
 	}
-	dns := upstream.NewDNSCache(func(context.Context, string, string) ([]netip.Addr, error) {
+	dns := dnscache.New(func(context.Context, string, string) ([]netip.Addr, error) {
 		return nil, &net.DNSError{Err: "no resolver"}
-	}, upstream.DNSOptions{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
-	m := New(Options{Pool: upstream.NewPool(), Tunnels: func() int { return 0 }, DNS: dns})
+	}, dnscache.Options{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
+	m := New(Options{Pool: upstream.NewTracker(), Tunnels: func() int { return 0 }, DNS: dns})
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
@@ -42,7 +43,7 @@ type statsPage struct {
 	// Tunnels is the number of open tunnels, nil when not reported; DNS
 	// the DNS cache's counters, nil without a cache.
 	Tunnels *int
-	DNS     *upstream.DNSStats
+	DNS     *dnscache.Stats
 }
 
 // StatsHandler serves the pool's state as an HTML page for people: totals

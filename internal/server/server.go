@@ -17,7 +17,6 @@ import (
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/h1server"
-	"github.com/warmproxy/warmproxy/internal/limit"
 	"github.com/warmproxy/warmproxy/internal/metrics"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
@@ -32,84 +31,141 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 	for _, opt := range opts {
 		opt(&o)
 	}
-	up, err := upstream.New(cfg, upstream.WithLogger(log))
+	s, err := build(cfg, log, accessOut)
 	if err != nil {
 		return err
+	}
+	defer s.close()
+	if err := s.serve(ctx, o.reload); err != nil {
+		return err
+	}
+	s.drain()
+	if err := <-s.errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// instance is one run of the proxy: what build wires together, serve
+// runs and close ends.
+type instance struct {
+	cfg     config.Parsed
+	log     *slog.Logger
+	up      *upstream.Upstream
+	lim     *limits
+	ln      net.Listener
+	adminLn net.Listener // nil without -admin-listen
+	access  *liveAccessLog
+	// reloaders are the parts a configuration reload changes.
+	reloaders []reloader
+	ready     atomic.Bool
+	tunnels   *connRegistry
+	running   inflight
+	admin     *http.ServeMux
+	handler   *proxy.Handler
+	h1        *upstream.H1Pool
+	conns     *h1server.ConnServer
+	// srv serves what conns hands over through hand.
+	srv  *http.Server
+	hand *handoffListener
+	// errc gets the proxy servers' errors, adminErrc the admin
+	// server's; stopAdmin ends the admin server (nil without one).
+	errc      chan error
+	adminErrc chan error
+	stopAdmin func()
+}
+
+// build wires the proxy from cfg: the upstream, the listeners, the proxy
+// handler and the two servers that feed it (the HTTP/1.1 connection
+// server, and net/http for what it hands over), none serving yet.
+func build(cfg config.Parsed, log *slog.Logger, accessOut io.Writer) (*instance, error) {
+	s := &instance{cfg: cfg, log: log, tunnels: &connRegistry{conns: map[net.Conn]struct{}{}}}
+	var err error
+	if s.up, err = upstream.New(cfg, upstream.WithLogger(log)); err != nil {
+		return nil, err
 	}
 	// The handler owns the client list; the accept-time check reads it
 	// (handler is set before the first Accept).
-	var handler *proxy.Handler
-	lim := newLimits(cfg, func() *acl.Clients { return handler.Clients() }, log)
+	s.lim = newLimits(cfg, func() *acl.Clients { return s.handler.Clients() }, log)
 	acc, err := proxy.NewAccess(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	icpt, err := newInterceptor(cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ln, adminLn, err := listenAll(cfg, up.Guard)
-	if err != nil {
-		return err
+	if s.ln, s.adminLn, err = listenAll(cfg, s.up.Guard); err != nil {
+		return nil, err
 	}
-	ln = lim.listener(ln)
-	access := newLiveAccessLog(accessOut, cfg.LogFormat)
-	defer access.Close()
-	// Reloadable parts; the access rules and credentials join below.
-	reloaders := []reloader{access.reloader(cfg.LogFormat)}
-
-	var ready atomic.Bool
-	tunnels := &connRegistry{conns: map[net.Conn]struct{}{}}
-	var running inflight
-	m := metrics.New(metrics.Options{Pool: up.Pool, Tunnels: tunnels.open, DNS: up.Guard.DNS()})
-	admin := adminMux(up, m, &ready)
-	// With a separate admin address, the proxy's own address serves no
-	// admin path: every origin-form request there gets usage help. The
-	// admin address's root is the stats page; the proxy's root keeps the
-	// usage help. pprof is served only there (Validate requires
-	// admin-listen for it): /debug/pprof/cmdline shows the command line.
-	proxyAdmin := admin
-	if adminLn != nil {
-		proxyAdmin = nil
-		admin.Handle("GET /{$}", m.StatsHandler())
-		if cfg.PProf {
-			registerPprof(admin)
-		}
-	}
-
-	handler = proxy.New(proxy.Options{
-		Transport:       up.Pool.Wrap(limit.RoundTripper(up.RoundTripper(), cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout)),
-		Dial:            proxy.DialFunc(up.Dial),
+	s.ln = s.lim.listener(s.ln)
+	s.access = newLiveAccessLog(accessOut, cfg.LogFormat)
+	m := metrics.New(metrics.Options{Pool: s.up.Tracker, Tunnels: s.tunnels.open, DNS: s.up.DNS()})
+	proxyAdmin := s.adminPaths(m)
+	s.handler = proxy.New(proxy.Options{
+		Transport:       s.up.RoundTripper(),
+		Dial:            s.up.Dial,
 		Config:          cfg,
 		Admin:           proxyAdmin,
-		Record:          m.Record(running.record(access.Log)),
-		Tunnels:         lim.tracker(tunnels),
+		Record:          m.Record(s.running.record(s.access.Log)),
+		Tunnels:         s.lim.tracker(s.tunnels),
 		Log:             log,
-		DialTLS:         up.DialTLS,
+		DialTLS:         s.up.DialTLS,
 		Access:          acc,
 		Intercept:       icpt,
 		TrailersDropped: m.TrailersDropped,
 	})
-	reloaders = append(reloaders, clientsReloader(handler), policyReloader(up, cfg))
-	hand := newHandoffListener(ln.Addr())
-	h1 := up.NewH1Pool(cfg)
-	defer h1.Close()
-	conns := h1server.New(handler, h1server.ConnOptions{
-		Pool: h1, Key: up.H1Key, GiveH2: up.GiveH2, Gate: lim.requests, Busy: lim.rejectRequest,
+	// Reloadable parts: the access log format, the access rules and
+	// credentials, the destination policy.
+	s.reloaders = []reloader{s.access.reloader(cfg.LogFormat), clientsReloader(s.handler), policyReloader(s.up, cfg)}
+	s.buildServers()
+	return s, nil
+}
+
+// adminPaths builds the admin mux over m and returns what the proxy's own
+// address serves of it. With a separate admin address, the proxy's own
+// address serves no admin path: every origin-form request there gets
+// usage help. The admin address's root is the stats page; the proxy's
+// root keeps the usage help. pprof is served only there (Validate
+// requires admin-listen for it): /debug/pprof/cmdline shows the command
+// line.
+func (s *instance) adminPaths(m *metrics.Metrics) (proxyAdmin *http.ServeMux) {
+	s.admin = adminMux(s.up, m, &s.ready)
+	if s.adminLn == nil {
+		return s.admin
+	}
+	s.admin.Handle("GET /{$}", m.StatsHandler())
+	if s.cfg.PProf {
+		registerPprof(s.admin)
+	}
+	return nil
+}
+
+// buildServers sets up the HTTP/1.1 connection server, which takes every
+// accepted connection, and the http.Server that serves what it hands
+// over (h2c, and what it does not speak), both on the proxy handler.
+func (s *instance) buildServers() {
+	cfg, lim := s.cfg, s.lim
+	hand := newHandoffListener(s.ln.Addr())
+	s.hand = hand
+	s.h1 = s.up.NewH1Pool(cfg)
+	s.conns = h1server.New(s.handler, h1server.ConnOptions{
+		Pool: s.h1, Key: s.up.H1Key, GiveH2: s.up.GiveH2, Gate: lim.requests, Busy: lim.rejectRequest,
 		Fallback:      func(c net.Conn) { hand.push(proxy.WatchFraming(c)) },
 		Closed:        func() { lim.served.Add(-1) },
-		Running:       &running.n,
+		Running:       &s.running.n,
 		HeaderTimeout: cfg.ClientHeaderTimeout, IdleTimeout: cfg.ClientIdleTimeout, BodyTimeout: cfg.ClientBodyTimeout,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
 	})
 	// HTTP/1.1 inside intercepted tunnels takes the same path.
-	handler.SetInnerServer(conns.ServeIntercepted)
-	srv := &http.Server{
-		Handler:           lim.handler(running.handler(handler)),
+	s.handler.SetInnerServer(s.conns.ServeIntercepted)
+	s.srv = &http.Server{
+		Handler:           lim.handler(s.running.handler(s.handler)),
 		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext:       lim.connContext(proxy.FramingContext),
 		ConnState:         lim.connState,
 		Protocols:         protocols(cfg),
@@ -118,54 +174,58 @@ func Run(ctx context.Context, cfg config.Parsed, log *slog.Logger, accessOut io.
 		// -max-requests-in-flight until it returns.
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: cfg.ClientH2CMaxStreams},
 	}
+}
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(hand) }()
+// serve accepts connections, starts the admin server and prewarming, and
+// applies reloads until ctx is done (nil) or a server fails (its error).
+func (s *instance) serve(ctx context.Context, reloads <-chan config.Parsed) error {
+	s.errc = make(chan error, 2)
+	go func() { s.errc <- s.srv.Serve(s.hand) }()
 	go func() {
-		if err := acceptLoop(ln, conns); err != nil {
-			errc <- err
+		if err := acceptLoop(s.ln, s.conns); err != nil {
+			s.errc <- err
 		}
 	}()
 	// The admin server outlives the proxy's drain, so /readyz can say 503
 	// while in-flight requests finish.
-	adminErrc := make(chan error, 1)
-	if adminLn != nil {
-		stop := serveAdmin(cfg, log, admin, adminLn, adminErrc)
-		defer stop()
+	s.adminErrc = make(chan error, 1)
+	if s.adminLn != nil {
+		s.stopAdmin = serveAdmin(s.cfg, s.log, s.admin, s.adminLn, s.adminErrc)
 	}
 	// Prewarm dials once the guard knows the proxy's own addresses.
-	up.Prewarm.Start(log)
-	defer up.Prewarm.Stop()
-	ready.Store(true)
-	log.Info("listening", "addr", listenAddr(ln), "log_format", cfg.LogFormat, "h2c", cfg.ClientH2C)
-	logStartHints(log, cfg, ln, adminLn)
+	s.up.Start(s.log)
+	s.ready.Store(true)
+	s.log.Info("listening", "addr", listenAddr(s.ln), "log_format", s.cfg.LogFormat, "h2c", s.cfg.ClientH2C)
+	logStartHints(s.log, s.cfg, s.ln, s.adminLn)
 
-	for running, stop := cfg, false; !stop; {
+	for running := s.cfg; ; {
 		select {
-		case err := <-errc:
+		case err := <-s.errc:
 			return fmt.Errorf("serve: %w", err)
-		case err := <-adminErrc:
-			adminErrc <- err // for the deferred wait
-			ln.Close()
-			conns.Close()
-			srv.Close()
-			<-errc
+		case err := <-s.adminErrc:
+			s.adminErrc <- err // for stopAdmin's wait
+			s.ln.Close()
+			s.conns.Close()
+			s.srv.Close()
+			<-s.errc
 			return fmt.Errorf("admin serve: %w", err)
 		case <-ctx.Done():
-			stop = true
-		case next := <-o.reload:
-			running = reload(log, cfg, running, next, reloaders)
+			return nil
+		case next := <-reloads:
+			running = reload(s.log, s.cfg, running, next, s.reloaders)
 		}
 	}
+}
 
-	ready.Store(false)
-	ln.Close()
-	drain(log, cfg, srv, conns, handler, tunnels, &running, up)
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+// close ends what outlives the drain, in this order: prewarming, the
+// admin server, the HTTP/1.1 pool, the access log.
+func (s *instance) close() {
+	s.up.Close()
+	if s.stopAdmin != nil {
+		s.stopAdmin()
 	}
-	log.Info("stopped")
-	return nil
+	s.h1.Close()
+	s.access.Close()
 }
 
 // listenAll opens the proxy's listener and, with -admin-listen, the admin
@@ -219,7 +279,7 @@ func adminMux(up *upstream.Upstream, m *metrics.Metrics, ready *atomic.Bool) *ht
 			return
 		}
 		select {
-		case <-up.Prewarm.Ready():
+		case <-up.Ready():
 		default:
 			http.Error(w, "prewarming", http.StatusServiceUnavailable)
 			return
@@ -236,30 +296,31 @@ func adminMux(up *upstream.Upstream, m *metrics.Metrics, ready *atomic.Bool) *ht
 // in-flight requests and tunnels finish within -shutdown-grace, cut what
 // is left, then close the upstream side. The admin server is not its
 // business: it outlives the drain, so /readyz can say 503 meanwhile.
-func drain(log *slog.Logger, cfg config.Parsed, srv *http.Server, conns *h1server.ConnServer, handler *proxy.Handler, tunnels *connRegistry, running *inflight, up *upstream.Upstream) {
-	log.Info("shutting down", "grace", cfg.ShutdownGrace)
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+func (s *instance) drain() {
+	s.ready.Store(false)
+	s.ln.Close()
+	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
+	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	// Both servers close their idle client connections and answer
 	// in-flight requests with "Connection: close" (the listener is
 	// closed). Hijacked tunnels are not their business: they get the
 	// grace period too.
 	connsErr := make(chan error, 1)
-	go func() { connsErr <- conns.Shutdown(drainCtx) }()
-	shutdownErr := srv.Shutdown(drainCtx)
+	go func() { connsErr <- s.conns.Shutdown(drainCtx) }()
+	shutdownErr := s.srv.Shutdown(drainCtx)
 	if err := <-connsErr; err != nil && shutdownErr == nil {
 		shutdownErr = err
 	}
 	// Intercepted tunnels carry keep-alive requests: their idle
 	// connections close now, busy ones after the response.
-	handler.ShutdownIntercepted(drainCtx)
-	tunnels.waitEmpty(drainCtx)
-	if shutdownErr != nil || tunnels.len() > 0 {
-		cutLeft(log, srv, conns, tunnels, running)
+	s.handler.ShutdownIntercepted(drainCtx)
+	s.tunnels.waitEmpty(drainCtx)
+	if shutdownErr != nil || s.tunnels.len() > 0 {
+		cutLeft(s.log, s.srv, s.conns, s.tunnels, &s.running)
 	}
-	tunnels.closeAll()
-	up.Prewarm.Stop()
-	up.Transport.CloseIdleConnections()
+	s.tunnels.closeAll()
+	s.up.Close()
 }
 
 // connRegistry holds the hijacked connections of open tunnels.

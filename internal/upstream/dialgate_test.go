@@ -31,7 +31,7 @@ func TestDialsBoundedAndCancelledWithTheirRequests(t *testing.T) {
 		open.Add(-1)
 	})
 	up := newTestUpstream(t, config.Default())
-	rt := up.Pool.Wrap(up.RoundTripper())
+	rt := up.RoundTripper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 100
@@ -55,7 +55,7 @@ func TestDialsBoundedAndCancelledWithTheirRequests(t *testing.T) {
 	if dialing > MaxDialsPerHost || atOnce > MaxDialsPerHost {
 		t.Errorf("%d connections dialed (%d at once) for %d requests, want at most MaxDialsPerHost (%d)", dialing, atOnce, n, MaxDialsPerHost)
 	}
-	if st := up.Pool.Hosts()[0]; st.DialWaits < n-MaxDialsPerHost {
+	if st := up.Tracker.Hosts()[0]; st.DialWaits < n-MaxDialsPerHost {
 		t.Errorf("dial waits %d, want at least %d", st.DialWaits, n-MaxDialsPerHost)
 	}
 	if got := accepted.Load(); got > MaxDialsPerHost {

@@ -1,10 +1,12 @@
 package upstream
 
-// SetLookup replaces the resolver, under the cache if there is one; before
-// the first dial.
-func (g *Guard) SetLookup(f LookupFunc) {
+import "github.com/warmproxy/warmproxy/internal/dnscache"
+
+// SetLookup replaces the resolver, under a new cache if there is one;
+// before the first dial.
+func (g *Guard) SetLookup(f dnscache.LookupFunc) {
 	g.lookup = f
 	if g.dns != nil {
-		g.dns.lookup = f
+		g.dns = dnscache.New(f, g.dnsOpts)
 	}
 }

@@ -12,11 +12,16 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/limit"
 )
 
-// LookupFunc resolves a host name to IPs, as net.Resolver.LookupNetIP does.
-type LookupFunc func(ctx context.Context, network, host string) ([]netip.Addr, error)
+// MaxDNSLookups bounds the DNS lookups in flight, cached or not: past it a
+// lookup fails at once (the client gets 503 dns_error with Retry-After),
+// or takes a stale answer when the cache has one. A resolver that never
+// answers so costs at most this many goroutines and sockets, whatever the
+// clients do.
+const MaxDNSLookups = 256
 
 // Guard is the dialer every upstream connection goes through, pooled and
 // CONNECT alike. It resolves the name itself, asks the policy about every
@@ -30,9 +35,11 @@ type Guard struct {
 	// older generation is re-checked before it is used again (recheck.go).
 	gen    atomic.Uint64
 	dialer *net.Dialer
-	lookup LookupFunc
-	// dns caches lookup's answers (dns.go); nil with cfg.DNSCacheSize 0.
-	dns *DNSCache
+	lookup dnscache.LookupFunc
+	// dns caches lookup's answers; nil with cfg.DNSCacheSize 0. dnsOpts
+	// are the options it was built with.
+	dns     *dnscache.Cache
+	dnsOpts dnscache.Options
 	// lookups bounds the uncached lookups in flight (MaxDNSLookups); the
 	// cache has its own.
 	lookups *limit.Gate
@@ -41,7 +48,7 @@ type Guard struct {
 
 // NewGuard builds the policy from cfg and wraps dialer. With
 // cfg.DNSServer set, names are resolved by that server only; with
-// cfg.DNSCacheSize above 0 the answers are cached (see DNSCache).
+// cfg.DNSCacheSize above 0 the answers are cached (see dnscache.Cache).
 func NewGuard(cfg config.Parsed, dialer *net.Dialer) (*Guard, error) {
 	policy := cfg.Policy
 	if policy == nil {
@@ -56,38 +63,24 @@ func NewGuard(cfg config.Parsed, dialer *net.Dialer) (*Guard, error) {
 		resolver = &net.Resolver{
 			PreferGo: true,
 			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return endWithLookup(ctx)(d.DialContext(ctx, network, server))
+				return dnscache.DialLookup(ctx, network, server)
 			},
 		}
 	}
 	g := &Guard{dialer: dialer, lookup: resolver.LookupNetIP, lookups: limit.NewGate(MaxDNSLookups, limit.WhatDNS)}
 	if cfg.DNSCacheSize > 0 {
-		g.dns = NewDNSCache(ttlResolver(resolver).LookupNetIP, DNSOptions{
+		g.dnsOpts = dnscache.Options{
 			Size:        cfg.DNSCacheSize,
 			MinTTL:      cfg.DNSMinTTL,
 			MaxTTL:      cfg.DNSMaxTTL,
 			Stale:       cfg.DNSStale,
 			Timeout:     dialer.Timeout,
 			MaxInFlight: MaxDNSLookups,
-		})
+		}
+		g.dns = dnscache.New(dnscache.Resolver(resolver).LookupNetIP, g.dnsOpts)
 	}
 	g.policy.Store(policy)
 	return g, nil
-}
-
-// endWithLookup returns a function that makes a DNS connection dialed for
-// a lookup end with the lookup's context: Go's resolver bounds its read by
-// the context's deadline only, so a lookup cancelled because every
-// waiter left would otherwise keep its socket and goroutines until the
-// resolver's timeout (resolv.conf's, 5 s by default).
-func endWithLookup(ctx context.Context) func(net.Conn, error) (net.Conn, error) {
-	return func(c net.Conn, err error) (net.Conn, error) {
-		if err == nil {
-			context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-		}
-		return c, err
-	}
 }
 
 // SetPolicy replaces the destination policy for the dials that start from
@@ -99,7 +92,7 @@ func (g *Guard) SetPolicy(p *acl.Policy) {
 }
 
 // DNS returns the guard's DNS cache, nil when caching is off.
-func (g *Guard) DNS() *DNSCache { return g.dns }
+func (g *Guard) DNS() *dnscache.Cache { return g.dns }
 
 // Policy returns the destination policy the guard enforces.
 func (g *Guard) Policy() *acl.Policy { return g.policy.Load() }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
@@ -230,9 +231,27 @@ func blackhole(t *testing.T, ip [4]byte, port int) bool {
 			return true // full: connects hang from now on
 		}
 		t.Cleanup(func() { c.Close() })
+		// Issue 16: the kernel says when the queue is full, where a
+		// further dial had to time out (200 ms) to show it.
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if acceptQueueFull(fd) {
+				return true
+			}
+		}
 	}
 	t.Fatalf("blackhole %s: the backlog never filled", addr)
 	return false
+}
+
+// acceptQueueFull reports whether the accept queue of fd, a listening
+// socket, is full, so that Linux drops a new connect's SYN: on a listener
+// TCP_INFO's unacked is the queue's length and sacked its bound.
+func acceptQueueFull(fd int) bool {
+	var info syscall.TCPInfo
+	size := uint32(unsafe.Sizeof(info))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
+	return errno == 0 && info.Unacked > info.Sacked
 }
 
 // Issue 8: happy eyeballs. The guard checks every address, then dials

@@ -387,7 +387,7 @@ type H1Stats struct {
 }
 
 // Stats returns the counts per key. /debug/pool's per-origin idle and
-// active counts come from the Pool (track.go), where this pool counts its
+// active counts come from the Tracker (track.go), where this pool counts its
 // requests and the dial stack its connections.
 func (p *H1Pool) Stats() []H1Stats {
 	m := *p.hosts.Load()

@@ -144,10 +144,10 @@ type PConn struct {
 // Upstream.NewH1Pool; Close ends it.
 type H1Pool struct {
 	dial, dialTLS   DialFunc
-	stats           *Pool // nil: nothing counted (tests)
-	maxIdlePerHost  int   // > 0
-	maxIdle         int   // > 0
-	maxConnsPerHost int   // 0: no limit
+	stats           *Tracker // nil: nothing counted (tests)
+	maxIdlePerHost  int      // > 0
+	maxIdle         int      // > 0
+	maxConnsPerHost int      // 0: no limit
 	queue           int
 	queueWait       time.Duration
 	idleTimeout     time.Duration // 0: none
@@ -179,7 +179,7 @@ type h1Host struct {
 // NewH1Pool returns an HTTP/1.1 pool over u's dial stack with cfg's limits:
 // MaxIdlePerHost, MaxIdle, MaxConnsPerHost with MaxConnsPerHostQueue
 // waiting up to UpstreamQueueTimeout, IdleTimeout. Requests and connections count
-// in u.Pool, so /debug/pool shows them.
+// in u.Tracker, so /debug/pool shows them.
 func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 	// The transport adds "h2" to its TLSClientConfig.NextProtos on first
 	// use (configureHTTP2); Clone does that now, so the pool's TLS dials
@@ -194,7 +194,7 @@ func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 		queue:           cfg.MaxConnsPerHostQueue,
 		queueWait:       cfg.UpstreamQueueTimeout,
 		idleTimeout:     cfg.IdleTimeout,
-	}, u.Transport.DialContext, dialTLS, u.Pool)
+	}, u.Transport.DialContext, dialTLS, u.Tracker)
 }
 
 // GiveH2 hands pc, a connection whose origin chose HTTP/2, to the
@@ -278,7 +278,7 @@ type h1Limits struct {
 // limits are on.
 var defaultMaxIdle = config.Default().MaxIdle
 
-func newH1Pool(l h1Limits, dial, dialTLS DialFunc, stats *Pool) *H1Pool {
+func newH1Pool(l h1Limits, dial, dialTLS DialFunc, stats *Tracker) *H1Pool {
 	p := &H1Pool{
 		dial: dial, dialTLS: dialTLS, stats: stats,
 		maxIdlePerHost: l.maxIdlePerHost, maxIdle: l.maxIdle,

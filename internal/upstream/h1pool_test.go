@@ -280,9 +280,10 @@ func exchange(pc *PConn) error {
 // none of those, while today's http.Transport, in the same setup, does
 // (logged for comparison, not asserted: it is a race).
 func TestH1PoolNoPoisonedHandOut(t *testing.T) {
-	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
+	// Issue 16: waits on real time or sockets; runs in parallel. Go
+	// starts the parallel tests once the others, whose leak checks
+	// (newTestUpstream's) see every goroutine, have ended.
+	t.Parallel()
 	const rounds = 10000
 	alternate := func(n int) poison { return poison(1 + n%2) }
 	t.Run("pool", func(t *testing.T) {
@@ -442,7 +443,7 @@ type pipePool struct {
 	far   []net.Conn
 }
 
-func newPipePool(l h1Limits, stats *Pool) *pipePool {
+func newPipePool(l h1Limits, stats *Tracker) *pipePool {
 	pp := &pipePool{}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		pp.dials.Add(1)
@@ -508,7 +509,7 @@ func TestH1PoolIdleTimeout(t *testing.T) {
 // margin), and counts as retired.
 func TestH1PoolKeepAliveRetirement(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		stats := NewPool()
+		stats := NewTracker()
 		stats.honorKeepAlive = true
 		pp := newPipePool(h1Limits{idleTimeout: time.Minute}, stats)
 		defer pp.close()
@@ -667,7 +668,7 @@ func TestH1PoolMaxConnsQueue(t *testing.T) {
 	}
 }
 
-// Issue 14: the pool's requests and connections show in the Pool's stats
+// Issue 14: the pool's requests and connections show in the Tracker's stats
 // (/debug/pool): active while held, idle once released; a plain
 // connection keeps its *net.TCPConn reachable for splice.
 func TestH1PoolStats(t *testing.T) {

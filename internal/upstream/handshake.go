@@ -4,8 +4,43 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
+	"net/http"
 	"time"
 )
+
+// tlsStep is the TLS half of every new https connection to an origin: the
+// origin's -upstream-tls rule over the transport's settings (roots,
+// session cache, ALPN offer), then the handshake, bounded by
+// -tls-handshake-timeout. The transport's TLS dials (track.go, which
+// count the outcome) and DialTLS take it.
+type tlsStep struct {
+	rules *tlsRules
+	// base is the transport's config: the transport adds "h2" to its
+	// NextProtos on first use, and client clones it at every dial, so
+	// the offer reaches each handshake (configureHTTP2).
+	base    *tls.Config
+	timeout time.Duration
+}
+
+// newTLSStep is the TLS step of t's dials under rules.
+func newTLSStep(rules *tlsRules, t *http.Transport) tlsStep {
+	base := t.TLSClientConfig
+	if base == nil {
+		base = &tls.Config{}
+	}
+	return tlsStep{rules: rules, base: base, timeout: t.TLSHandshakeTimeout}
+}
+
+// client returns c as the client end of a TLS connection to addr, its
+// handshake not yet run; protos, when set, replace the ALPN offer.
+func (s tlsStep) client(c net.Conn, addr string, protos []string) *tls.Conn {
+	cfg := s.rules.clientConfig(s.base, addr)
+	if protos != nil {
+		cfg.NextProtos = protos
+	}
+	return tls.Client(c, cfg)
+}
 
 // HandshakeError is a TLS handshake with an origin that failed after the
 // TCP connection was made, so the proxy can tell this phase from the
@@ -36,9 +71,11 @@ func (e *HandshakeError) Unwrap() error { return e.Err }
 // it with errors.As on an interface with this method.
 func (e *HandshakeError) HandshakeTimedOut() (time.Duration, bool) { return e.Timeout, e.TimedOut }
 
-// handshake runs tc's client handshake with addr, bounded by timeout when
-// it is above 0, and returns its failure as a *HandshakeError.
-func handshake(ctx context.Context, tc *tls.Conn, addr string, timeout time.Duration) error {
+// handshake runs tc's client handshake with addr, bounded by the step's
+// timeout when it is above 0, and returns its failure as a
+// *HandshakeError.
+func (s tlsStep) handshake(ctx context.Context, tc *tls.Conn, addr string) error {
+	timeout := s.timeout
 	hctx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc

@@ -19,9 +19,10 @@ import (
 // pooled path and on DialTLS (upgrades) alike, so the proxy can tell it
 // from a slow response.
 func TestHandshakeTimeoutError(t *testing.T) {
-	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
+	// Issue 16: waits on real time or sockets; runs in parallel. Go
+	// starts the parallel tests once the others, whose leak checks
+	// (newTestUpstream's) see every goroutine, have ended.
+	t.Parallel()
 	silent := testnet.Serve(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.Copy(io.Discard, c)

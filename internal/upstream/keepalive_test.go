@@ -104,12 +104,12 @@ func (o *kaOrigin) dial(context.Context, string, string) (net.Conn, error) {
 
 // newPipeUpstream is the pool and transport of New with the given
 // -honor-keepalive-timeout, dialing o over pipes, for a synctest bubble.
-func newPipeUpstream(t *testing.T, o *kaOrigin, honor bool) (*Pool, http.RoundTripper) {
+func newPipeUpstream(t *testing.T, o *kaOrigin, honor bool) (*Tracker, http.RoundTripper) {
 	t.Helper()
-	p := NewPool()
+	p := NewTracker()
 	p.honorKeepAlive = honor
 	tr := &http.Transport{DialContext: o.dial}
-	p.instrument(tr)
+	p.instrument(tr, nil)
 	t.Cleanup(tr.CloseIdleConnections)
 	return p, p.Wrap(tr)
 }
@@ -184,7 +184,6 @@ func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
 	t.Cleanup(func() {
 		up.Prewarm.Stop()
 		up.Transport.CloseIdleConnections()
-		waitQuiet(t)
 		goleak.VerifyNone(t, leaks)
 	})
 	return up
@@ -305,7 +304,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestRetiredConnRetries(t *testing.T) {
 	o := startKAOrigin(t, 60*time.Second, 0, true)
 	up := newTestUpstream(t, config.Default())
-	rt := up.Pool.Wrap(up.Transport)
+	rt := up.Tracker.Wrap(up.Transport)
 	url := "http://" + o.addr + "/"
 	var first *trackedConn
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
@@ -341,17 +340,17 @@ func TestKeepAliveTimeoutOverflowIgnored(t *testing.T) {
 		io.WriteString(w, "body")
 	})
 	up := newTestUpstream(t, config.Default())
-	rt := up.Pool.Wrap(up.Transport)
+	rt := up.Tracker.Wrap(up.Transport)
 	url := o.srv.URL + "/"
 	getCounting(t, rt, url)
-	st := up.Pool.Hosts()[0]
+	st := up.Tracker.Hosts()[0]
 	if st.KeepAliveTimeout != 0 {
 		t.Fatalf("learned keep-alive timeout %vs from timeout=18446744075, want none", st.KeepAliveTimeout)
 	}
 	if n, reused := getCounting(t, rt, url); n != 1 || !reused {
 		t.Errorf("second request took %d connections (reused %v), want 1 reused", n, reused)
 	}
-	if st := up.Pool.Hosts()[0]; st.Retired != 0 || o.accepts.Load() != 1 {
+	if st := up.Tracker.Hosts()[0]; st.Retired != 0 || o.accepts.Load() != 1 {
 		t.Errorf("retired %d, origin accepted %d, want 0 and 1", st.Retired, o.accepts.Load())
 	}
 }

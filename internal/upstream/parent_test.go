@@ -358,7 +358,7 @@ func TestParentHTTPPlainPooled(t *testing.T) {
 	o1, _ := countingOrigin(t)
 	o2, _ := countingOrigin(t)
 	up, logs := testUpstream(t, parentConfig(par.url()))
-	rt := up.Pool.Wrap(up.Transport)
+	rt := up.Tracker.Wrap(up.Transport)
 	for i := range 6 {
 		o := o1
 		if i%2 == 1 {
@@ -414,7 +414,7 @@ func TestParentHTTPSConnectPerConn(t *testing.T) {
 	if full, resumed := tlsCounts(up); full != 1 || resumed != 1 {
 		t.Errorf("TLS handshakes %d full, %d resumed; want the second resumed through the parent", full, resumed)
 	}
-	if st := up.Pool.Totals(upstream.SchemeHTTPS); st.Opened != 2 {
+	if st := up.Tracker.Totals(upstream.SchemeHTTPS); st.Opened != 2 {
 		t.Errorf("pool opened %d https connections, want 2 (counted through the parent)", st.Opened)
 	}
 }
@@ -548,7 +548,7 @@ func TestParentPolicy(t *testing.T) {
 func startHandler(t *testing.T, cfg config.Config, up *upstream.Upstream) string {
 	t.Helper()
 	h := proxy.New(proxy.Options{
-		Transport: up.Pool.Wrap(up.RoundTripper()),
+		Transport: up.RoundTripper(),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
 		Config:    config.MustParse(cfg),

@@ -50,7 +50,7 @@ func TestParentAuthFile(t *testing.T) {
 			}
 			up, logs := testUpstream(t, cfg)
 			before := par.refused.Load()
-			if got := get(t, up.Pool.Wrap(up.RoundTripper()), o.URL+"/"); !strings.HasPrefix(got, "hello from ") || par.refused.Load() != before {
+			if got := get(t, up.RoundTripper(), o.URL+"/"); !strings.HasPrefix(got, "hello from ") || par.refused.Load() != before {
 				t.Fatalf("through the parent: %q, refused %d; want the origin's answer (credentials accepted)", got, par.refused.Load()-before)
 			}
 			l := logs.String()

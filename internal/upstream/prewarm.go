@@ -94,7 +94,7 @@ type Prewarm struct {
 
 // warmOrigin is one prewarmed origin: its stash and its keeper's state.
 type warmOrigin struct {
-	p       *Pool
+	p       *Tracker
 	scheme  Scheme
 	addr    string
 	want    int
@@ -137,7 +137,7 @@ type warmConn struct {
 // requests travel on the transport's connections to the parent, so a
 // plain-http target not exempt from the parent prewarms those instead
 // (the largest N of such targets).
-func newPrewarm(cfg config.Parsed, p *Pool, t *http.Transport, par *parent) (*Prewarm, error) {
+func newPrewarm(cfg config.Parsed, p *Tracker, t *http.Transport, par *parent) (*Prewarm, error) {
 	targets := cfg.Prewarm
 	if len(targets) == 0 {
 		return nil, nil

@@ -42,10 +42,10 @@ func (o *pipeOrigin) close() {
 
 // startPipePrewarm prewarms want connections to a pipeOrigin whose
 // announced keep-alive timeout is ka, as if a response had said so.
-func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool, *pipeOrigin) {
+func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Tracker, *pipeOrigin) {
 	t.Helper()
 	po := &pipeOrigin{}
-	p := NewPool()
+	p := NewTracker()
 	const addr = "origin.test:80"
 	w := &Prewarm{ready: make(chan struct{})}
 	for s := range w.origins {
@@ -69,10 +69,10 @@ func startPipePrewarm(t *testing.T, want int, ka time.Duration) (*Prewarm, *Pool
 // going to dial, and waits for the prewarm to be ready.
 func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstream, *testnet.Buffer) {
 	t.Helper()
-	p := NewPool()
+	p := NewTracker()
 	p.honorKeepAlive = cfg.HonorKeepAliveTimeout
 	tr := &http.Transport{DialContext: dial}
-	p.instrument(tr)
+	p.instrument(tr, nil)
 	w, err := newPrewarm(config.MustParse(cfg), p, tr, nil)
 	if err != nil || w == nil {
 		t.Fatalf("newPrewarm(%q) = %v, %v", cfg.Prewarm, w, err)
@@ -84,7 +84,7 @@ func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstrea
 		tr.CloseIdleConnections()
 	})
 	<-w.Ready()
-	return &Upstream{Transport: tr, Pool: p, Prewarm: w}, logs
+	return &Upstream{Transport: tr, Tracker: p, Prewarm: w}, logs
 }
 
 // Issue 12: with -prewarm *8 and an origin announcing timeout=1, the
@@ -142,30 +142,30 @@ func TestPrewarmPaceResetByUse(t *testing.T) {
 	})
 }
 
-// Issue 12: the same over real sockets: -prewarm *8 to an origin that
-// announces timeout=1, no traffic after the first request. Unpaced, the
-// origin saw 8 connections every 0.5 s (some 56 in 3.5 s).
-func TestPrewarmPacesRedialsLoopback(t *testing.T) {
-	// Issue 16: real time by design (the origin's timeout=1 is the
-	// least a Keep-Alive header can say); TestPrewarmPacesRedials covers
-	// the same in virtual time. Its 3.5 s run beside the quiet tests.
-	parallelLeakChecked(t)
-	o := startKAOrigin(t, time.Second, 0, true)
-	cfg := config.Default()
-	cfg.Prewarm = "http://" + o.addr + "*8"
-	up, _ := startPrewarm(t, cfg)
-	getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
-	before := o.accepts.Load()
-	time.Sleep(3500 * time.Millisecond)
-	got := o.accepts.Load() - before
-	st := up.Pool.Hosts()[0]
-	t.Logf("%d connections opened in 3.5 s (%.1f/s), %d retired", got, float64(got)/3.5, st.Retired)
-	// Paced: each slot re-dials after 1 s, then 2 s: two rounds of 8
-	// (three on a slow start), far below 56.
-	if got > 3*8 {
-		t.Errorf("%d connections opened in 3.5 s with no traffic, want at most 24 (paced re-dials)", got)
-	}
-	if st.Retired == 0 {
-		t.Errorf("retired 0, want the stash's retirements counted")
-	}
+// Issue 12: the same through the transport: -prewarm *8 to an origin
+// that announces timeout=1 in a response (the timeout is learned, not
+// set), no traffic after that first request. Unpaced, the origin saw 8
+// connections every 0.5 s (some 56 in 3.5 s). Issue 16: in virtual time
+// over pipes, where it ran 3.5 s of real time over loopback sockets.
+func TestPrewarmPacesRedialsLearned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := pipeKAOrigin(time.Second, 0, true)
+		cfg := config.Default()
+		cfg.Prewarm = "http://" + o.addr + "*8"
+		up, _ := startPipeUpstream(t, cfg, o.dial)
+		getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
+		before := o.accepts.Load()
+		time.Sleep(3500 * time.Millisecond)
+		got := o.accepts.Load() - before
+		st := up.Tracker.Hosts()[0]
+		t.Logf("%d connections opened in 3.5 s (%.1f/s), %d retired", got, float64(got)/3.5, st.Retired)
+		// Paced: each slot re-dials after 1 s, then 2 s: two rounds of 8
+		// (three on a slow start), far below 56.
+		if got > 3*8 {
+			t.Errorf("%d connections opened in 3.5 s with no traffic, want at most 24 (paced re-dials)", got)
+		}
+		if st.Retired == 0 {
+			t.Errorf("retired 0, want the stash's retirements counted")
+		}
+	})
 }

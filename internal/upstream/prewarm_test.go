@@ -129,12 +129,12 @@ func startPrewarmLife(t *testing.T, cfg config.Config, life time.Duration) (*Ups
 
 func (up *Upstream) hostStats(t *testing.T, scheme, host string) Stats {
 	t.Helper()
-	for _, st := range up.Pool.Hosts() {
+	for _, st := range up.Tracker.Hosts() {
 		if st.Scheme == scheme && st.Host == host {
 			return st
 		}
 	}
-	t.Fatalf("no stats for %s://%s in %+v", scheme, host, up.Pool.Hosts())
+	t.Fatalf("no stats for %s://%s in %+v", scheme, host, up.Tracker.Hosts())
 	return Stats{}
 }
 
@@ -166,7 +166,7 @@ func TestPrewarmOpensAtStart(t *testing.T) {
 				t.Errorf("origin did %d TLS handshakes, want 3", o.handshakes.Load())
 			}
 			// Three requests at once: each takes a warm connection.
-			rt := up.Pool.Wrap(up.Transport)
+			rt := up.Tracker.Wrap(up.Transport)
 			var wg sync.WaitGroup
 			for range 3 {
 				wg.Add(1)
@@ -217,7 +217,7 @@ func TestPrewarmReopens(t *testing.T) {
 	waitFor(t, time.Second, "no connection re-opened within 1s", func() bool { return o.accepts.Load() >= 3 })
 	host := strings.TrimPrefix(o.srv.URL, "https://")
 	waitFor(t, time.Second, "stash not back at 2", func() bool { return up.hostStats(t, "https", host).Warm == 2 })
-	n, _ := getCounting(t, up.Pool.Wrap(up.Transport), o.srv.URL+"/")
+	n, _ := getCounting(t, up.Tracker.Wrap(up.Transport), o.srv.URL+"/")
 	if n != 1 || o.accepts.Load() != 3 {
 		t.Errorf("first request took %d connections, origin accepted %d in all, want 1 and 3", n, o.accepts.Load())
 	}
@@ -316,7 +316,7 @@ func TestPrewarmCountsPooledConns(t *testing.T) {
 	cfg.Prewarm = o.srv.URL + "*2"
 	up, _ := startPrewarm(t, cfg)
 	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
-	rt := up.Pool.Wrap(up.Transport)
+	rt := up.Tracker.Wrap(up.Transport)
 	var wg sync.WaitGroup
 	for range 4 { // two warm, two new
 		wg.Add(1)
@@ -358,7 +358,7 @@ func TestPrewarmStop(t *testing.T) {
 	if st := up.hostStats(t, "http", host); st.Open != 0 {
 		t.Errorf("%d open after Stop, want 0", st.Open)
 	}
-	n, _ := getCounting(t, up.Pool.Wrap(up.Transport), o.srv.URL+"/")
+	n, _ := getCounting(t, up.Tracker.Wrap(up.Transport), o.srv.URL+"/")
 	if n != 1 || o.accepts.Load() != 3 {
 		t.Errorf("after Stop: %d conns, %d accepts, want 1 and 3", n, o.accepts.Load())
 	}
@@ -373,16 +373,16 @@ func TestPrewarmRetiresStash(t *testing.T) {
 		cfg := config.Default()
 		cfg.Prewarm = "http://" + o.addr
 		up, _ := startPipeUpstream(t, cfg, o.dial)
-		getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
+		getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
 		before := o.accepts.Load()
 		time.Sleep(1500 * time.Millisecond)
 		if got := o.accepts.Load() - before; got < 1 {
 			t.Errorf("%d connections opened in 1.5s with a 1s keep-alive timeout, want 1 or more (retired at 0.5s)", got)
 		}
-		if st := up.Pool.Hosts()[0]; st.Retired < 1 {
+		if st := up.Tracker.Hosts()[0]; st.Retired < 1 {
 			t.Errorf("retired %d, want 1 or more", st.Retired)
 		}
-		if n, _ := getCounting(t, up.Pool.Wrap(up.Transport), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
+		if n, _ := getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
 			t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
 		}
 	})
@@ -413,7 +413,7 @@ func TestPrewarmHTTP2(t *testing.T) {
 	if st := up.hostStats(t, "https", host); st.Open != 1 || st.Warm != 1 {
 		t.Errorf("after start: %d open, %d warm, want 1 and 1 (HTTP/2)", st.Open, st.Warm)
 	}
-	rt := up.Pool.Wrap(up.Transport)
+	rt := up.Tracker.Wrap(up.Transport)
 	for range 3 {
 		req, _ := http.NewRequest(http.MethodGet, o.srv.URL+"/", nil)
 		resp, err := rt.RoundTrip(req)
@@ -461,7 +461,7 @@ func TestPrewarmThroughHTTPParent(t *testing.T) {
 	cfg.Prewarm = "http://origin.test*2"
 	up, _ := startPrewarm(t, cfg)
 	waitFor(t, 2*time.Second, "parent saw fewer than 2 connections", func() bool { return parent.accepts.Load() >= 2 })
-	n, _ := getCounting(t, up.Pool.Wrap(up.RoundTripper()), "http://origin.test/")
+	n, _ := getCounting(t, up.RoundTripper(), "http://origin.test/")
 	if n != 1 || parent.accepts.Load() != 2 {
 		t.Errorf("request took %d connections, parent accepted %d in all, want 1 and 2", n, parent.accepts.Load())
 	}

@@ -219,7 +219,7 @@ func (e *statusError) Error() string { return "status " + http.StatusText(e.code
 
 // tlsCounts returns the pool's full and resumed handshakes with origins.
 func tlsCounts(up *upstream.Upstream) (full, resumed uint64) {
-	st := up.Pool.Totals(upstream.SchemeHTTPS)
+	st := up.Tracker.Totals(upstream.SchemeHTTPS)
 	return st.TLSFull, st.TLSResumed
 }
 

@@ -33,7 +33,7 @@ func TestCanonicalAddr(t *testing.T) {
 // A URL host without a port and the address the transport dials share
 // one entry.
 func TestPoolHostAliases(t *testing.T) {
-	p := NewPool()
+	p := NewTracker()
 	a := p.host(SchemeHTTPS, "a.test")
 	if b := p.host(SchemeHTTPS, "a.test:443"); a != b {
 		t.Error("host(https, a.test) and host(https, a.test:443) differ, want one entry")
@@ -48,10 +48,10 @@ func TestPoolHostAliases(t *testing.T) {
 
 // Past maxHosts, origins with nothing open or in flight are forgotten.
 func TestPoolPrunesIdleHosts(t *testing.T) {
-	// Issue 16: CPU only (thousands of hosts); runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
-	p := NewPool()
+	// Issue 16: CPU only (thousands of hosts); runs in parallel, after
+	// the leak-checked tests (see TestH1PoolNoPoisonedHandOut).
+	t.Parallel()
+	p := NewTracker()
 	busy := p.host(SchemeHTTP, "busy.test")
 	busy.open.Add(1)
 	for i := range maxHosts + 10 {
@@ -149,7 +149,7 @@ func TestWrapTracksInFlight(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := NewPool()
+			p := NewTracker()
 			rt := p.Wrap(fakeRT{resp: tt.resp, err: tt.err})
 			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://a.test/x", nil)
 			resp, err := rt.RoundTrip(req)
@@ -183,7 +183,7 @@ func TestTrackedConnClosesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	p := NewPool()
+	p := NewTracker()
 	dial := p.dialer((&net.Dialer{}).DialContext)
 	c, err := dial(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {

@@ -1,6 +1,10 @@
 // Package upstream owns every connection warmproxy opens to an origin: the
-// dialer and the pooled *http.Transport built on it. It never touches a
-// client's ResponseWriter.
+// dialer (the destination guard over internal/dnscache, happy eyeballs,
+// parent proxies, the TLS step with its rules, prewarm), the pools built
+// on it (the *http.Transport, and H1Pool for the HTTP/1.1 data path), and
+// the Tracker that counts their connections and requests per origin. New
+// composes them into one Upstream. It never touches a client's
+// ResponseWriter.
 package upstream
 
 import (
@@ -16,7 +20,9 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/config"
+	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/headlimit"
+	"github.com/warmproxy/warmproxy/internal/limit"
 )
 
 // tlsSessionCacheSize is the number of origins whose TLS sessions are kept
@@ -31,21 +37,30 @@ const expectContinueTimeout = time.Second
 // DialFunc opens a connection, as net.Dialer.DialContext does.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Upstream holds the pooled transport and the dialer it uses, so CONNECT
-// tunnels dial the same way pooled requests do.
+// Upstream is the dial stack and the pools on it, as New composes them.
+// The server hands the proxy RoundTripper, Dial and DialTLS, and the
+// HTTP/1.1 connection server NewH1Pool, H1Key and GiveH2; it calls Start
+// once the guard knows the proxy's own addresses, reads Ready, Tracker
+// and DNS for the admin pages and metrics, and ends it with Close.
 type Upstream struct {
+	// Transport is the pooled net/http transport under RoundTripper.
 	Transport *http.Transport
-	Dial      DialFunc
-	// Pool counts the transport's connections and, through Pool.Wrap,
-	// its requests, per origin.
-	Pool *Pool
+	// Tracker counts the transport's connections and, through
+	// RoundTripper, its requests, per origin.
+	Tracker *Tracker
 	// Guard enforces the destination policy on every dial (guard.go).
 	Guard *Guard
 	// Prewarm holds connections open to the origins of cfg.Prewarm once
 	// started; nil when there are none (prewarm.go).
 	Prewarm *Prewarm
-	// tlsRules are the per-host TLS settings (-upstream-tls).
+	// dial opens origin connections: the guard's, or the parent proxy's.
+	dial DialFunc
+	// rt is what RoundTripper returns.
+	rt http.RoundTripper
+	// tlsRules are the per-host TLS settings (-upstream-tls); tls is
+	// the TLS step of DialTLS under them.
 	tlsRules *tlsRules
+	tls      tlsStep
 	// parent is the parent proxy, nil without one.
 	parent *parent
 	// given holds the HTTP/2 connections the HTTP/1.1 pool dialed and
@@ -53,14 +68,38 @@ type Upstream struct {
 	given givenConns
 }
 
-// RoundTripper is the transport requests should go through: Transport,
-// with an http parent's 407 to a plain-http request turned into a
-// *ParentError (see parentAuthCheck).
-func (u *Upstream) RoundTripper() http.RoundTripper {
-	if u.parent != nil && u.parent.Scheme == config.ParentHTTP {
-		return &parentAuthCheck{next: u.Transport, p: u.parent}
-	}
-	return u.Transport
+// RoundTripper is the transport requests go through: Transport (with an
+// http parent's 407 to a plain-http request turned into a *ParentError,
+// see parentAuthCheck) under the per-origin request limit
+// (-max-conns-per-host and its queue), its requests counted per origin
+// by Tracker.
+func (u *Upstream) RoundTripper() http.RoundTripper { return u.rt }
+
+// Dial opens a connection to addr as the pooled transport does: through
+// the guard, and the parent proxy if there is one. CONNECT tunnels use
+// it.
+func (u *Upstream) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return u.dial(ctx, network, addr)
+}
+
+// Start begins prewarming (-prewarm). Call it once the guard knows the
+// proxy's own addresses (Guard.SetSelf): a prewarm target that loops back
+// to the proxy is refused then.
+func (u *Upstream) Start(log *slog.Logger) { u.Prewarm.Start(log) }
+
+// Ready is closed once every prewarmed origin has its connections, or
+// gave up; at once without -prewarm.
+func (u *Upstream) Ready() <-chan struct{} { return u.Prewarm.Ready() }
+
+// DNS returns the dialer's DNS cache, nil when caching is off.
+func (u *Upstream) DNS() *dnscache.Cache { return u.Guard.DNS() }
+
+// Close stops prewarming (closing the stashed connections) and closes the
+// transport's idle connections, the drain's last step; connections
+// requests still hold are theirs to finish.
+func (u *Upstream) Close() {
+	u.Prewarm.Stop()
+	u.Transport.CloseIdleConnections()
 }
 
 // Option adjusts what New builds.
@@ -84,7 +123,8 @@ func WithResolver(r *net.Resolver) Option {
 	return func(o *options) { o.resolver = r }
 }
 
-// New builds the dialer and the pooled transport from cfg.
+// New builds the dial stack, the pooled transport and the round tripper
+// over it from cfg.
 func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 	var o options
 	for _, opt := range opts {
@@ -149,18 +189,23 @@ func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 		},
 	}
 	configureHTTP2(t, cfg.Config)
-	pool := NewPool()
-	pool.tlsRules = rules
-	pool.honorKeepAlive = cfg.HonorKeepAliveTimeout
-	pool.policy = &recheck{guard: guard, parent: par}
-	pool.instrument(t)
+	tracker := NewTracker()
+	tracker.honorKeepAlive = cfg.HonorKeepAliveTimeout
+	tracker.policy = &recheck{guard: guard, parent: par}
+	tracker.instrument(t, rules)
 	// After instrument: the stash sits in front of the dial functions the
 	// transport ends up with, and prewarm dials through them (prewarm.go).
-	warm, err := newPrewarm(cfg, pool, t, par)
+	warm, err := newPrewarm(cfg, tracker, t, par)
 	if err != nil {
 		return nil, err
 	}
-	return &Upstream{Transport: t, Dial: dial, Pool: pool, Guard: guard, tlsRules: rules, parent: par, Prewarm: warm}, nil
+	var rt http.RoundTripper = t
+	if par != nil && par.Scheme == config.ParentHTTP {
+		rt = &parentAuthCheck{next: t, p: par}
+	}
+	rt = tracker.Wrap(limit.RoundTripper(rt, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout))
+	return &Upstream{Transport: t, Tracker: tracker, Guard: guard, Prewarm: warm, dial: dial, rt: rt,
+		tlsRules: rules, tls: newTLSStep(rules, t), parent: par}, nil
 }
 
 // minH2PingTimeout is the shortest wait for a ping's answer. A ping is sent
@@ -170,7 +215,7 @@ const minH2PingTimeout = 2 * time.Second
 
 // configureHTTP2 sets which protocols t offers https origins. With HTTP/2
 // on, the transport adds "h2" to t.TLSClientConfig.NextProtos on its first
-// use, and the TLS dialer (track.go) clones that config at every dial, so
+// use, and the TLS step (handshake.go) clones that config at every dial, so
 // the offer reaches each handshake; an origin that picks h2 gets one
 // connection carrying many streams. Pool limits then count connections:
 // MaxConnsPerHost caps HTTP/2 connections as it caps HTTP/1.1 ones, a
@@ -224,14 +269,12 @@ func (u *Upstream) DialTLS(ctx context.Context, network, addr string) (net.Conn,
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("dial tls %s: %v", addr, err)
 	}
-	raw, err := u.Dial(ctx, network, addr)
+	raw, err := u.dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	cfg := u.tlsRules.clientConfig(u.Transport.TLSClientConfig, addr)
-	cfg.NextProtos = []string{"http/1.1"}
-	tc := tls.Client(raw, cfg)
-	if err := handshake(ctx, tc, addr, u.Transport.TLSHandshakeTimeout); err != nil {
+	tc := u.tls.client(raw, addr, []string{"http/1.1"})
+	if err := u.tls.handshake(ctx, tc, addr); err != nil {
 		raw.Close()
 		return nil, err
 	}

@@ -1,16 +1,20 @@
-package upstream
+// Package dnscache keeps DNS answers for their records' TTL in front of
+// Go's resolver: concurrent lookups of a name share one query, a name in
+// steady use is refreshed before it expires, and an expired answer stands
+// in while the resolver fails (RFC 8767). It learns the TTLs, which
+// net.Resolver does not return, by reading the DNS messages on the
+// resolver's connections (Resolver). It dials nothing but DNS servers and
+// knows no destination policy: upstream's guard checks what it returns.
+package dnscache
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/warmproxy/warmproxy/internal/limit"
 )
@@ -26,19 +30,15 @@ const staleAnswerWait = 1800 * time.Millisecond
 // so a name in steady use never expires in front of a request.
 const prefetchDivisor = 10
 
-// defaultLookupTimeout bounds one lookup of the cache when DNSOptions
+// defaultLookupTimeout bounds one lookup of the cache when Options
 // gives none.
 const defaultLookupTimeout = 10 * time.Second
 
-// MaxDNSLookups bounds the DNS lookups in flight, cached or not: past it a
-// lookup fails at once (the client gets 503 dns_error with Retry-After),
-// or takes a stale answer when the cache has one. A resolver that never
-// answers so costs at most this many goroutines and sockets, whatever the
-// clients do.
-const MaxDNSLookups = 256
+// LookupFunc resolves a host name to IPs, as net.Resolver.LookupNetIP does.
+type LookupFunc func(ctx context.Context, network, host string) ([]netip.Addr, error)
 
-// DNSOptions sets up a DNSCache; config.Config's DNS* fields fill it.
-type DNSOptions struct {
+// Options sets up a Cache; config.Config's DNS* fields fill it.
+type Options struct {
 	// Size is the most names (per address family asked) kept; the least
 	// recently used goes first.
 	Size int
@@ -50,13 +50,13 @@ type DNSOptions struct {
 	Stale time.Duration
 	// Timeout bounds one lookup; 0 means 10s.
 	Timeout time.Duration
-	// MaxInFlight bounds the lookups in flight (see MaxDNSLookups); 0: no
-	// bound.
+	// MaxInFlight bounds the lookups in flight (upstream.MaxDNSLookups);
+	// 0: no bound.
 	MaxInFlight int
 }
 
-// DNSStats counts what the cache did, since it started.
-type DNSStats struct {
+// Stats counts what the cache did, since it started.
+type Stats struct {
 	// Hits were answered from a fresh entry, Misses had to wait for the
 	// resolver, Stale got an expired answer because the resolver failed or
 	// was slow, and Queries counts the lookups the cache made (a refresh
@@ -70,7 +70,7 @@ type DNSStats struct {
 	Abandoned, Refused uint64
 }
 
-// DNSCache sits in front of a resolver and keeps its answers for the
+// Cache sits in front of a resolver and keeps its answers for the
 // records' TTL, clamped to [MinTTL, MaxTTL]. Concurrent lookups of a name
 // share one query; an answer near its expiry is refreshed in the
 // background while the cached one is used; an expired answer is used for
@@ -83,13 +83,13 @@ type DNSStats struct {
 // stale answer).
 //
 // The TTLs come from the DNS messages themselves: the resolver built by
-// ttlResolver wraps its connections and reads the TTLs of the answers
+// Resolver wraps its connections and reads the TTLs of the answers
 // that pass through (see ttlConn). An answer whose TTL is not known (from
 // /etc/hosts, or a LookupFunc that is not such a resolver) is kept for
 // MinTTL.
-type DNSCache struct {
+type Cache struct {
 	lookup  LookupFunc
-	opts    DNSOptions
+	opts    Options
 	now     func() time.Time // time.Now; tests move it
 	stWait  time.Duration    // staleAnswerWait; tests shorten it
 	mu      sync.Mutex
@@ -130,17 +130,16 @@ type dnsFlight struct {
 	cancel  context.CancelFunc
 }
 
-// NewDNSCache wraps lookup in a cache. For the records' TTLs to be
-// honoured, lookup should be the LookupNetIP of a resolver built by
-// ttlResolver.
-func NewDNSCache(lookup LookupFunc, o DNSOptions) *DNSCache {
+// New wraps lookup in a cache. For the records' TTLs to be honoured,
+// lookup should be the LookupNetIP of a resolver built by Resolver.
+func New(lookup LookupFunc, o Options) *Cache {
 	if o.Timeout <= 0 {
 		o.Timeout = defaultLookupTimeout
 	}
 	if o.Size < 1 {
 		o.Size = 1
 	}
-	c := &DNSCache{
+	c := &Cache{
 		lookup:  lookup,
 		opts:    o,
 		now:     time.Now,
@@ -155,7 +154,7 @@ func NewDNSCache(lookup LookupFunc, o DNSOptions) *DNSCache {
 
 // Lookup resolves host for network ("ip", "ip4" or "ip6") through the
 // cache. The slice returned is shared: callers must not change it.
-func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
+func (c *Cache) Lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	key := dnsKey{host, network}
 	now := c.now()
 	c.mu.Lock()
@@ -220,7 +219,7 @@ func (c *DNSCache) Lookup(ctx context.Context, network, host string) ([]netip.Ad
 // leave ends a caller's wait for f; keep says the cache still wants the
 // answer. The last waiter to leave a flight nobody else wants cancels it,
 // and the next caller for key starts a new one.
-func (c *DNSCache) leave(key dnsKey, f *dnsFlight, keep bool) {
+func (c *Cache) leave(key dnsKey, f *dnsFlight, keep bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f.waiters--
@@ -243,17 +242,17 @@ func (c *DNSCache) leave(key dnsKey, f *dnsFlight, keep bool) {
 }
 
 // Stats returns the cache's counters.
-func (c *DNSCache) Stats() DNSStats {
+func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	n := len(c.entries)
 	c.mu.Unlock()
-	return DNSStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), Queries: c.queries.Load(), Entries: n,
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), Queries: c.queries.Load(), Entries: n,
 		Abandoned: c.abandoned.Load(), Refused: c.gate.Refused()}
 }
 
 // Wait returns once no lookup started by the cache is in flight; each
 // one ends within the lookup timeout.
-func (c *DNSCache) Wait() { c.wg.Wait() }
+func (c *Cache) Wait() { c.wg.Wait() }
 
 // flightLocked returns the lookup in flight for key, joining it as a
 // waiter (or, with waiter false, as the cache wanting the answer), and
@@ -262,7 +261,7 @@ func (c *DNSCache) Wait() { c.wg.Wait() }
 // waiting, and its answer still reaches the cache; the last waiter to give
 // up cancels it (leave). Past MaxInFlight lookups it starts none and
 // returns the gate's *limit.InFlightError.
-func (c *DNSCache) flightLocked(key dnsKey, waiter bool) (*dnsFlight, error) {
+func (c *Cache) flightLocked(key dnsKey, waiter bool) (*dnsFlight, error) {
 	f := c.flights[key]
 	if f == nil {
 		if err := c.gate.Enter(); err != nil {
@@ -283,7 +282,7 @@ func (c *DNSCache) flightLocked(key dnsKey, waiter bool) (*dnsFlight, error) {
 }
 
 // resolve runs one lookup for key and files its answer.
-func (c *DNSCache) resolve(ctx context.Context, key dnsKey, f *dnsFlight) {
+func (c *Cache) resolve(ctx context.Context, key dnsKey, f *dnsFlight) {
 	defer c.wg.Done()
 	defer c.gate.Leave()
 	defer f.cancel()
@@ -320,7 +319,7 @@ func (c *DNSCache) resolve(ctx context.Context, key dnsKey, f *dnsFlight) {
 	close(f.done)
 }
 
-func (c *DNSCache) storeLocked(key dnsKey, ips []netip.Addr, err error, ttl time.Duration, now time.Time) {
+func (c *Cache) storeLocked(key dnsKey, ips []netip.Addr, err error, ttl time.Duration, now time.Time) {
 	e := c.entries[key]
 	if ttl <= 0 {
 		if e != nil {
@@ -347,7 +346,7 @@ func (c *DNSCache) storeLocked(key dnsKey, ips []netip.Addr, err error, ttl time
 	}
 }
 
-func (c *DNSCache) touchLocked(e *dnsEntry) {
+func (c *Cache) touchLocked(e *dnsEntry) {
 	if c.lru.next == e {
 		return
 	}
@@ -356,7 +355,7 @@ func (c *DNSCache) touchLocked(e *dnsEntry) {
 	e.prev.next, e.next.prev = e, e
 }
 
-func (c *DNSCache) removeLocked(e *dnsEntry) {
+func (c *Cache) removeLocked(e *dnsEntry) {
 	e.prev.next, e.next.prev = e.next, e.prev
 	e.prev, e.next = nil, nil
 	delete(c.entries, e.key)
@@ -372,192 +371,4 @@ func isNotFound(err error) bool {
 func ctxDNSError(ctx context.Context, host string) error {
 	err := ctx.Err()
 	return &net.DNSError{Err: err.Error(), Name: host, UnwrapErr: err, IsTimeout: errors.Is(err, context.DeadlineExceeded)}
-}
-
-// ttlKey is the context key of the *ttlRecorder a lookup fills.
-type ttlKey struct{}
-
-// ttlRecorder learns the smallest TTL of the answers of one lookup: the
-// address and CNAME records, and for a "no such record" answer the SOA's
-// negative TTL (RFC 2308 section 5). A lookup of "ip" sends two queries,
-// A and AAAA, maybe at once.
-type ttlRecorder struct {
-	mu   sync.Mutex
-	ttl  uint32
-	seen bool
-}
-
-func (r *ttlRecorder) observe(ttl uint32) {
-	r.mu.Lock()
-	if !r.seen || ttl < r.ttl {
-		r.ttl, r.seen = ttl, true
-	}
-	r.mu.Unlock()
-}
-
-func (r *ttlRecorder) get() (time.Duration, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return time.Duration(r.ttl) * time.Second, r.seen
-}
-
-// message reads the TTLs of msg if it answers the query with ID id.
-func (r *ttlRecorder) message(msg []byte, id uint16) {
-	var p dnsmessage.Parser
-	h, err := p.Start(msg)
-	if err != nil || !h.Response || h.ID != id || p.SkipAllQuestions() != nil {
-		return
-	}
-	if h.RCode != dnsmessage.RCodeSuccess && h.RCode != dnsmessage.RCodeNameError {
-		return
-	}
-	answered := false
-	for {
-		rh, err := p.AnswerHeader()
-		if err != nil {
-			if !errors.Is(err, dnsmessage.ErrSectionDone) {
-				return
-			}
-			break
-		}
-		switch rh.Type {
-		case dnsmessage.TypeA, dnsmessage.TypeAAAA, dnsmessage.TypeCNAME:
-			r.observe(rh.TTL)
-			answered = true
-		}
-		if p.SkipAnswer() != nil {
-			return
-		}
-	}
-	if answered {
-		return
-	}
-	for {
-		rh, err := p.AuthorityHeader()
-		if err != nil {
-			return
-		}
-		if rh.Type != dnsmessage.TypeSOA {
-			if p.SkipAuthority() != nil {
-				return
-			}
-			continue
-		}
-		soa, err := p.SOAResource()
-		if err != nil {
-			return
-		}
-		r.observe(min(rh.TTL, soa.MinTTL))
-		return
-	}
-}
-
-// ttlResolver returns a resolver that asks as base does (its Dial, or the
-// servers of /etc/resolv.conf) with Go's own resolver, whose connections
-// show every DNS message to the *ttlRecorder in the lookup's context. Go's
-// resolver keeps the lookup's context values for its dials.
-//
-// Why wrap the connection rather than send the queries ourselves: the
-// name list (search domains, ndots), /etc/hosts, the server rotation, the
-// timeouts and attempts of resolv.conf, the TCP fallback on truncation
-// and the address sorting of RFC 6724 all stay Go's; only the TTLs, which
-// net.Resolver does not return, are read on the side.
-func ttlResolver(base *net.Resolver) *net.Resolver {
-	dial := base.Dial
-	if dial == nil {
-		var d net.Dialer
-		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
-			return endWithLookup(ctx)(d.DialContext(ctx, network, address))
-		}
-	}
-	return &net.Resolver{
-		PreferGo:     true,
-		StrictErrors: base.StrictErrors,
-		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-			c, err := dial(ctx, network, address)
-			if err != nil {
-				return nil, err
-			}
-			rec, _ := ctx.Value(ttlKey{}).(*ttlRecorder)
-			if rec == nil {
-				return c, nil
-			}
-			// Go's resolver frames messages by whether the conn is a
-			// PacketConn; keep that.
-			if pc, ok := c.(net.PacketConn); ok {
-				return &ttlPacketConn{ttlConn: ttlConn{Conn: c, rec: rec}, pc: pc}, nil
-			}
-			return &ttlConn{Conn: c, rec: rec, stream: true}, nil
-		},
-	}
-}
-
-// ttlConn passes DNS messages through and shows the answers to rec. On a
-// stream (TCP) each message has a two-byte length in front (RFC 1035
-// section 4.2.2).
-type ttlConn struct {
-	net.Conn
-	rec    *ttlRecorder
-	stream bool
-	id     uint16 // of the last query written
-	buf    []byte // a stream's bytes not yet parsed
-}
-
-// Write notes the ID of the query b holds (Go's resolver writes a query
-// in one Write, its length first on a stream).
-func (c *ttlConn) Write(b []byte) (int, error) {
-	q := b
-	if c.stream && len(q) >= 2 {
-		q = q[2:]
-	}
-	if len(q) >= 2 {
-		c.id = binary.BigEndian.Uint16(q)
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *ttlConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.received(b[:n])
-	}
-	return n, err
-}
-
-func (c *ttlConn) received(b []byte) {
-	if !c.stream {
-		c.rec.message(b, c.id)
-		return
-	}
-	if len(c.buf)+len(b) > 2+65535 {
-		c.buf = c.buf[:0] // not DNS framing: stop trying
-		return
-	}
-	c.buf = append(c.buf, b...)
-	for len(c.buf) >= 2 {
-		n := 2 + int(binary.BigEndian.Uint16(c.buf))
-		if len(c.buf) < n {
-			return
-		}
-		c.rec.message(c.buf[2:n], c.id)
-		c.buf = append(c.buf[:0], c.buf[n:]...)
-	}
-}
-
-// ttlPacketConn is a ttlConn over a datagram conn, still a PacketConn.
-type ttlPacketConn struct {
-	ttlConn
-	pc net.PacketConn
-}
-
-func (c *ttlPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, addr, err := c.pc.ReadFrom(b)
-	if n > 0 {
-		c.received(b[:n])
-	}
-	return n, addr, err
-}
-
-func (c *ttlPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	return c.pc.WriteTo(b, addr)
 }

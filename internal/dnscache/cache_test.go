@@ -1,8 +1,7 @@
-package upstream
+package dnscache_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -15,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
-
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/testnet"
+	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
 // fakeClock is the cache's clock in tests: it moves only when told.
@@ -41,17 +40,10 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// inFlight is the number of lookups the cache has under way.
-func (c *DNSCache) inFlight() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.flights)
-}
-
 // dnsGuard returns a guard that resolves with d and caches (with the
 // defaults, changed by mod) on a fake clock. Its dialer reaches loopback
 // only.
-func dnsGuard(t *testing.T, d *testDNS, mod func(*config.Config)) (*Guard, *fakeClock) {
+func dnsGuard(t *testing.T, d *testDNS, mod func(*config.Config)) (*upstream.Guard, *fakeClock) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DNSServer = d.addr
@@ -59,20 +51,20 @@ func dnsGuard(t *testing.T, d *testDNS, mod func(*config.Config)) (*Guard, *fake
 		mod(&cfg)
 	}
 	var dials atomic.Int32
-	g, err := NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+	g, err := upstream.NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := newFakeClock()
-	if g.dns != nil {
-		g.dns.now = clk.now
-		t.Cleanup(g.dns.Wait)
+	if c := g.DNS(); c != nil {
+		c.SetClock(clk.now)
+		t.Cleanup(c.Wait)
 	}
 	return g, clk
 }
 
 // dialOK dials addr with g and closes the connection.
-func dialOK(t *testing.T, g *Guard, addr string) {
+func dialOK(t *testing.T, g *upstream.Guard, addr string) {
 	t.Helper()
 	c, err := g.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
@@ -85,8 +77,7 @@ func dialOK(t *testing.T, g *Guard, addr string) {
 // -dns-min-ttl and -dns-max-ttl: N dials within it cost one query, and the
 // first dial after it asks again.
 func TestDNSCacheTTL(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	type step struct {
 		advance time.Duration
 		queries int // A queries the server has seen after the dials
@@ -117,7 +108,7 @@ func TestDNSCacheTTL(t *testing.T) {
 				for range 3 {
 					dialOK(t, g, "a.test:"+port)
 				}
-				g.dns.Wait()
+				g.DNS().Wait()
 				if got := d.count("a.test"); got != s.queries {
 					t.Fatalf("after %v: %d queries, want %d", elapsed, got, s.queries)
 				}
@@ -138,8 +129,8 @@ func TestDNSCacheTTL(t *testing.T) {
 // gone (NXDOMAIN), it fails as a DNS error.
 func TestDNSServeStale(t *testing.T) {
 	// Waits on held resolver answers only; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
+	// parallel tests.
+	t.Parallel()
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello")
 	}))
@@ -167,14 +158,14 @@ func TestDNSServeStale(t *testing.T) {
 			d.configure(func(d *testDNS) { d.ttl = 10 })
 			cfg := config.Default()
 			cfg.DNSServer = d.addr
-			up, err := New(config.MustParse(cfg))
+			up, err := upstream.New(config.MustParse(cfg))
 			if err != nil {
 				t.Fatal(err)
 			}
 			clk := newFakeClock()
-			up.Guard.dns.now = clk.now
-			up.Guard.dns.stWait = 100 * time.Millisecond
-			t.Cleanup(up.Guard.dns.Wait)
+			up.Guard.DNS().SetClock(clk.now)
+			up.Guard.DNS().SetStaleWait(100 * time.Millisecond)
+			t.Cleanup(up.Guard.DNS().Wait)
 			t.Cleanup(d.release) // before Wait: a held refresh ends
 			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: config.MustParse(cfg)}))
 			t.Cleanup(srv.Close)
@@ -208,7 +199,7 @@ func TestDNSServeStale(t *testing.T) {
 			}
 			// Issue 12 (no wall-clock bounds): the slow resolver's query
 			// is still out when the stale answer has served the GET.
-			if tt.name == "slow resolver" && up.Guard.dns.inFlight() != 1 {
+			if tt.name == "slow resolver" && up.Guard.DNS().Flights() != 1 {
 				t.Errorf("the refresh ended before the GET was answered, want the GET not to wait for it")
 			}
 			d.release()
@@ -227,10 +218,10 @@ func TestDNSServeStale(t *testing.T) {
 // query they wait for).
 func TestDNSCacheCoalesce(t *testing.T) {
 	// Waits on held resolver answers only; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
-	origin, accepts := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	// parallel tests.
+	t.Parallel()
+	var accepts atomic.Int32
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) { accepts.Add(1) }))
 	d := startDNS(t, map[string][]string{"c.test": {"127.0.0.1"}})
 	// Issue 16: the answer is held until the impatient dial has given up
 	// (release below), where a 500 ms delay used to pass time.
@@ -298,8 +289,7 @@ func TestDNSCacheNegative(t *testing.T) {
 // Issue 8: the cache holds -dns-cache-size names, the least recently used
 // going first.
 func TestDNSCacheBounded(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}, "c.test": {"127.0.0.1"}})
 	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DNSCacheSize = 2 })
 	for _, name := range []string{"a", "b", "a", "c", "a", "b"} {
@@ -319,10 +309,9 @@ func TestDNSCacheBounded(t *testing.T) {
 // background, so a name in steady use does not expire in front of a dial.
 func TestDNSCachePrefetch(t *testing.T) {
 	// Waits on held resolver answers only; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	// parallel tests.
+	t.Parallel()
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"p.test": {"127.0.0.1"}})
 	d.configure(func(d *testDNS) { d.ttl = 10 })
 	g, clk := dnsGuard(t, d, nil)
@@ -334,11 +323,11 @@ func TestDNSCachePrefetch(t *testing.T) {
 	t.Cleanup(d.release) // before the guard's Wait
 	dialOK(t, g, "p.test:"+port)
 	// Issue 12 (no wall-clock bounds): the refresh is still out.
-	if g.dns.inFlight() != 1 {
+	if g.DNS().Flights() != 1 {
 		t.Errorf("the refresh ended before the dial near expiry returned: it waited for the refresh")
 	}
 	d.release()
-	g.dns.Wait()
+	g.DNS().Wait()
 	if q := d.count("p.test"); q != 2 {
 		t.Fatalf("%d queries after a hit near expiry, want 2 (one refresh)", q)
 	}
@@ -354,8 +343,7 @@ func TestDNSCachePrefetch(t *testing.T) {
 
 // With -dns-cache-size 0 every dial asks the resolver.
 func TestDNSCacheOff(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"a.test": {"127.0.0.1"}})
 	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DNSCacheSize = 0 })
 	if g.DNS() != nil {
@@ -372,8 +360,7 @@ func TestDNSCacheOff(t *testing.T) {
 // Resolve and DialUnguarded use the cache and skip the policy: for a
 // destination the operator named, such as a parent proxy.
 func TestGuardResolveUnguarded(t *testing.T) {
-	origin, _ := listen(t, "127.0.0.1")
-	_, port, _ := net.SplitHostPort(origin.Addr().String())
+	_, port, _ := net.SplitHostPort(testnet.Serve(t, func(net.Conn) {}))
 	d := startDNS(t, map[string][]string{"parent.test": {"127.0.0.1"}})
 	g, _ := dnsGuard(t, d, func(c *config.Config) { c.DenyPrivate = true })
 	ips, err := g.Resolve(context.Background(), "ip", "parent.test")
@@ -390,73 +377,5 @@ func TestGuardResolveUnguarded(t *testing.T) {
 	c.Close()
 	if q := d.count("parent.test"); q != 1 {
 		t.Errorf("%d queries, want 1", q)
-	}
-}
-
-// The TTL of an answer is its records' smallest (a CNAME's included); a
-// "no such record" answer's is the SOA's negative TTL; a message that
-// does not answer the query sent is ignored.
-func TestTTLRecorder(t *testing.T) {
-	name := dnsmessage.MustNewName("a.test.")
-	rh := func(ttl uint32) dnsmessage.ResourceHeader {
-		return dnsmessage.ResourceHeader{Name: name, Class: dnsmessage.ClassINET, TTL: ttl}
-	}
-	build := func(id uint16, rcode dnsmessage.RCode, answers func(b *dnsmessage.Builder), soa uint32) []byte {
-		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, Response: true, RCode: rcode})
-		b.StartQuestions()
-		b.Question(dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
-		b.StartAnswers()
-		if answers != nil {
-			answers(&b)
-		}
-		b.StartAuthorities()
-		if soa > 0 {
-			b.SOAResource(rh(soa), dnsmessage.SOAResource{NS: name, MBox: name, MinTTL: soa / 2})
-		}
-		msg, err := b.Finish()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return msg
-	}
-	tests := []struct {
-		name string
-		msg  []byte
-		want time.Duration // -1: nothing learned
-	}{
-		{"a records", build(7, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) {
-			b.AResource(rh(300), dnsmessage.AResource{})
-			b.AResource(rh(60), dnsmessage.AResource{})
-		}, 0), 60 * time.Second},
-		{"cname chain", build(7, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) {
-			b.CNAMEResource(rh(30), dnsmessage.CNAMEResource{CNAME: name})
-			b.AResource(rh(300), dnsmessage.AResource{})
-		}, 0), 30 * time.Second},
-		{"nxdomain", build(7, dnsmessage.RCodeNameError, nil, 900), 450 * time.Second},
-		{"nodata", build(7, dnsmessage.RCodeSuccess, nil, 900), 450 * time.Second},
-		{"servfail", build(7, dnsmessage.RCodeServerFailure, nil, 900), -1},
-		{"other id", build(8, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) { b.AResource(rh(1), dnsmessage.AResource{}) }, 0), -1},
-		{"garbage", []byte("not dns"), -1},
-	}
-	for _, tt := range tests {
-		for _, stream := range []bool{false, true} {
-			var rec ttlRecorder
-			c := &ttlConn{rec: &rec, stream: stream, id: 7}
-			if stream {
-				framed := binary.BigEndian.AppendUint16(nil, uint16(len(tt.msg)))
-				framed = append(framed, tt.msg...)
-				c.received(framed[:3]) // a stream may split a message anywhere
-				c.received(framed[3:])
-			} else {
-				c.received(tt.msg)
-			}
-			got, ok := rec.get()
-			if !ok {
-				got = -1
-			}
-			if got != tt.want {
-				t.Errorf("%s (stream %v): ttl %v, want %v", tt.name, stream, got, tt.want)
-			}
-		}
 	}
 }

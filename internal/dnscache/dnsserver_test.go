@@ -1,4 +1,4 @@
-package upstream
+package dnscache_test
 
 import (
 	"encoding/binary"

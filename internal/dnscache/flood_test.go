@@ -1,7 +1,8 @@
-package upstream
+package dnscache_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -32,7 +34,7 @@ func openFDs(t *testing.T) int {
 // silentDNSProxy serves the proxy handler on loopback over an upstream
 // whose resolver is a DNS server that never answers; cache says whether
 // the DNS cache is on.
-func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream, d *testDNS) {
+func silentDNSProxy(t *testing.T, cache bool) (addr string, up *upstream.Upstream, d *testDNS) {
 	t.Helper()
 	d = startDNS(t, nil)
 	d.configure(func(d *testDNS) { d.silent = true })
@@ -41,12 +43,12 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream, d *tes
 	if !cache {
 		cfg.DNSCacheSize = 0
 	}
-	up, err := New(config.MustParse(cfg))
+	up, err := upstream.New(config.MustParse(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := proxy.New(proxy.Options{
-		Transport: up.Pool.Wrap(up.RoundTripper()),
+		Transport: up.RoundTripper(),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
 		Config:    config.MustParse(cfg),
@@ -66,11 +68,25 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *Upstream, d *tes
 
 // lookupsInFlight is the number of lookups up's resolver (the cache's,
 // or the guard's without one) has under way.
-func lookupsInFlight(up *Upstream) int {
+func lookupsInFlight(up *upstream.Upstream) int {
 	if c := up.Guard.DNS(); c != nil {
-		return c.gate.InFlight()
+		return c.LookupsInFlight()
 	}
-	return up.Guard.lookups.InFlight()
+	return uncachedLookups()
+}
+
+// uncachedLookups counts the goroutines inside the guard's uncached
+// lookup: each holds one of the guard's MaxDNSLookups places from its
+// start to its end, and the guard shows that count to no one else.
+func uncachedLookups() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Count(buf[:n], []byte("upstream.(*Guard).lookupUncached("))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
 
 // impatientGet sends a proxy request for name and hangs up once asked
@@ -136,7 +152,7 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 			// Issue 16: Go's resolver bounds that read by the lookup
 			// context's deadline only, not by its cancellation: with the
 			// old 5 s guard this test passed because the leftovers went
-			// at 5 s, and took 6 s a case; see endWithLookup.
+			// at 5 s, and took 6 s a case; see DialLookup.
 			for deadline := time.Now().Add(3 * time.Second); !settled() && time.Now().Before(deadline); {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -152,13 +168,13 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 	}
 }
 
-// Issue 12: at most MaxDNSLookups lookups are in flight; past them a
+// Issue 12: at most upstream.MaxDNSLookups lookups are in flight; past them a
 // request gets 503 dns_error with Retry-After at once, and the proxy
 // keeps serving.
 func TestDNSLookupsBounded(t *testing.T) {
 	// Issue 16: waits on real time or sockets; runs beside the other
-	// parallel tests (see parallelQuiet).
-	parallelQuiet(t)
+	// parallel tests.
+	t.Parallel()
 	for _, cache := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cache", false: "no-cache"}[cache], func(t *testing.T) {
 			addr, up, _ := silentDNSProxy(t, cache)
@@ -166,7 +182,7 @@ func TestDNSLookupsBounded(t *testing.T) {
 			var wg sync.WaitGroup
 			defer wg.Wait()
 			defer close(stop)
-			for i := range MaxDNSLookups {
+			for i := range upstream.MaxDNSLookups {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					t.Fatal(err)
@@ -174,7 +190,7 @@ func TestDNSLookupsBounded(t *testing.T) {
 				fmt.Fprintf(c, "GET http://p%d.flood.test/ HTTP/1.1\r\nHost: p%d.flood.test\r\n\r\n", i, i)
 				wg.Go(func() { <-stop; c.Close() })
 			}
-			waitUntil(t, "every patient lookup in flight", func() bool { return lookupsInFlight(up) == MaxDNSLookups })
+			waitUntil(t, "every patient lookup in flight", func() bool { return lookupsInFlight(up) == upstream.MaxDNSLookups })
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)

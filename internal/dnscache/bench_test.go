@@ -1,4 +1,4 @@
-package upstream
+package dnscache_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/testnet"
+	"github.com/warmproxy/warmproxy/internal/upstream"
 )
 
 // BenchmarkDialSlowResolver measures a fresh upstream connection (resolve,
@@ -18,24 +19,24 @@ import (
 // connection, "cache=on" asks once per TTL, and "first-dial" is the miss
 // every new name pays either way.
 //
-//	go test -run '^$' -bench DialSlowResolver -benchtime 2s ./internal/upstream
+//	go test -run '^$' -bench DialSlowResolver -benchtime 2s ./internal/dnscache
 func BenchmarkDialSlowResolver(b *testing.B) {
 	origin := testnet.Serve(b, func(net.Conn) {})
 	_, port, _ := net.SplitHostPort(origin)
 	d := startDNS(b, map[string][]string{"origin.test": {"127.0.0.1"}})
 	d.configure(func(d *testDNS) { d.delay, d.ttl = 50*time.Millisecond, 300 })
 
-	guard := func(b *testing.B, size int) *Guard {
+	guard := func(b *testing.B, size int) *upstream.Guard {
 		cfg := config.Default()
 		cfg.DNSServer, cfg.DNSCacheSize = d.addr, size
 		var dials atomic.Int32
-		g, err := NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+		g, err := upstream.NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
 		if err != nil {
 			b.Fatal(err)
 		}
 		return g
 	}
-	dial := func(b *testing.B, g *Guard, addr string) {
+	dial := func(b *testing.B, g *upstream.Guard, addr string) {
 		c, err := g.DialContext(context.Background(), "tcp", addr)
 		if err != nil {
 			b.Fatal(err)
