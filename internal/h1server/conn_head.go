@@ -266,8 +266,8 @@ func (w *headWriter) render(closeAfter, withBody bool) []byte {
 }
 
 // answerWriter is the headWriter Handler.End answers through: it sends
-// the answer to the client when End asks (Send), so that a client gone
-// by then is recorded as such.
+// the answer to the client when End asks (Send), once the exchange is
+// recorded.
 type answerWriter struct {
 	*headWriter
 	c          net.Conn

@@ -14,35 +14,37 @@ import (
 // nothing) or a *LateError (the head went out: only recorded). Then the
 // entry gets its duration and is recorded.
 //
-// A w that holds the answer until told (sender) sends it here, before
-// the record; a send that fails records the client as gone.
+// A w that holds the answer until told (sender) sends it here, after
+// the record, as net/http's side flushes its answer after the handler
+// recorded: a client that has its answer finds the exchange counted. A
+// send that fails is not recorded again (nor is a failed flush there).
 func (h *Handler) End(w http.ResponseWriter, entry *accesslog.Entry, err error) {
+	answered := false
 	switch e := err.(type) {
 	case nil:
 	case *LateError:
 		entry.Error, entry.Detail = e.Type, e.Detail
 	case *Error:
-		h.answer(w, entry, e)
+		answered = h.answer(w, entry, e)
 	default:
-		h.answer(w, entry, unclassified(err))
+		answered = h.answer(w, entry, unclassified(err))
 	}
 	entry.Duration = time.Since(entry.Start)
 	h.record(entry)
+	if s, ok := w.(sender); ok && answered {
+		s.Send()
+	}
 }
 
-// answer writes e to w and sets what it says in entry.
-func (h *Handler) answer(w http.ResponseWriter, entry *accesslog.Entry, e *Error) {
+// answer writes e to w, unless the client is gone, and sets what it says
+// in entry. It reports whether it wrote.
+func (h *Handler) answer(w http.ResponseWriter, entry *accesslog.Entry, e *Error) bool {
 	entry.Status, entry.Error, entry.Detail = e.Status, e.Type, e.Error()
 	if e.Status == StatusClientClosed {
-		return
+		return false
 	}
 	entry.BytesOut = writeError(w, h.viaName, e)
-	if s, ok := w.(sender); ok {
-		if err := s.Send(); err != nil {
-			gone := ClientGone(err)
-			entry.Status, entry.Error, entry.Detail = gone.Status, gone.Type, gone.Error()
-		}
-	}
+	return true
 }
 
 // sender is a ResponseWriter that holds what it is given until Send
