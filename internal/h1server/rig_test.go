@@ -40,7 +40,7 @@ func newRig(t testing.TB, cfg config.Config) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{}
-	h := proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: p, Record: r.record})
+	h := proxy.New(proxy.Options{Transport: up.Transport(), Dial: proxy.DialFunc(up.Dial), Config: p, Record: r.record})
 	fallback := &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	srv := &http.Server{Handler: h}
 	go srv.Serve(fallback)
@@ -77,7 +77,7 @@ func newRig(t testing.TB, cfg config.Config) *rig {
 		r.cs.Close()
 		srv.Close()
 		pool.Close()
-		up.Transport.CloseIdleConnections()
+		up.Transport().CloseIdleConnections()
 	})
 	return r
 }
