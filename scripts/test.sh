@@ -11,6 +11,11 @@
 #   - ./e2e is named first, so go test builds and starts it first: its
 #     tests run one after another for a minute or more, and started last
 #     they would be the whole tail of the run.
+#   - go test runs twice as many builds and test binaries at once as there
+#     are CPUs (-p; the default is as many): a test binary under -race is
+#     mostly asleep, in timers, child processes, and the race runtime's
+#     one second wait at exit (GORACE atexit_sleep_ms, kept: it gives
+#     goroutines still running a chance to report a race).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO="${GO:-go}"
@@ -21,6 +26,6 @@ export WARMPROXY_TEST_BIN="$dir/warmproxy"
 "$GO" vet ./... &
 vet=$!
 rc=0
-"$GO" test -race -count=1 -timeout 9m ./e2e ./... || rc=$?
+"$GO" test -race -count=1 -timeout 9m -p "$((2 * $(nproc)))" ./e2e ./... || rc=$?
 wait "$vet" || rc=$?
 exit "$rc"
