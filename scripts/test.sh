@@ -5,9 +5,10 @@
 #   - warmproxy is built once, first, and handed to the tests that run the
 #     binary (deploy, e2e) in WARMPROXY_TEST_BIN. Each of them builds its
 #     own when that is unset, so go test ./e2e alone still works.
-#   - go vet runs beside go test: its packages are mostly compiled by the
-#     build above, and the tests spend much of their time waiting on
-#     timers and child processes.
+#   - go vet runs beside go test, niced: its packages are mostly compiled
+#     by the build above, and the tests spend much of their time waiting
+#     on timers and child processes; niced, it takes that idle time and
+#     not the CPU the compiles that e2e waits for need.
 #   - ./e2e is named first, so go test builds and starts it first: its
 #     tests run one after another for a minute or more, and started last
 #     they would be the whole tail of the run.
@@ -23,7 +24,7 @@ dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 "$GO" build -o "$dir/warmproxy" ./cmd/warmproxy
 export WARMPROXY_TEST_BIN="$dir/warmproxy"
-"$GO" vet ./... &
+nice -n 10 "$GO" vet ./... &
 vet=$!
 rc=0
 "$GO" test -race -count=1 -timeout 9m -p "$((2 * $(nproc)))" ./e2e ./... || rc=$?
