@@ -198,14 +198,18 @@ func TestSystemdUnit(t *testing.T) {
 		missing(t, "systemd-analyze not found (package systemd): %v", err)
 	}
 	// verify checks that ExecStart's program exists: point it at a built
-	// warmproxy.
+	// warmproxy, the one make test built (scripts/test.sh) or one built
+	// here.
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "warmproxy")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/warmproxy")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin := os.Getenv("WARMPROXY_TEST_BIN")
+	if bin == "" {
+		bin = filepath.Join(dir, "warmproxy")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/warmproxy")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	data, err := os.ReadFile("warmproxy.service")
 	if err != nil {

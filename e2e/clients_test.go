@@ -84,50 +84,47 @@ func cliRepoRoot(t *testing.T) string {
 }
 
 var (
-	cliBuildOnce sync.Once
-	cliBuildDir  string
-	cliBuildErr  error
+	goClientOnce sync.Once
+	goClientPath string
+	goClientErr  error
 )
 
-// cliBuild builds ./cmd/warmproxy and the Go test client once per test
-// binary, into a directory of the temp dir named for this checkout, and
-// returns that directory. Binaries are written under a temporary name and
-// renamed, so concurrent runs never see half a file.
-func cliBuild(t *testing.T) string {
+// cliGoClient builds the Go test client (e2e/testdata/goclient) once per
+// test binary, into a directory of the temp dir named for this checkout,
+// and returns its path. It is written under a temporary name and renamed,
+// so concurrent runs never see half a file. (warmproxy itself is
+// plainBinary, which TestMain provides.)
+func cliGoClient(t *testing.T) string {
 	t.Helper()
-	cliBuildOnce.Do(func() {
+	goClientOnce.Do(func() {
 		root, err := filepath.Abs("..")
 		if err != nil {
-			cliBuildErr = err
+			goClientErr = err
 			return
 		}
 		sum := sha256.Sum256([]byte(root))
-		cliBuildDir = filepath.Join(os.TempDir(), "warmproxy-e2e-cli-"+hex.EncodeToString(sum[:6]))
-		if err := os.MkdirAll(cliBuildDir, 0o755); err != nil {
-			cliBuildErr = err
+		dir := filepath.Join(os.TempDir(), "warmproxy-e2e-cli-"+hex.EncodeToString(sum[:6]))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			goClientErr = err
 			return
 		}
-		for name, pkg := range map[string]string{"warmproxy": "./cmd/warmproxy", "goclient": "./e2e/testdata/goclient"} {
-			tmp := filepath.Join(cliBuildDir, fmt.Sprintf(".%s.%d", name, os.Getpid()))
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, pkg)
-			cmd.Dir = root
-			out, err := cmd.CombinedOutput()
-			cancel()
-			if err != nil {
-				cliBuildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-			if err := os.Rename(tmp, filepath.Join(cliBuildDir, name)); err != nil {
-				cliBuildErr = err
-				return
-			}
+		const pkg = "./e2e/testdata/goclient"
+		tmp := filepath.Join(dir, fmt.Sprintf(".goclient.%d", os.Getpid()))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			goClientErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return
 		}
+		goClientPath = filepath.Join(dir, "goclient")
+		goClientErr = os.Rename(tmp, goClientPath)
 	})
-	if cliBuildErr != nil {
-		t.Fatal(cliBuildErr)
+	if goClientErr != nil {
+		t.Fatal(goClientErr)
 	}
-	return cliBuildDir
+	return goClientPath
 }
 
 // cliEnv is the environment for child processes: cleanEnv's (no proxy
@@ -158,9 +155,8 @@ var cliListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // must exit 0 within its grace period.
 func cliStartProxy(t *testing.T, args ...string) *cliProxy {
 	t.Helper()
-	bin := filepath.Join(cliBuild(t), "warmproxy")
 	args = append([]string{"-listen", "127.0.0.1:0", "-shutdown-grace", "2s"}, args...)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(plainBinary, args...)
 	cmd.Env = cliEnv()
 	cmd.WaitDelay = 10 * time.Second
 	p := &cliProxy{Access: &testnet.Buffer{}, Log: &testnet.Buffer{}, cmd: cmd}
@@ -351,7 +347,7 @@ func cliClients() []cliClient {
 			return []string{cliPython(t), script("python/client.py"), proxy, u, h, ca}
 		}},
 		{"go-nethttp", func(t *testing.T, proxy, u, h, ca string) []string {
-			return []string{filepath.Join(cliBuild(t), "goclient"), proxy, u, h, ca}
+			return []string{cliGoClient(t), proxy, u, h, ca}
 		}},
 	}
 }

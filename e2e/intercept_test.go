@@ -68,7 +68,7 @@ func icptStartOrigin(t *testing.T) *icptOrigin {
 func icptCAInit(t *testing.T, patterns string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
-	cliRun(t, []string{filepath.Join(cliBuild(t), "warmproxy"), "ca", "init", "-intercept", patterns, dir})
+	cliRun(t, []string{plainBinary, "ca", "init", "-intercept", patterns, dir})
 	return dir
 }
 
@@ -212,7 +212,7 @@ func TestCAPrint(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("ca-key.pem mode %v %v, want 0600", st.Mode().Perm(), err)
 	}
-	out := cliRun(t, []string{filepath.Join(cliBuild(t), "warmproxy"), "ca", "print", caDir})
+	out := cliRun(t, []string{plainBinary, "ca", "print", caDir})
 	for _, want := range []string{"BEGIN CERTIFICATE", "api.test, .example.test", "CURLOPT_CAINFO", "curl.cainfo", "openssl.cafile",
 		"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "update-ca-certificates"} {
 		if !strings.Contains(out, want) {

@@ -169,8 +169,11 @@ func TestCLINginxKeepAliveRetirement(t *testing.T) {
 			return 1900*time.Millisecond + rand.N(200*time.Millisecond)
 		}
 	}
+	// The two modes share nginx and the relay but each has its own
+	// warmproxy and connections, and both mostly sleep: run them at once.
 	for _, honor := range []bool{true, false} {
 		t.Run("honor="+strconv.FormatBool(honor), func(t *testing.T) {
+			t.Parallel()
 			retries, failed := kaRun(t, ngx, relay, honor, n, pause)
 			t.Logf("%s, %d requests, honor-keepalive-timeout=%v: %d retries, %d failed", ngx.Version, n, honor, retries, failed)
 			if failed > 0 {

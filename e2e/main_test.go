@@ -1,5 +1,6 @@
-// Package e2e_test drives the warmproxy binary, built once by TestMain,
-// with real clients (curl, raw sockets) against origins on loopback.
+// Package e2e_test drives the warmproxy binary, built once (by make test
+// or by TestMain), with real clients (curl, raw sockets) against origins
+// on loopback.
 package e2e_test
 
 import (
@@ -28,8 +29,11 @@ import (
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
-// proxyBinary is the warmproxy binary TestMain builds.
-var proxyBinary string
+// plainBinary is warmproxy built without the race detector: the one make
+// test built (WARMPROXY_TEST_BIN, see scripts/test.sh), or else one
+// TestMain builds. proxyBinary is the one most tests run: plainBinary,
+// unless WARMPROXY_E2E_RACE=1 asks for a -race build.
+var plainBinary, proxyBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
@@ -42,23 +46,35 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	proxyBinary = filepath.Join(dir, "warmproxy")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// A plain build by default: the RSS measurement needs one, and the
 	// handler runs under -race in the in-process tests.
-	// WARMPROXY_E2E_RACE=1 builds the proxyBinary with the race detector.
-	args := []string{"build", "-o", proxyBinary}
-	if os.Getenv("WARMPROXY_E2E_RACE") != "" {
-		args = append(args, "-race")
+	plainBinary = os.Getenv("WARMPROXY_TEST_BIN")
+	if plainBinary == "" {
+		plainBinary = filepath.Join(dir, "warmproxy")
+		if err := buildWarmproxy(ctx, plainBinary); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building warmproxy:", err)
+			return 1
+		}
 	}
-	build := exec.CommandContext(ctx, "go", append(args, "../cmd/warmproxy")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building warmproxy:", err)
-		return 1
+	proxyBinary = plainBinary
+	if os.Getenv("WARMPROXY_E2E_RACE") != "" {
+		proxyBinary = filepath.Join(dir, "warmproxy-race")
+		if err := buildWarmproxy(ctx, proxyBinary, "-race"); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building warmproxy -race:", err)
+			return 1
+		}
 	}
 	return m.Run()
+}
+
+// buildWarmproxy builds ./cmd/warmproxy into bin, with extra build flags.
+func buildWarmproxy(ctx context.Context, bin string, flags ...string) error {
+	args := append([]string{"build", "-o", bin}, flags...)
+	build := exec.CommandContext(ctx, "go", append(args, "../cmd/warmproxy")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	return build.Run()
 }
 
 // requireProgram returns the path of an outside program, skipping the
