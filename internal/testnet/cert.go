@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Cert describes a certificate that SelfSigned makes.
+// Cert describes a certificate that SelfSigned or Issue makes.
 type Cert struct {
 	CommonName string
 	DNSNames   []string
@@ -58,12 +58,50 @@ func SelfSigned(t testing.TB, c Cert) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
+// Issue makes an ECDSA P-256 leaf certificate for c that ca signed (ca
+// as SelfSigned made it, with a Use that covers c's), valid from an hour
+// ago for a day. Its Leaf is set.
+func Issue(t testing.TB, ca tls.Certificate, c Cert) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := c.Use
+	if use == nil {
+		use = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	// A random serial: leaves of one CA must not share one.
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: c.CommonName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: use,
+		DNSNames:    c.DNSNames,
+		IPAddresses: c.IPs,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Leaf, &key.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
 // CertPEM is c's certificate, PEM-encoded.
 func CertPEM(c tls.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }
 
-// KeyPEM is the private key of a certificate SelfSigned made, PEM-encoded.
+// KeyPEM is the private key of a certificate SelfSigned or Issue made,
+// PEM-encoded.
 func KeyPEM(t testing.TB, c tls.Certificate) []byte {
 	t.Helper()
 	der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
@@ -82,6 +120,21 @@ func CAFile(t testing.TB, cert *x509.Certificate) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// KeyPairFiles writes c's certificate and key, PEM-encoded, to files in a
+// temporary directory and returns their paths: a cert= and key= pair.
+func KeyPairFiles(t testing.TB, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, CertPEM(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, KeyPEM(t, c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 // OnHello returns a tls.Config GetConfigForClient hook that calls fn for
