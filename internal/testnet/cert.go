@@ -30,38 +30,20 @@ type Cert struct {
 // day. Its Leaf is set.
 func SelfSigned(t testing.TB, c Cert) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	use := c.Use
-	if use == nil {
-		use = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: c.CommonName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: use,
-		DNSNames:    c.DNSNames,
-		IPAddresses: c.IPs,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return makeCert(t, c, nil)
 }
 
 // Issue makes an ECDSA P-256 leaf certificate for c that ca signed (ca
 // as SelfSigned made it, with a Use that covers c's), valid from an hour
 // ago for a day. Its Leaf is set.
 func Issue(t testing.TB, ca tls.Certificate, c Cert) tls.Certificate {
+	t.Helper()
+	return makeCert(t, c, &ca)
+}
+
+// makeCert makes the certificate c describes: a CA signed by itself when
+// ca is nil, else a leaf that ca signed.
+func makeCert(t testing.TB, c Cert, ca *tls.Certificate) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -84,7 +66,14 @@ func Issue(t testing.TB, ca tls.Certificate, c Cert) tls.Certificate {
 		DNSNames:    c.DNSNames,
 		IPAddresses: c.IPs,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Leaf, &key.PublicKey, ca.PrivateKey)
+	parent, signer := tmpl, any(key)
+	if ca == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+	} else {
+		parent, signer = ca.Leaf, ca.PrivateKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
 		t.Fatal(err)
 	}
