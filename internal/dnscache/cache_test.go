@@ -163,13 +163,13 @@ func TestDNSServeStale(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk := newFakeClock()
-			up.Guard.DNS().SetClock(clk.now)
-			up.Guard.DNS().SetStaleWait(100 * time.Millisecond)
-			t.Cleanup(up.Guard.DNS().Wait)
+			up.DNS().SetClock(clk.now)
+			up.DNS().SetStaleWait(100 * time.Millisecond)
+			t.Cleanup(up.DNS().Wait)
 			t.Cleanup(d.release) // before Wait: a held refresh ends
-			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: config.MustParse(cfg)}))
+			srv := httptest.NewServer(proxy.New(proxy.Options{Transport: up.Transport(), Dial: proxy.DialFunc(up.Dial), Config: config.MustParse(cfg)}))
 			t.Cleanup(srv.Close)
-			t.Cleanup(up.Transport.CloseIdleConnections)
+			t.Cleanup(up.Transport().CloseIdleConnections)
 			client := &http.Client{
 				Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: srv.Listener.Addr().String()})},
 				Timeout:   10 * time.Second,
@@ -188,7 +188,7 @@ func TestDNSServeStale(t *testing.T) {
 				t.Fatalf("first GET: %d %s", code, body)
 			}
 			d.configure(tt.fail)
-			up.Transport.CloseIdleConnections() // the next request dials
+			up.Transport().CloseIdleConnections() // the next request dials
 			clk.advance(tt.advance)
 			code, body := get()
 			if code != tt.status {
@@ -199,11 +199,11 @@ func TestDNSServeStale(t *testing.T) {
 			}
 			// Issue 12 (no wall-clock bounds): the slow resolver's query
 			// is still out when the stale answer has served the GET.
-			if tt.name == "slow resolver" && up.Guard.DNS().Flights() != 1 {
+			if tt.name == "slow resolver" && up.DNS().Flights() != 1 {
 				t.Errorf("the refresh ended before the GET was answered, want the GET not to wait for it")
 			}
 			d.release()
-			if st := up.Guard.DNS().Stats(); st.Stale != tt.stale {
+			if st := up.DNS().Stats(); st.Stale != tt.stale {
 				t.Errorf("stale answers %d, want %d (%+v)", st.Stale, tt.stale, st)
 			}
 			if n := d.count("origin.test"); n < 2 {

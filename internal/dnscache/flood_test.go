@@ -58,8 +58,8 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *upstream.Upstrea
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
-		up.Transport.CloseIdleConnections()
-		if g := up.Guard.DNS(); g != nil {
+		up.Transport().CloseIdleConnections()
+		if g := up.DNS(); g != nil {
 			g.Wait()
 		}
 	})
@@ -69,7 +69,7 @@ func silentDNSProxy(t *testing.T, cache bool) (addr string, up *upstream.Upstrea
 // lookupsInFlight is the number of lookups up's resolver (the cache's,
 // or the guard's without one) has under way.
 func lookupsInFlight(up *upstream.Upstream) int {
-	if c := up.Guard.DNS(); c != nil {
+	if c := up.DNS(); c != nil {
 		return c.LookupsInFlight()
 	}
 	return uncachedLookups()
@@ -157,7 +157,7 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			var abandoned uint64
-			if c := up.Guard.DNS(); c != nil {
+			if c := up.DNS(); c != nil {
 				abandoned = c.Stats().Abandoned
 			}
 			t.Logf("after %d impatient requests: goroutines %d -> %d, fds %d -> %d, lookups abandoned %d", n, g0, g1, fd0, fd1, abandoned)

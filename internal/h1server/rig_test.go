@@ -41,7 +41,7 @@ func newRig(t testing.TB, cfg config.Config) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{}
-	h := proxy.New(proxy.Options{Transport: up.Transport, Dial: proxy.DialFunc(up.Dial), Config: p, Record: r.record})
+	h := proxy.New(proxy.Options{Transport: up.Transport(), Dial: proxy.DialFunc(up.Dial), Config: p, Record: r.record})
 	fallback := netx.NewListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	srv := &http.Server{Handler: h}
 	go srv.Serve(fallback)
@@ -78,7 +78,7 @@ func newRig(t testing.TB, cfg config.Config) *rig {
 		r.cs.Close()
 		srv.Close()
 		pool.Close()
-		up.Transport.CloseIdleConnections()
+		up.Transport().CloseIdleConnections()
 	})
 	return r
 }

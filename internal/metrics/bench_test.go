@@ -152,13 +152,13 @@ func forwarder(b *testing.B, scheme string, on bool) func() {
 		record = access.Log
 	)
 	if on {
-		m := metrics.New(metrics.Options{Pool: up.Tracker})
-		rt, record = up.Tracker.Wrap(up.Transport), m.Record(access.Log)
-		b.Cleanup(up.Transport.CloseIdleConnections)
+		m := metrics.New(metrics.Options{Pool: up.Tracker()})
+		rt, record = up.Tracker().Wrap(up.Transport()), m.Record(access.Log)
+		b.Cleanup(up.Transport().CloseIdleConnections)
 	} else {
 		// The transport as it was before tracking: dialing directly,
 		// TLS by the transport itself.
-		plain := up.Transport.Clone()
+		plain := up.Transport().Clone()
 		plain.DialContext, plain.DialTLSContext = up.Dial, nil
 		rt = plain
 		b.Cleanup(plain.CloseIdleConnections)

@@ -37,10 +37,10 @@ func TestErrorsCountDestinationUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(up.Transport.CloseIdleConnections)
-	m := metrics.New(metrics.Options{Pool: up.Tracker})
+	t.Cleanup(up.Transport().CloseIdleConnections)
+	m := metrics.New(metrics.Options{Pool: up.Tracker()})
 	px := httptest.NewServer(proxy.New(proxy.Options{
-		Transport: up.Transport,
+		Transport: up.Transport(),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    parsed,
 		Record:    m.Record(func(*accesslog.Entry) {}),

@@ -110,7 +110,7 @@ func tunnelServe(t *testing.T, cfg config.Config, icpt proxy.Interceptor, record
 	}
 	rig := &tunnelRig{records: make(chan accesslog.Entry, records)}
 	h := proxy.New(proxy.Options{
-		Transport: up.Transport,
+		Transport: up.Transport(),
 		Dial:      proxy.DialFunc(up.Dial),
 		DialTLS:   up.DialTLS,
 		Config:    config.MustParse(cfg),
@@ -135,7 +135,7 @@ func tunnelServe(t *testing.T, cfg config.Config, icpt proxy.Interceptor, record
 			rig.mu.Unlock()
 		}
 		<-done
-		up.Transport.CloseIdleConnections()
+		up.Transport().CloseIdleConnections()
 	})
 	rig.addr = ln.Addr().String()
 	return rig

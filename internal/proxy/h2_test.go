@@ -59,7 +59,7 @@ func TestH2OriginMultiplexes(t *testing.T) {
 	if got := h2reqs.Load(); got != n+1 {
 		t.Errorf("HTTP/2 requests at the origin = %d, want %d", got, n+1)
 	}
-	st := p.up.Tracker.Totals(upstream.SchemeHTTPS)
+	st := p.up.Tracker().Totals(upstream.SchemeHTTPS)
 	if st.HTTP2 != 1 {
 		t.Errorf("pool stats HTTP2 = %d, want 1 (%+v)", st.HTTP2, st)
 	}
@@ -214,7 +214,7 @@ func TestH2PingClosesDeadConnection(t *testing.T) {
 	relay.frozen.Store(true)
 	// Ping after 200 ms of silence, close 2 s (the floor) later.
 	waitFor(t, "the pool to close the silent HTTP/2 connection", func() bool {
-		return p.up.Tracker.Totals(upstream.SchemeHTTPS).Closed == 1
+		return p.up.Tracker().Totals(upstream.SchemeHTTPS).Closed == 1
 	})
 	relay.frozen.Store(false)
 	if resp, body := p.get(t, target, hdr); body != "HTTP/2.0" {

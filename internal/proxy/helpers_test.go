@@ -58,7 +58,7 @@ func startProxy(t testing.TB, cfg config.Config, opts ...upstream.Option) *testP
 	}
 	p := &testProxy{up: up}
 	h := proxy.New(proxy.Options{
-		Transport: up.Transport,
+		Transport: up.Transport(),
 		Dial:      proxy.DialFunc(up.Dial),
 		Config:    config.MustParse(cfg),
 		Record:    p.record,
@@ -72,7 +72,7 @@ func startProxy(t testing.TB, cfg config.Config, opts ...upstream.Option) *testP
 	p.url = &url.URL{Scheme: "http", Host: p.addr}
 	t.Cleanup(func() {
 		p.srv.Close()
-		up.Transport.CloseIdleConnections()
+		up.Transport().CloseIdleConnections()
 	})
 	return p
 }

@@ -317,7 +317,7 @@ func TestStaleConnectionRetry(t *testing.T) {
 		posts.Store(0)
 		var d poisonDialer
 		p := startProxy(t, testConfig())
-		p.up.Transport.DialContext = d.wrap(p.up.Transport.DialContext)
+		p.up.Transport().DialContext = d.wrap(p.up.Transport().DialContext)
 		p.get(t, o.httpURL("/warm"), nil)
 
 		d.poison()

@@ -147,12 +147,12 @@ func clientsReloader(h *proxy.Handler) reloader {
 }
 
 // policyReloader replaces the destination rules (allow, deny,
-// deny-private). Pooled connections were checked against the old rules
-// when they were dialed, so a change closes the idle ones, and every
-// other one (busy during the reload, or dialing) is checked against the
-// new rules before its next write (upstream recheck.go): every request
-// after the reload goes out on a connection the new rules allow. Open
-// tunnels are left to finish.
+// deny-private) with Upstream.SetPolicy. Pooled connections were checked
+// against the old rules when they were dialed, so it closes the idle
+// ones, and every other one (busy during the reload, or dialing) is
+// checked against the new rules before its next write (upstream
+// recheck.go): every request after the reload goes out on a connection
+// the new rules allow. Open tunnels are left to finish.
 func policyReloader(up *upstream.Upstream, started config.Parsed) reloader {
 	rules := func(c config.Parsed) [3]any { return [3]any{c.Allow, c.Deny, c.DenyPrivate} }
 	current := rules(started)
@@ -166,9 +166,7 @@ func policyReloader(up *upstream.Upstream, started config.Parsed) reloader {
 			p := cfg.Policy
 			return func() {
 				current = next
-				up.Guard.SetPolicy(p)
-				up.Prewarm.Flush() // prewarmed conns too; re-dialed under the new rules
-				up.Transport.CloseIdleConnections()
+				up.SetPolicy(p)
 			}, nil
 		},
 	}

@@ -97,12 +97,12 @@ func build(cfg config.Parsed, log *slog.Logger, accessOut io.Writer) (*instance,
 	if err != nil {
 		return nil, err
 	}
-	if s.ln, s.adminLn, err = listenAll(cfg, s.up.Guard); err != nil {
+	if s.ln, s.adminLn, err = listenAll(cfg, s.up); err != nil {
 		return nil, err
 	}
 	s.ln = s.lim.listener(s.ln)
 	s.access = newLiveAccessLog(accessOut, cfg.LogFormat)
-	m := metrics.New(metrics.Options{Pool: s.up.Tracker, Tunnels: s.tunnels.open, DNS: s.up.DNS()})
+	m := metrics.New(metrics.Options{Pool: s.up.Tracker(), Tunnels: s.tunnels.open, DNS: s.up.DNS()})
 	proxyAdmin := s.adminPaths(m)
 	s.handler = proxy.New(proxy.Options{
 		Transport:       s.up.RoundTripper(),
@@ -193,7 +193,7 @@ func (s *instance) serve(ctx context.Context, reloads <-chan config.Parsed) erro
 	if s.adminLn != nil {
 		s.stopAdmin = serveAdmin(s.cfg, s.log, s.admin, s.adminLn, s.adminErrc)
 	}
-	// Prewarm dials once the guard knows the proxy's own addresses.
+	// Prewarm dials once up knows the proxy's own addresses (listenAll).
 	s.up.Start(s.log)
 	s.ready.Store(true)
 	s.log.Info("listening", "addr", listenAddr(s.ln), "log_format", s.cfg.LogFormat, "h2c", s.cfg.ClientH2C)
@@ -230,22 +230,22 @@ func (s *instance) close() {
 }
 
 // listenAll opens the proxy's listener and, with -admin-listen, the admin
-// one, and tells guard both addresses: a proxy request to either is a
+// one, and tells up both addresses: a proxy request to either is a
 // loop.
-func listenAll(cfg config.Parsed, guard *upstream.Guard) (ln, adminLn net.Listener, err error) {
+func listenAll(cfg config.Parsed, up *upstream.Upstream) (ln, adminLn net.Listener, err error) {
 	ln, err = listen(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen: %w", err)
 	}
 	if cfg.AdminListen == "" {
-		guard.SetSelf(ln.Addr())
+		up.SetSelf(ln.Addr())
 		return ln, nil, nil
 	}
 	if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		ln.Close()
 		return nil, nil, fmt.Errorf("admin listen: %w", err)
 	}
-	guard.SetSelf(ln.Addr(), adminLn.Addr())
+	up.SetSelf(ln.Addr(), adminLn.Addr())
 	return ln, adminLn, nil
 }
 

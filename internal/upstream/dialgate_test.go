@@ -55,7 +55,7 @@ func TestDialsBoundedAndCancelledWithTheirRequests(t *testing.T) {
 	if dialing > MaxDialsPerHost || atOnce > MaxDialsPerHost {
 		t.Errorf("%d connections dialed (%d at once) for %d requests, want at most MaxDialsPerHost (%d)", dialing, atOnce, n, MaxDialsPerHost)
 	}
-	if st := up.Tracker.Hosts()[0]; st.DialWaits < n-MaxDialsPerHost {
+	if st := up.Tracker().Hosts()[0]; st.DialWaits < n-MaxDialsPerHost {
 		t.Errorf("dial waits %d, want at least %d", st.DialWaits, n-MaxDialsPerHost)
 	}
 	if got := accepted.Load(); got > MaxDialsPerHost {

@@ -10,3 +10,7 @@ func (g *Guard) SetLookup(f dnscache.LookupFunc) {
 		g.dns = dnscache.New(f, g.dnsOpts)
 	}
 }
+
+// Guard is u's dial-time guard, for tests that change its policy or
+// resolver without what Upstream.SetPolicy does besides.
+func (u *Upstream) Guard() *Guard { return u.guard }

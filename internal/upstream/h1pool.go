@@ -179,14 +179,14 @@ type h1Host struct {
 // NewH1Pool returns an HTTP/1.1 pool over u's dial stack with cfg's limits:
 // MaxIdlePerHost, MaxIdle, MaxConnsPerHost with MaxConnsPerHostQueue
 // waiting up to UpstreamQueueTimeout, IdleTimeout. Requests and connections count
-// in u.Tracker, so /debug/pool shows them.
+// in u's Tracker, so /debug/pool shows them.
 func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 	// The transport adds "h2" to its TLSClientConfig.NextProtos on first
 	// use (configureHTTP2); Clone does that now, so the pool's TLS dials
 	// offer HTTP/2 as the transport's own would (see newPrewarm).
-	_ = u.Transport.Clone()
-	dialTLS := u.Transport.DialTLSContext
-	u.Transport.DialTLSContext = u.given.wrap(dialTLS)
+	_ = u.transport.Clone()
+	dialTLS := u.transport.DialTLSContext
+	u.transport.DialTLSContext = u.given.wrap(dialTLS)
 	return newH1Pool(h1Limits{
 		maxIdlePerHost:  cfg.MaxIdlePerHost,
 		maxIdle:         cfg.MaxIdle,
@@ -194,7 +194,7 @@ func (u *Upstream) NewH1Pool(cfg config.Parsed) *H1Pool {
 		queue:           cfg.MaxConnsPerHostQueue,
 		queueWait:       cfg.UpstreamQueueTimeout,
 		idleTimeout:     cfg.IdleTimeout,
-	}, u.Transport.DialContext, dialTLS, u.Tracker)
+	}, u.transport.DialContext, dialTLS, u.tracker)
 }
 
 // GiveH2 hands pc, a connection whose origin chose HTTP/2, to the

@@ -242,7 +242,7 @@ func testH1Pool(t *testing.T, cfg config.Config) (*Upstream, *H1Pool) {
 	}
 	p := up.NewH1Pool(config.MustParse(cfg))
 	t.Cleanup(p.Close)
-	t.Cleanup(up.Transport.CloseIdleConnections)
+	t.Cleanup(up.Transport().CloseIdleConnections)
 	return up, p
 }
 
@@ -326,7 +326,7 @@ func TestH1PoolNoPoisonedHandOut(t *testing.T) {
 		// The transport logs each unsolicited byte with log.Printf.
 		log.SetOutput(io.Discard)
 		t.Cleanup(func() { log.SetOutput(os.Stderr) })
-		poisoned, reused := runTransportRounds(t, up.Transport, o, rounds)
+		poisoned, reused := runTransportRounds(t, up.Transport(), o, rounds)
 		t.Logf("http.Transport: %d requests, %d hand-outs of reused connections, %d of them poisoned", rounds, reused, poisoned)
 	})
 }

@@ -33,13 +33,13 @@ func TestHandshakeTimeoutError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(up.Transport.CloseIdleConnections)
+	t.Cleanup(up.Transport().CloseIdleConnections)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
 	_, dialErr := up.DialTLS(ctx, "tcp", silent)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+silent+"/", nil)
-	_, rtErr := up.Transport.RoundTrip(req)
+	_, rtErr := up.Transport().RoundTrip(req)
 	for name, err := range map[string]error{"DialTLS": dialErr, "RoundTrip": rtErr} {
 		var he *HandshakeError
 		if !errors.As(err, &he) {

@@ -182,8 +182,8 @@ func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		up.Prewarm.Stop()
-		up.Transport.CloseIdleConnections()
+		up.prewarm.Stop()
+		up.Transport().CloseIdleConnections()
 		goleak.VerifyNone(t, leaks)
 	})
 	return up
@@ -304,7 +304,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestRetiredConnRetries(t *testing.T) {
 	o := startKAOrigin(t, 60*time.Second, 0, true)
 	up := newTestUpstream(t, config.Default())
-	rt := up.Tracker.Wrap(up.Transport)
+	rt := up.Tracker().Wrap(up.Transport())
 	url := "http://" + o.addr + "/"
 	var first *trackedConn
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
@@ -340,17 +340,17 @@ func TestKeepAliveTimeoutOverflowIgnored(t *testing.T) {
 		io.WriteString(w, "body")
 	})
 	up := newTestUpstream(t, config.Default())
-	rt := up.Tracker.Wrap(up.Transport)
+	rt := up.Tracker().Wrap(up.Transport())
 	url := o.srv.URL + "/"
 	getCounting(t, rt, url)
-	st := up.Tracker.Hosts()[0]
+	st := up.Tracker().Hosts()[0]
 	if st.KeepAliveTimeout != 0 {
 		t.Fatalf("learned keep-alive timeout %vs from timeout=18446744075, want none", st.KeepAliveTimeout)
 	}
 	if n, reused := getCounting(t, rt, url); n != 1 || !reused {
 		t.Errorf("second request took %d connections (reused %v), want 1 reused", n, reused)
 	}
-	if st := up.Tracker.Hosts()[0]; st.Retired != 0 || o.accepts.Load() != 1 {
+	if st := up.Tracker().Hosts()[0]; st.Retired != 0 || o.accepts.Load() != 1 {
 		t.Errorf("retired %d, origin accepted %d, want 0 and 1", st.Retired, o.accepts.Load())
 	}
 }

@@ -358,7 +358,7 @@ func TestParentHTTPPlainPooled(t *testing.T) {
 	o1, _ := countingOrigin(t)
 	o2, _ := countingOrigin(t)
 	up, logs := testUpstream(t, parentConfig(par.url()))
-	rt := up.Tracker.Wrap(up.Transport)
+	rt := up.Tracker().Wrap(up.Transport())
 	for i := range 6 {
 		o := o1
 		if i%2 == 1 {
@@ -396,7 +396,7 @@ func TestParentHTTPSConnectPerConn(t *testing.T) {
 	up, _ := testUpstream(t, cfg) // no names: only the parent resolves origin.test
 	url := "https://origin.test:" + origin.port + "/"
 	for range 5 {
-		if got := get(t, up.Transport, url); !strings.HasPrefix(got, "client=warmproxy-client ") {
+		if got := get(t, up.Transport(), url); !strings.HasPrefix(got, "client=warmproxy-client ") {
 			t.Fatalf("origin saw %q, want the rule's client certificate", got)
 		}
 	}
@@ -406,15 +406,15 @@ func TestParentHTTPSConnectPerConn(t *testing.T) {
 	if full, resumed := tlsCounts(up); full != 1 || resumed != 0 {
 		t.Errorf("TLS handshakes %d full, %d resumed; want 1 full", full, resumed)
 	}
-	up.Transport.CloseIdleConnections()
-	get(t, up.Transport, url)
+	up.Transport().CloseIdleConnections()
+	get(t, up.Transport(), url)
 	if n := par.connects.Load(); n != 2 {
 		t.Errorf("parent saw %d CONNECTs after a new connection, want 2", n)
 	}
 	if full, resumed := tlsCounts(up); full != 1 || resumed != 1 {
 		t.Errorf("TLS handshakes %d full, %d resumed; want the second resumed through the parent", full, resumed)
 	}
-	if st := up.Tracker.Totals(upstream.SchemeHTTPS); st.Opened != 2 {
+	if st := up.Tracker().Totals(upstream.SchemeHTTPS); st.Opened != 2 {
 		t.Errorf("pool opened %d https connections, want 2 (counted through the parent)", st.Opened)
 	}
 }
@@ -443,8 +443,8 @@ func TestParentSOCKS5(t *testing.T) {
 			}
 			up, _ := testUpstream(t, cfg, names...)
 			for range 3 {
-				get(t, up.Transport, "http://origin.test:"+plainPort+"/")
-				get(t, up.Transport, "https://origin.test:"+tlsO.port+"/")
+				get(t, up.Transport(), "http://origin.test:"+plainPort+"/")
+				get(t, up.Transport(), "https://origin.test:"+tlsO.port+"/")
 			}
 			if c, n := par.conns.Load(), par.connects.Load(); c != 2 || n != 2 {
 				t.Errorf("SOCKS parent: %d connections, %d connects for 3 http + 3 https requests; want 2 and 2", c, n)
@@ -475,14 +475,14 @@ func TestNoParentFor(t *testing.T) {
 			cfg := testConfig()
 			cfg.ParentProxy, cfg.NoParentFor = parURL, "*.direct.test, 10.0.0.0/8"
 			up, _ := testUpstream(t, cfg, "a.direct.test")
-			get(t, up.Transport, "http://a.direct.test:"+port+"/")
+			get(t, up.Transport(), "http://a.direct.test:"+port+"/")
 			if n := parSeen(); n != 0 {
 				t.Errorf("parent saw %d requests for a -no-parent-for host, want 0", n)
 			}
 			if conns.Load() != 1 {
 				t.Error("the origin got no direct connection")
 			}
-			get(t, up.Transport, "http://via.test:"+port+"/")
+			get(t, up.Transport(), "http://via.test:"+port+"/")
 			if n := parSeen(); n != 1 {
 				t.Errorf("parent saw %d requests for via.test, want 1", n)
 			}
@@ -512,7 +512,7 @@ func TestParentPolicy(t *testing.T) {
 	cfg.DenyPrivate, cfg.Deny = true, "blocked.test"
 	up, _ := testUpstream(t, cfg)
 	for _, target := range []string{"http://127.0.0.1:" + port + "/", "http://blocked.test:" + port + "/"} {
-		_, err := tryGet(up.Transport, target)
+		_, err := tryGet(up.Transport(), target)
 		var de *acl.DeniedError
 		if !errors.As(err, &de) {
 			t.Errorf("GET %s through the parent = %v, want *acl.DeniedError", target, err)
@@ -524,7 +524,7 @@ func TestParentPolicy(t *testing.T) {
 	if n := par.requests.Load() + par.connects.Load(); n != 0 {
 		t.Errorf("parent was asked %d times for denied targets, want 0", n)
 	}
-	if _, err := tryGet(up.Transport, "http://named.test:"+port+"/"); err != nil {
+	if _, err := tryGet(up.Transport(), "http://named.test:"+port+"/"); err != nil {
 		t.Errorf("GET named.test through a loopback parent with deny-private: %v, want it let through (the parent resolves it)", err)
 	}
 
@@ -533,7 +533,7 @@ func TestParentPolicy(t *testing.T) {
 	cfg = parentConfig(sp.url("socks5"))
 	cfg.DenyPrivate = true
 	up, _ = testUpstream(t, cfg, "named.test")
-	_, err := tryGet(up.Transport, "http://named.test:"+port+"/")
+	_, err := tryGet(up.Transport(), "http://named.test:"+port+"/")
 	var de *acl.DeniedError
 	if !errors.As(err, &de) || !de.IP.IsValid() {
 		t.Errorf("GET named.test through socks5:// with deny-private = %v, want denied on its resolved IP", err)
@@ -725,10 +725,10 @@ func BenchmarkPlainHTTPParent(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer up.Transport.CloseIdleConnections()
+			defer up.Transport().CloseIdleConnections()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := tryGet(up.Transport, o.URL+"/"); err != nil {
+				if _, err := tryGet(up.Transport(), o.URL+"/"); err != nil {
 					b.Fatal(err)
 				}
 			}

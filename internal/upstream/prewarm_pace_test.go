@@ -84,7 +84,7 @@ func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstrea
 		tr.CloseIdleConnections()
 	})
 	<-w.Ready()
-	return &Upstream{Transport: tr, Tracker: p, Prewarm: w}, logs
+	return &Upstream{transport: tr, tracker: p, prewarm: w}, logs
 }
 
 // Issue 12: with -prewarm *8 and an origin announcing timeout=1, the
@@ -153,11 +153,11 @@ func TestPrewarmPacesRedialsLearned(t *testing.T) {
 		cfg := config.Default()
 		cfg.Prewarm = "http://" + o.addr + "*8"
 		up, _ := startPipeUpstream(t, cfg, o.dial)
-		getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
+		getCounting(t, up.Tracker().Wrap(up.Transport()), "http://"+o.addr+"/") // learn the timeout
 		before := o.accepts.Load()
 		time.Sleep(3500 * time.Millisecond)
 		got := o.accepts.Load() - before
-		st := up.Tracker.Hosts()[0]
+		st := up.Tracker().Hosts()[0]
 		t.Logf("%d connections opened in 3.5 s (%.1f/s), %d retired", got, float64(got)/3.5, st.Retired)
 		// Paced: each slot re-dials after 1 s, then 2 s: two rounds of 8
 		// (three on a slow start), far below 56.

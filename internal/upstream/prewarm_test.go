@@ -109,18 +109,18 @@ func startPrewarm(t *testing.T, cfg config.Config) (*Upstream, *testnet.Buffer) 
 func startPrewarmLife(t *testing.T, cfg config.Config, life time.Duration) (*Upstream, *testnet.Buffer) {
 	t.Helper()
 	up := newTestUpstream(t, cfg)
-	if up.Prewarm == nil {
+	if up.prewarm == nil {
 		t.Fatalf("New(prewarm %q) built no Prewarm", cfg.Prewarm)
 	}
 	if life > 0 {
-		for _, o := range up.Prewarm.list {
+		for _, o := range up.prewarm.list {
 			o.life, o.redial = life, life
 		}
 	}
 	logs := &testnet.Buffer{}
-	up.Prewarm.Start(slog.New(slog.NewTextHandler(logs, nil)))
+	up.prewarm.Start(slog.New(slog.NewTextHandler(logs, nil)))
 	select {
-	case <-up.Prewarm.Ready():
+	case <-up.prewarm.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatal("prewarm not ready after 10s")
 	}
@@ -129,12 +129,12 @@ func startPrewarmLife(t *testing.T, cfg config.Config, life time.Duration) (*Ups
 
 func (up *Upstream) hostStats(t *testing.T, scheme, host string) Stats {
 	t.Helper()
-	for _, st := range up.Tracker.Hosts() {
+	for _, st := range up.Tracker().Hosts() {
 		if st.Scheme == scheme && st.Host == host {
 			return st
 		}
 	}
-	t.Fatalf("no stats for %s://%s in %+v", scheme, host, up.Tracker.Hosts())
+	t.Fatalf("no stats for %s://%s in %+v", scheme, host, up.Tracker().Hosts())
 	return Stats{}
 }
 
@@ -166,7 +166,7 @@ func TestPrewarmOpensAtStart(t *testing.T) {
 				t.Errorf("origin did %d TLS handshakes, want 3", o.handshakes.Load())
 			}
 			// Three requests at once: each takes a warm connection.
-			rt := up.Tracker.Wrap(up.Transport)
+			rt := up.Tracker().Wrap(up.Transport())
 			var wg sync.WaitGroup
 			for range 3 {
 				wg.Add(1)
@@ -217,7 +217,7 @@ func TestPrewarmReopens(t *testing.T) {
 	waitFor(t, time.Second, "no connection re-opened within 1s", func() bool { return o.accepts.Load() >= 3 })
 	host := strings.TrimPrefix(o.srv.URL, "https://")
 	waitFor(t, time.Second, "stash not back at 2", func() bool { return up.hostStats(t, "https", host).Warm == 2 })
-	n, _ := getCounting(t, up.Tracker.Wrap(up.Transport), o.srv.URL+"/")
+	n, _ := getCounting(t, up.Tracker().Wrap(up.Transport()), o.srv.URL+"/")
 	if n != 1 || o.accepts.Load() != 3 {
 		t.Errorf("first request took %d connections, origin accepted %d in all, want 1 and 3", n, o.accepts.Load())
 	}
@@ -316,7 +316,7 @@ func TestPrewarmCountsPooledConns(t *testing.T) {
 	cfg.Prewarm = o.srv.URL + "*2"
 	up, _ := startPrewarm(t, cfg)
 	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
-	rt := up.Tracker.Wrap(up.Transport)
+	rt := up.Tracker().Wrap(up.Transport())
 	var wg sync.WaitGroup
 	for range 4 { // two warm, two new
 		wg.Add(1)
@@ -353,12 +353,12 @@ func TestPrewarmStop(t *testing.T) {
 	cfg.Prewarm = o.srv.URL + "*2"
 	up, _ := startPrewarm(t, cfg)
 	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
-	up.Prewarm.Stop()
+	up.prewarm.Stop()
 	host := strings.TrimPrefix(o.srv.URL, "http://")
 	if st := up.hostStats(t, "http", host); st.Open != 0 {
 		t.Errorf("%d open after Stop, want 0", st.Open)
 	}
-	n, _ := getCounting(t, up.Tracker.Wrap(up.Transport), o.srv.URL+"/")
+	n, _ := getCounting(t, up.Tracker().Wrap(up.Transport()), o.srv.URL+"/")
 	if n != 1 || o.accepts.Load() != 3 {
 		t.Errorf("after Stop: %d conns, %d accepts, want 1 and 3", n, o.accepts.Load())
 	}
@@ -373,16 +373,16 @@ func TestPrewarmRetiresStash(t *testing.T) {
 		cfg := config.Default()
 		cfg.Prewarm = "http://" + o.addr
 		up, _ := startPipeUpstream(t, cfg, o.dial)
-		getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/") // learn the timeout
+		getCounting(t, up.Tracker().Wrap(up.Transport()), "http://"+o.addr+"/") // learn the timeout
 		before := o.accepts.Load()
 		time.Sleep(1500 * time.Millisecond)
 		if got := o.accepts.Load() - before; got < 1 {
 			t.Errorf("%d connections opened in 1.5s with a 1s keep-alive timeout, want 1 or more (retired at 0.5s)", got)
 		}
-		if st := up.Tracker.Hosts()[0]; st.Retired < 1 {
+		if st := up.Tracker().Hosts()[0]; st.Retired < 1 {
 			t.Errorf("retired %d, want 1 or more", st.Retired)
 		}
-		if n, _ := getCounting(t, up.Tracker.Wrap(up.Transport), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
+		if n, _ := getCounting(t, up.Tracker().Wrap(up.Transport()), "http://"+o.addr+"/"); n != 1 || o.stale.Load() != 0 {
 			t.Errorf("request took %d connections, %d stale hits, want 1 and 0", n, o.stale.Load())
 		}
 	})
@@ -413,7 +413,7 @@ func TestPrewarmHTTP2(t *testing.T) {
 	if st := up.hostStats(t, "https", host); st.Open != 1 || st.Warm != 1 {
 		t.Errorf("after start: %d open, %d warm, want 1 and 1 (HTTP/2)", st.Open, st.Warm)
 	}
-	rt := up.Tracker.Wrap(up.Transport)
+	rt := up.Tracker().Wrap(up.Transport())
 	for range 3 {
 		req, _ := http.NewRequest(http.MethodGet, o.srv.URL+"/", nil)
 		resp, err := rt.RoundTrip(req)
@@ -440,7 +440,7 @@ func TestPrewarmFlush(t *testing.T) {
 	cfg.Prewarm = o.srv.URL + "*2"
 	up, _ := startPrewarm(t, cfg)
 	waitFor(t, 2*time.Second, "origin saw fewer than 2 connections", func() bool { return o.accepts.Load() >= 2 })
-	up.Prewarm.Flush()
+	up.prewarm.Flush()
 	waitFor(t, 2*time.Second, "no new connections after Flush", func() bool { return o.accepts.Load() >= 4 })
 	host := strings.TrimPrefix(o.srv.URL, "http://")
 	waitFor(t, time.Second, "stash not back at 2", func() bool { return up.hostStats(t, "http", host).Warm == 2 })

@@ -56,14 +56,14 @@ func TestPooledConnRecheckedAfterPolicyChange(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := parsed.Policy
-			before := up.Tracker.Totals(schemeOf(tt.url))
-			up.Guard.SetPolicy(p) // no CloseIdleConnections: as for a conn busy during the reload
+			before := up.Tracker().Totals(schemeOf(tt.url))
+			up.Guard().SetPolicy(p) // no CloseIdleConnections: as for a conn busy during the reload
 			_, err = tryGet(rt, tt.url)
 			var de *acl.DeniedError
 			if !errors.As(err, &de) {
 				t.Fatalf("GET %s after deny %s = %v, want an *acl.DeniedError", tt.url, tt.deny, err)
 			}
-			if after := up.Tracker.Totals(schemeOf(tt.url)); after.Open != 0 && !tt.shared {
+			if after := up.Tracker().Totals(schemeOf(tt.url)); after.Open != 0 && !tt.shared {
 				t.Errorf("%d connections still open after the denial (before: %+v), want 0", after.Open, before)
 			}
 		})

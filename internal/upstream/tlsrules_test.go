@@ -104,7 +104,7 @@ func testUpstream(t *testing.T, cfg config.Config, names ...string) (*upstream.U
 	if err != nil {
 		t.Fatalf("upstream.New: %v", err)
 	}
-	up.Guard.SetLookup(func(_ context.Context, _, host string) ([]netip.Addr, error) {
+	up.Guard().SetLookup(func(_ context.Context, _, host string) ([]netip.Addr, error) {
 		for _, n := range names {
 			if n == host {
 				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
@@ -112,7 +112,7 @@ func testUpstream(t *testing.T, cfg config.Config, names ...string) (*upstream.U
 		}
 		return nil, &net.DNSError{Err: "no such host (test resolver)", Name: host, IsNotFound: true}
 	})
-	t.Cleanup(up.Transport.CloseIdleConnections)
+	t.Cleanup(up.Transport().CloseIdleConnections)
 	return up, logs
 }
 
@@ -163,7 +163,7 @@ func (e *statusError) Error() string { return "status " + http.StatusText(e.code
 
 // tlsCounts returns the pool's full and resumed handshakes with origins.
 func tlsCounts(up *upstream.Upstream) (full, resumed uint64) {
-	st := up.Tracker.Totals(upstream.SchemeHTTPS)
+	st := up.Tracker().Totals(upstream.SchemeHTTPS)
 	return st.TLSFull, st.TLSResumed
 }
 
@@ -180,18 +180,18 @@ func TestUpstreamTLSClientCert(t *testing.T) {
 	// Without the rule: the origin's CA is unknown and no certificate is
 	// offered.
 	plain, _ := testUpstream(t, testConfig())
-	if _, err := tryGet(plain.Transport, url); err == nil {
+	if _, err := tryGet(plain.Transport(), url); err == nil {
 		t.Fatal("GET without a rule succeeded, want a TLS failure (the test proves nothing)")
 	}
 
 	cfg := testConfig()
 	cfg.UpstreamTLS = config.TLSRules("other.test,insecure; 127.0.0.1,ca=" + ca.file + ",cert=" + certFile + ",key=" + keyFile)
 	up, _ := testUpstream(t, cfg)
-	if got := get(t, up.Transport, url); !strings.HasPrefix(got, "client=warmproxy-client ") {
+	if got := get(t, up.Transport(), url); !strings.HasPrefix(got, "client=warmproxy-client ") {
 		t.Errorf("origin saw %q, want client=warmproxy-client", got)
 	}
-	up.Transport.CloseIdleConnections()
-	if got := get(t, up.Transport, url); !strings.HasPrefix(got, "client=warmproxy-client ") {
+	up.Transport().CloseIdleConnections()
+	if got := get(t, up.Transport(), url); !strings.HasPrefix(got, "client=warmproxy-client ") {
 		t.Errorf("second connection: origin saw %q, want client=warmproxy-client", got)
 	}
 	if full, resumed := tlsCounts(up); full != 1 || resumed != 1 {
@@ -218,13 +218,13 @@ func TestUpstreamTLSServerName(t *testing.T) {
 	cfg := testConfig()
 	cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file)
 	noSNI, _ := testUpstream(t, cfg)
-	if _, err := tryGet(noSNI.Transport, url); err == nil {
+	if _, err := tryGet(noSNI.Transport(), url); err == nil {
 		t.Fatal("GET with the CA but no sni= succeeded, want a name mismatch")
 	}
 
 	cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file + ",sni=partner.test")
 	up, _ := testUpstream(t, cfg)
-	if got := get(t, up.Transport, url); !strings.HasSuffix(got, " sni=partner.test") {
+	if got := get(t, up.Transport(), url); !strings.HasSuffix(got, " sni=partner.test") {
 		t.Errorf("origin saw %q, want sni=partner.test", got)
 	}
 }
@@ -235,7 +235,7 @@ func TestUpstreamTLSInsecure(t *testing.T) {
 	origin := startTLSOrigin(t, nil, nil) // httptest's own self-signed certificate
 	url := "https://" + origin.addr + "/"
 	plain, _ := testUpstream(t, testConfig())
-	if _, err := tryGet(plain.Transport, url); err == nil {
+	if _, err := tryGet(plain.Transport(), url); err == nil {
 		t.Fatal("GET to a self-signed origin succeeded without a rule")
 	}
 
@@ -246,8 +246,8 @@ func TestUpstreamTLSInsecure(t *testing.T) {
 		t.Errorf("start log %q: want a warning naming the insecure hosts", l)
 	}
 	for range 3 {
-		get(t, up.Transport, url)
-		up.Transport.CloseIdleConnections()
+		get(t, up.Transport(), url)
+		up.Transport().CloseIdleConnections()
 	}
 	if full, resumed := tlsCounts(up); full != 1 || resumed != 2 {
 		t.Errorf("TLS handshakes: %d full, %d resumed; want 1 full, 2 resumed", full, resumed)
@@ -268,10 +268,10 @@ func TestUpstreamTLSSessionsPerRule(t *testing.T) {
 	cfg.UpstreamTLS = config.TLSRules("a.test,ca=" + ca.file + ",cert=" + certA + ",key=" + keyA + ",sni=partner.test; " +
 		"b.test,ca=" + ca.file + ",cert=" + certB + ",key=" + keyB + ",sni=partner.test")
 	up, _ := testUpstream(t, cfg, "a.test", "b.test")
-	if got := get(t, up.Transport, "https://a.test:"+origin.port+"/"); !strings.HasPrefix(got, "client=client-a ") {
+	if got := get(t, up.Transport(), "https://a.test:"+origin.port+"/"); !strings.HasPrefix(got, "client=client-a ") {
 		t.Fatalf("a.test: origin saw %q, want client-a", got)
 	}
-	if got := get(t, up.Transport, "https://b.test:"+origin.port+"/"); !strings.HasPrefix(got, "client=client-b ") {
+	if got := get(t, up.Transport(), "https://b.test:"+origin.port+"/"); !strings.HasPrefix(got, "client=client-b ") {
 		t.Errorf("b.test: origin saw %q, want client-b (a session of client-a leaked)", got)
 	}
 	if full, resumed := tlsCounts(up); full != 2 || resumed != 0 {
@@ -326,7 +326,7 @@ func TestUpstreamTLSRuleKeepsHTTP2(t *testing.T) {
 		cfg.ParentProxy = parent
 		cfg.UpstreamTLS = config.TLSRules("127.0.0.1,ca=" + ca.file)
 		up, _ := testUpstream(t, cfg)
-		if got := get(t, up.Transport, srv.URL+"/"); got != "HTTP/2.0" {
+		if got := get(t, up.Transport(), srv.URL+"/"); got != "HTTP/2.0" {
 			t.Errorf("parent %q: origin saw %s, want HTTP/2.0", parent, got)
 		}
 	}

@@ -3,8 +3,10 @@
 // parent proxies, the TLS step with its rules, prewarm), the pools built
 // on it (the *http.Transport, and H1Pool for the HTTP/1.1 data path), and
 // the Tracker that counts their connections and requests per origin. New
-// composes them into one Upstream. It never touches a client's
-// ResponseWriter.
+// composes them into one Upstream, whose methods are what its users get:
+// the round tripper and dials, prewarm's start and readiness, the
+// proxy's own addresses and policy reloads, the Tracker and DNS cache to
+// report on, and Close. It never touches a client's ResponseWriter.
 package upstream
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/acl"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/dnscache"
 	"github.com/warmproxy/warmproxy/internal/headlimit"
@@ -37,22 +40,24 @@ const expectContinueTimeout = time.Second
 // DialFunc opens a connection, as net.Dialer.DialContext does.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Upstream is the dial stack and the pools on it, as New composes them.
-// The server hands the proxy RoundTripper, Dial and DialTLS, and the
-// HTTP/1.1 connection server NewH1Pool, H1Key and GiveH2; it calls Start
-// once the guard knows the proxy's own addresses, reads Ready, Tracker
-// and DNS for the admin pages and metrics, and ends it with Close.
+// Upstream is the dial stack and the pools on it, as New composes them;
+// its parts are reached only through its methods. The server hands the
+// proxy RoundTripper, Dial and DialTLS, and the HTTP/1.1 connection
+// server NewH1Pool, H1Key and GiveH2; it tells it the proxy's own
+// addresses (SetSelf) and then calls Start, reads Ready, Tracker and DNS
+// for the admin pages and metrics, applies a reloaded destination policy
+// with SetPolicy, and ends it with Close.
 type Upstream struct {
-	// Transport is the pooled net/http transport under RoundTripper.
-	Transport *http.Transport
-	// Tracker counts the transport's connections and, through
-	// RoundTripper, its requests, per origin.
-	Tracker *Tracker
-	// Guard enforces the destination policy on every dial (guard.go).
-	Guard *Guard
-	// Prewarm holds connections open to the origins of cfg.Prewarm once
+	// transport is the pooled net/http transport under rt.
+	transport *http.Transport
+	// tracker counts the transport's connections and, through rt, its
+	// requests, per origin.
+	tracker *Tracker
+	// guard enforces the destination policy on every dial (guard.go).
+	guard *Guard
+	// prewarm holds connections open to the origins of cfg.Prewarm once
 	// started; nil when there are none (prewarm.go).
-	Prewarm *Prewarm
+	prewarm *Prewarm
 	// dial opens origin connections: the guard's, or the parent proxy's.
 	dial DialFunc
 	// rt is what RoundTripper returns.
@@ -68,12 +73,19 @@ type Upstream struct {
 	given givenConns
 }
 
-// RoundTripper is the transport requests go through: Transport (with an
-// http parent's 407 to a plain-http request turned into a *ParentError,
-// see parentAuthCheck) under the per-origin request limit
-// (-max-conns-per-host and its queue), its requests counted per origin
-// by Tracker.
+// RoundTripper is the transport requests go through: the pooled
+// transport (with an http parent's 407 to a plain-http request turned
+// into a *ParentError, see parentAuthCheck) under the per-origin request
+// limit (-max-conns-per-host and its queue), its requests counted per
+// origin by Tracker.
 func (u *Upstream) RoundTripper() http.RoundTripper { return u.rt }
+
+// Transport is the pooled transport under RoundTripper, without the
+// per-origin request limit, the request counting and the parent's 407
+// check: its connections still count in Tracker. It is there for tests in
+// other packages that put a proxy straight on the pool or change its dial
+// function; the proxy itself uses RoundTripper.
+func (u *Upstream) Transport() *http.Transport { return u.transport }
 
 // Dial opens a connection to addr as the pooled transport does: through
 // the guard, and the parent proxy if there is one. CONNECT tunnels use
@@ -82,24 +94,44 @@ func (u *Upstream) Dial(ctx context.Context, network, addr string) (net.Conn, er
 	return u.dial(ctx, network, addr)
 }
 
-// Start begins prewarming (-prewarm). Call it once the guard knows the
-// proxy's own addresses (Guard.SetSelf): a prewarm target that loops back
-// to the proxy is refused then.
-func (u *Upstream) Start(log *slog.Logger) { u.Prewarm.Start(log) }
+// SetSelf records the proxy's listen addresses: a request that would loop
+// back to one of them is refused at dial time.
+func (u *Upstream) SetSelf(addrs ...net.Addr) { u.guard.SetSelf(addrs...) }
+
+// Start begins prewarming (-prewarm). Call it once SetSelf knows the
+// proxy's own addresses: a prewarm target that loops back to the proxy is
+// refused then.
+func (u *Upstream) Start(log *slog.Logger) { u.prewarm.Start(log) }
 
 // Ready is closed once every prewarmed origin has its connections, or
 // gave up; at once without -prewarm.
-func (u *Upstream) Ready() <-chan struct{} { return u.Prewarm.Ready() }
+func (u *Upstream) Ready() <-chan struct{} { return u.prewarm.Ready() }
+
+// SetPolicy replaces the destination policy (allow, deny, deny-private)
+// for every dial from now on. The idle connections were checked against
+// the old policy when they were dialed, so it closes them: the prewarmed
+// ones (their keepers re-dial under the new policy) and the transport's.
+// A connection busy meanwhile is checked against the new policy before
+// its next write (recheck.go).
+func (u *Upstream) SetPolicy(p *acl.Policy) {
+	u.guard.SetPolicy(p)
+	u.prewarm.Flush()
+	u.transport.CloseIdleConnections()
+}
+
+// Tracker counts the connections and requests of the pools per origin:
+// metrics and /debug/pool read it.
+func (u *Upstream) Tracker() *Tracker { return u.tracker }
 
 // DNS returns the dialer's DNS cache, nil when caching is off.
-func (u *Upstream) DNS() *dnscache.Cache { return u.Guard.DNS() }
+func (u *Upstream) DNS() *dnscache.Cache { return u.guard.DNS() }
 
 // Close stops prewarming (closing the stashed connections) and closes the
 // transport's idle connections, the drain's last step; connections
 // requests still hold are theirs to finish.
 func (u *Upstream) Close() {
-	u.Prewarm.Stop()
-	u.Transport.CloseIdleConnections()
+	u.prewarm.Stop()
+	u.transport.CloseIdleConnections()
 }
 
 // Option adjusts what New builds.
@@ -204,7 +236,7 @@ func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 		rt = &parentAuthCheck{next: t, p: par}
 	}
 	rt = tracker.Wrap(limit.RoundTripper(rt, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout))
-	return &Upstream{Transport: t, Tracker: tracker, Guard: guard, Prewarm: warm, dial: dial, rt: rt,
+	return &Upstream{transport: t, tracker: tracker, guard: guard, prewarm: warm, dial: dial, rt: rt,
 		tlsRules: rules, tls: newTLSStep(rules, t), parent: par}, nil
 }
 

@@ -22,7 +22,7 @@ func TestNewTransportSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := up.Transport
+	tr := up.Transport()
 	if tr.MaxIdleConnsPerHost != 7 || tr.MaxIdleConns != 70 || tr.MaxConnsPerHost != 9 {
 		t.Errorf("pool limits %d/%d/%d, want 7/70/9", tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tr.MaxConnsPerHost)
 	}
@@ -62,7 +62,7 @@ func TestCAFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := up.Transport.TLSClientConfig.RootCAs
+	roots := up.Transport().TLSClientConfig.RootCAs
 	if roots == nil {
 		t.Fatal("RootCAs nil with -ca-file")
 	}
