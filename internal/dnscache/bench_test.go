@@ -30,7 +30,7 @@ func BenchmarkDialSlowResolver(b *testing.B) {
 		cfg := config.Default()
 		cfg.DNSServer, cfg.DNSCacheSize = d.addr, size
 		var dials atomic.Int32
-		g, err := upstream.NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+		g, err := upstream.NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: testnet.LoopbackOnly(&dials)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -51,7 +51,7 @@ func dnsGuard(t *testing.T, d *testDNS, mod func(*config.Config)) (*upstream.Gua
 		mod(&cfg)
 	}
 	var dials atomic.Int32
-	g, err := upstream.NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(&dials)})
+	g, err := upstream.NewGuard(config.MustParse(cfg), &net.Dialer{Timeout: 2 * time.Second, Control: testnet.LoopbackOnly(&dials)})
 	if err != nil {
 		t.Fatal(err)
 	}

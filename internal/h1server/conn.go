@@ -3,7 +3,6 @@ package h1server
 import (
 	"context"
 	"errors"
-	"github.com/warmproxy/warmproxy/internal/proxy"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/limit"
+	"github.com/warmproxy/warmproxy/internal/netx"
+	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 	"github.com/warmproxy/warmproxy/internal/wire"
 )
@@ -463,41 +464,7 @@ func (cc *clientConn) handOver() {
 	if cc.inner != "" {
 		fallback = cc.innerFallback
 	}
-	fallback(&replayConn{Conn: cc.c, pending: pending})
-}
-
-// replayConn is a client connection handed to net/http: its reads return
-// the bytes the connection server had read first.
-type replayConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// NetConn returns the connection beneath, for the tunnel relay's splice,
-// once no replayed byte is left (a wrapper the relay looks through must
-// hold none); nil before.
-func (c *replayConn) NetConn() net.Conn {
-	if len(c.pending) > 0 {
-		return nil
-	}
-	return c.Conn
-}
-
-// CloseWrite half-closes the connection beneath.
-func (c *replayConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
+	fallback(netx.Prefixed(cc.c, pending))
 }
 
 // Shutdown stops new requests: idle connections close now, busy ones

@@ -11,6 +11,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/accesslog"
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
+	"github.com/warmproxy/warmproxy/internal/netx"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
@@ -41,7 +42,7 @@ func newRig(t testing.TB, cfg config.Config) *rig {
 	}
 	r := &rig{}
 	h := proxy.New(proxy.Options{Transport: up.Transport(), Dial: proxy.DialFunc(up.Dial), Config: p, Record: r.record})
-	fallback := &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	fallback := netx.NewListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	srv := &http.Server{Handler: h}
 	go srv.Serve(fallback)
 	pool := up.NewH1Pool(p)
@@ -51,7 +52,7 @@ func newRig(t testing.TB, cfg config.Config) *rig {
 		Busy: func(w http.ResponseWriter, err error) { http.Error(w, err.Error(), http.StatusServiceUnavailable) },
 		Fallback: func(c net.Conn) {
 			r.handed.Add(1)
-			fallback.conns <- c
+			fallback.Push(c)
 		},
 		Closed:        func() {},
 		Running:       new(atomic.Int64),
@@ -97,29 +98,6 @@ func (r *rig) log() []accesslog.Entry {
 	defer r.mu.Unlock()
 	return append([]accesslog.Entry(nil), r.entries...)
 }
-
-// chanListener yields the connections sent on conns.
-type chanListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
 // rawOrigin serves each connection with fn on a loopback listener.
 func rawOrigin(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) string {

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/warmproxy/warmproxy/internal/headlimit"
+	"github.com/warmproxy/warmproxy/internal/netx"
 )
 
 // Parent proxy URL schemes.
@@ -190,32 +191,9 @@ func (p *Proxy) connect(c net.Conn, addr string) (net.Conn, error) {
 	if n := br.Buffered(); n > 0 {
 		// The origin spoke first and its bytes came with the answer.
 		extra, _ := br.Peek(n)
-		return &prefixConn{Conn: c, prefix: append([]byte(nil), extra...)}, nil
+		return netx.Prefixed(c, append([]byte(nil), extra...)), nil
 	}
 	return c, nil
-}
-
-// prefixConn returns prefix before reading from Conn.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(b []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(b, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
-}
-
-// CloseWrite half-closes the underlying TCP conn, for tunnels.
-func (c *prefixConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
 
 // SOCKS5 constants, RFC 1928 and RFC 1929.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/accesslog"
+	"github.com/warmproxy/warmproxy/internal/netx"
 )
 
 // Interceptor decides which CONNECT targets are intercepted (-intercept)
@@ -67,7 +67,7 @@ func (h *Handler) serveIntercept(w http.ResponseWriter, r *http.Request, entry *
 	}
 	var conn net.Conn = client
 	if b := buffered(brw.Reader); len(b) > 0 {
-		conn = &prefixConn{Conn: client, r: io.MultiReader(bytes.NewReader(b), client)}
+		conn = netx.Prefixed(client, b)
 	}
 	// Below the TLS layer, so that http.Server sees a *tls.Conn (for
 	// HTTP/2 by ALPN) and closing it from anywhere ends serveInner.
@@ -240,15 +240,6 @@ type innerSettings struct {
 	maxHeaderBytes    int
 	maxStreams        int
 }
-
-// prefixConn is a conn whose first bytes were already read (a TLS
-// ClientHello sent right behind the CONNECT head).
-type prefixConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // closeConn closes done when it is closed, and counts the bytes of the
 // client's TLS connection for the tunnel's record.

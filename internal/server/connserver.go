@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/warmproxy/warmproxy/internal/h1server"
@@ -11,45 +10,7 @@ import (
 
 // The proxy listener's connections go to the HTTP/1.1 connection server
 // (h1server.ConnServer) first; what it hands over reaches the http.Server
-// through a handoffListener.
-
-// handoffListener is the http.Server's listener: it yields the
-// connections the connection server handed over.
-type handoffListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newHandoffListener(addr net.Addr) *handoffListener {
-	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-// push hands c to the http.Server; after Close it closes c.
-func (l *handoffListener) push(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-func (l *handoffListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *handoffListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *handoffListener) Addr() net.Addr { return l.addr }
+// through a netx.Listener.
 
 // acceptLoop accepts from ln and serves each connection on its own
 // goroutine until ln is closed (hand is the http.Server's, which closes

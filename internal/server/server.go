@@ -18,6 +18,7 @@ import (
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/h1server"
 	"github.com/warmproxy/warmproxy/internal/metrics"
+	"github.com/warmproxy/warmproxy/internal/netx"
 	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
@@ -68,7 +69,7 @@ type instance struct {
 	conns     *h1server.ConnServer
 	// srv serves what conns hands over through hand.
 	srv  *http.Server
-	hand *handoffListener
+	hand *netx.Listener
 	// errc gets the proxy servers' errors, adminErrc the admin
 	// server's; stopAdmin ends the admin server (nil without one).
 	errc      chan error
@@ -147,12 +148,12 @@ func (s *instance) adminPaths(m *metrics.Metrics) (proxyAdmin *http.ServeMux) {
 // over (h2c, and what it does not speak), both on the proxy handler.
 func (s *instance) buildServers() {
 	cfg, lim := s.cfg, s.lim
-	hand := newHandoffListener(s.ln.Addr())
+	hand := netx.NewListener(s.ln.Addr())
 	s.hand = hand
 	s.h1 = s.up.NewH1Pool(cfg)
 	s.conns = h1server.New(s.handler, h1server.ConnOptions{
 		Pool: s.h1, Key: s.up.H1Key, GiveH2: s.up.GiveH2, Gate: lim.requests, Busy: lim.rejectRequest,
-		Fallback:      func(c net.Conn) { hand.push(proxy.WatchFraming(c)) },
+		Fallback:      func(c net.Conn) { hand.Push(proxy.WatchFraming(c)) },
 		Closed:        func() { lim.served.Add(-1) },
 		Running:       &s.running.n,
 		HeaderTimeout: cfg.ClientHeaderTimeout, IdleTimeout: cfg.ClientIdleTimeout, BodyTimeout: cfg.ClientBodyTimeout,

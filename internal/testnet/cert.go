@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Cert describes a certificate that SelfSigned makes.
+// Cert describes a certificate that SelfSigned or Issue makes.
 type Cert struct {
 	CommonName string
 	DNSNames   []string
@@ -30,6 +30,21 @@ type Cert struct {
 // day. Its Leaf is set.
 func SelfSigned(t testing.TB, c Cert) tls.Certificate {
 	t.Helper()
+	return makeCert(t, c, nil)
+}
+
+// Issue makes an ECDSA P-256 leaf certificate for c that ca signed (ca
+// as SelfSigned made it, with a Use that covers c's), valid from an hour
+// ago for a day. Its Leaf is set.
+func Issue(t testing.TB, ca tls.Certificate, c Cert) tls.Certificate {
+	t.Helper()
+	return makeCert(t, c, &ca)
+}
+
+// makeCert makes the certificate c describes: a CA signed by itself when
+// ca is nil, else a leaf that ca signed.
+func makeCert(t testing.TB, c Cert, ca *tls.Certificate) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -38,16 +53,27 @@ func SelfSigned(t testing.TB, c Cert) tls.Certificate {
 	if use == nil {
 		use = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	}
+	// A random serial: leaves of one CA must not share one.
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: c.CommonName},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: c.CommonName},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: use,
 		DNSNames:    c.DNSNames,
 		IPAddresses: c.IPs,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	parent, signer := tmpl, any(key)
+	if ca == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+	} else {
+		parent, signer = ca.Leaf, ca.PrivateKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +89,8 @@ func CertPEM(c tls.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }
 
-// KeyPEM is the private key of a certificate SelfSigned made, PEM-encoded.
+// KeyPEM is the private key of a certificate SelfSigned or Issue made,
+// PEM-encoded.
 func KeyPEM(t testing.TB, c tls.Certificate) []byte {
 	t.Helper()
 	der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
@@ -82,6 +109,21 @@ func CAFile(t testing.TB, cert *x509.Certificate) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// KeyPairFiles writes c's certificate and key, PEM-encoded, to files in a
+// temporary directory and returns their paths: a cert= and key= pair.
+func KeyPairFiles(t testing.TB, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, CertPEM(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, KeyPEM(t, c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 // OnHello returns a tls.Config GetConfigForClient hook that calls fn for

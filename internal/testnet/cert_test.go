@@ -84,3 +84,41 @@ func TestOnHelloAndCAFile(t *testing.T) {
 		t.Errorf("OnHello counted %d handshakes, want 2", hellos)
 	}
 }
+
+// A leaf Issue made verifies against its CA for its use, and the files
+// KeyPairFiles wrote load back as the same pair.
+func TestIssueAndKeyPairFiles(t *testing.T) {
+	ca := SelfSigned(t, Cert{CommonName: "testnet CA", Use: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Leaf)
+	for _, tt := range []struct {
+		name string
+		c    Cert
+		use  x509.ExtKeyUsage
+	}{
+		{"server", Cert{CommonName: "origin", DNSNames: []string{"origin.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, x509.ExtKeyUsageServerAuth},
+		{"client", Cert{CommonName: "client", Use: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, x509.ExtKeyUsageClientAuth},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leaf := Issue(t, ca, tt.c)
+			opts := x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{tt.use}}
+			if len(tt.c.DNSNames) > 0 {
+				opts.DNSName = tt.c.DNSNames[0]
+			}
+			if _, err := leaf.Leaf.Verify(opts); err != nil {
+				t.Errorf("Verify(%s leaf) = %v, want nil", tt.name, err)
+			}
+			if leaf.Leaf.IsCA {
+				t.Errorf("Issue(%s).Leaf.IsCA = true, want false", tt.name)
+			}
+			certFile, keyFile := KeyPairFiles(t, leaf)
+			got, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				t.Fatalf("LoadX509KeyPair(KeyPairFiles) = %v, want nil", err)
+			}
+			if string(got.Certificate[0]) != string(leaf.Certificate[0]) {
+				t.Error("KeyPairFiles wrote another certificate")
+			}
+		})
+	}
+}

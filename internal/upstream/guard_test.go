@@ -20,20 +20,6 @@ import (
 	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
-// loopbackOnly is a dialer Control that refuses any non-loopback address,
-// so a test can never send a packet off the machine even if the guard
-// were broken.
-func loopbackOnly(dials *atomic.Int32) func(network, address string, c syscall.RawConn) error {
-	return func(network, address string, c syscall.RawConn) error {
-		dials.Add(1)
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil || !ap.Addr().Unmap().IsLoopback() {
-			return errors.New("test dialer: refusing non-loopback " + address)
-		}
-		return nil
-	}
-}
-
 // listen starts a TCP listener on ip:0 counting accepted connections.
 func listen(t *testing.T, ip string) (net.Listener, *atomic.Int32) {
 	t.Helper()
@@ -48,7 +34,7 @@ func listen(t *testing.T, ip string) (net.Listener, *atomic.Int32) {
 
 func newTestGuard(t *testing.T, cfg config.Config, names map[string][]string, dials *atomic.Int32) *Guard {
 	t.Helper()
-	d := &net.Dialer{Timeout: 2 * time.Second, Control: loopbackOnly(dials)}
+	d := &net.Dialer{Timeout: 2 * time.Second, Control: testnet.LoopbackOnly(dials)}
 	// cfg sets the policy and leaves the rest zero (no DNS cache): parse
 	// its policy on top of the defaults and hand the guard cfg itself.
 	full := config.Default()

@@ -3,17 +3,11 @@ package upstream
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +25,7 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/limit"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 )
 
 const (
@@ -401,33 +396,14 @@ func runTransportRounds(t *testing.T, tr *http.Transport, o *rawOrigin, rounds i
 }
 
 // tlsTestSetup returns a config trusting a test CA, and the origin's TLS
-// settings with a certificate for 127.0.0.1 that CA signed.
+// settings with a certificate for 127.0.0.1: that CA itself.
 func tlsTestSetup(t testing.TB) (config.Config, *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "h1pool test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert := testnet.SelfSigned(t, testnet.Cert{CommonName: "h1pool test", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	cfg := h1TestConfig()
-	cfg.CAFile = path
+	cfg.CAFile = testnet.CAFile(t, cert.Leaf)
 	srv := &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"http/1.1"},
 	}
 	return cfg, srv

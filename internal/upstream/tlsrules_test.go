@@ -2,24 +2,15 @@ package upstream_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,42 +24,18 @@ const testTimeout = 10 * time.Second
 
 // testCA is a certificate authority made for one test.
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	cert tls.Certificate
 	pool *x509.CertPool
 	file string // the CA certificate as PEM
-	dir  string
-	n    atomic.Int64
 }
 
 func newTestCA(t *testing.T) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "warmproxy test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool(), dir: t.TempDir()}
-	ca.pool.AddCert(cert)
-	ca.file = filepath.Join(ca.dir, "ca.pem")
-	writePEM(t, ca.file, "CERTIFICATE", der)
+	// Any use: it signs both server and client certificates.
+	cert := testnet.SelfSigned(t, testnet.Cert{CommonName: "warmproxy test CA", Use: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	ca := &testCA{cert: cert, pool: x509.NewCertPool(), file: testnet.CAFile(t, cert.Leaf)}
+	ca.pool.AddCert(cert.Leaf)
 	return ca
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // issue makes a leaf certificate for cn: a server certificate for names
@@ -76,42 +43,19 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 // returns the certificate and the paths of its PEM certificate and key.
 func (ca *testCA) issue(t *testing.T, cn string, names ...string) (tls.Certificate, string, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.n.Add(1) + 1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	c := testnet.Cert{CommonName: cn}
 	if len(names) == 0 {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		c.Use = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			c.IPs = append(c.IPs, ip)
 		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
+			c.DNSNames = append(c.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := filepath.Join(ca.dir, cn+".pem")
-	keyFile := filepath.Join(ca.dir, cn+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testnet.Issue(t, ca.cert, c)
+	certFile, keyFile := testnet.KeyPairFiles(t, cert)
 	return cert, certFile, keyFile
 }
 

@@ -126,6 +126,16 @@ func lineEnd(b []byte, i int) (content, next int) {
 	return j, j + 1
 }
 
+// headFields parses the field lines of a head b from offset i, appending
+// them to dst: the empty line that ends them must end b.
+func headFields(dst []Field, b []byte, i int) ([]Field, error) {
+	fields, end, err := parseFields(dst, b, i)
+	if err == nil && end != len(b) {
+		err = syntaxErr("head end (bytes after the empty line)", end)
+	}
+	return fields, err
+}
+
 // parseFields parses the field lines of b from offset i up to and
 // including the empty line that ends the section, appending them to dst.
 // A line may end in LF alone, as net/http accepts in heads (ScanTrailer

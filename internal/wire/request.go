@@ -84,13 +84,8 @@ func (h *RequestHead) Parse(b []byte) error {
 	if i < len(b) && isOWS(b[i]) {
 		return syntaxErr("field line (leading whitespace)", i)
 	}
-	var end int
-	h.Fields, end, err = parseFields(h.Fields, b, i)
-	if err != nil {
+	if h.Fields, err = headFields(h.Fields, b, i); err != nil {
 		return err
-	}
-	if end != len(b) {
-		return syntaxErr("head end (bytes after the empty line)", end)
 	}
 	if err := h.checkHostExpect(); err != nil {
 		return err

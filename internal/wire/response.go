@@ -45,13 +45,8 @@ func (h *ResponseHead) Parse(b []byte, reqMethod []byte) error {
 	if err != nil {
 		return err
 	}
-	var end int
-	h.Fields, end, err = parseFields(h.Fields, b, i)
-	if err != nil {
+	if h.Fields, err = headFields(h.Fields, b, i); err != nil {
 		return err
-	}
-	if end != len(b) {
-		return syntaxErr("head end (bytes after the empty line)", end)
 	}
 	if err := h.framingFields(b, h.Fields, h.Minor); err != nil {
 		return err
