@@ -223,14 +223,14 @@ func (cc *clientConn) roundTrip() (keep, handOver bool) {
 	}
 }
 
-// attempt describes a failed try for upstream.MayReplay. Only a request
-// whose body (if any) is held whole gets here (a streamed one is served
-// by streamed, which never replays), so the body can be sent again.
+// attempt describes a failed try for upstream.MayReplay. A held body can
+// be sent again; a streamed one cannot (its head's write failed before
+// streamed took over), as net/http's rule treats a body without GetBody.
 func (cc *clientConn) attempt(pc *upstream.PConn, nothingWritten bool, replays int) upstream.Attempt {
 	r := &cc.x.req
 	b := r.Bytes()
 	a := upstream.Attempt{Method: string(r.Method.In(b)), Reused: pc.Info.Reused, NothingWritten: nothingWritten,
-		HasBody: cc.x.bodyLen > 0, Rewindable: true, Replays: replays}
+		HasBody: cc.x.bodyLen > 0 || cc.x.stream, Rewindable: !cc.x.stream, Replays: replays}
 	for _, f := range r.Fields {
 		if n := f.Name.In(b); wire.EqualFold(n, "idempotency-key") || wire.EqualFold(n, "x-idempotency-key") {
 			a.Header = http.Header{http.CanonicalHeaderKey(string(n)): {string(f.Value.In(b))}}
@@ -362,12 +362,16 @@ func containsFold(s []byte, sub string) bool {
 
 // end ends the exchange with err (nil, a *proxy.Error to answer, or a
 // *proxy.LateError), as the Handler ends its own: Handler.End answers
-// and records it. With closeAfter an answer says "Connection: close".
+// and records it, and the answer goes out after the record. With
+// closeAfter an answer says "Connection: close".
 func (cc *clientConn) end(err error, closeAfter bool) {
-	var w http.ResponseWriter
-	if err != nil {
-		w = &answerWriter{headWriter: newHeadWriter(), c: cc.c, closeAfter: closeAfter,
-			headOnly: cc.x.entry.Method == http.MethodHead}
+	if !proxy.Answers(err) {
+		cc.s.h.End(nil, &cc.x.entry, err)
+		return
 	}
-	cc.s.h.End(w, &cc.x.entry, err)
+	w := &answerWriter{headWriter: newHeadWriter(), c: cc.c, closeAfter: closeAfter,
+		headOnly: cc.x.entry.Method == http.MethodHead}
+	if cc.s.h.End(w, &cc.x.entry, err) {
+		w.send()
+	}
 }
