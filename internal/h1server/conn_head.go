@@ -2,13 +2,13 @@ package h1server
 
 import (
 	"bytes"
-	"github.com/warmproxy/warmproxy/internal/proxy"
 	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/warmproxy/warmproxy/internal/proxy"
 	"github.com/warmproxy/warmproxy/internal/wire"
 )
 
@@ -240,11 +240,8 @@ func (w *headWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// bytes renders the response; with closeAfter it says "Connection:
-// close".
-func (w *headWriter) bytes(closeAfter bool) []byte { return w.render(closeAfter, true) }
-
-// render renders the response, its body only withBody: the answer to a
+// render renders the response, saying "Connection: close" with
+// closeAfter, and its body only withBody: the answer to a
 // HEAD request says how long the body would be and sends none (RFC 9110
 // section 9.3.2), or the next response on the connection would begin
 // with it.
@@ -265,9 +262,8 @@ func (w *headWriter) render(closeAfter, withBody bool) []byte {
 	return b.Bytes()
 }
 
-// answerWriter is the headWriter Handler.End answers through: it sends
-// the answer to the client when End asks (Send), once the exchange is
-// recorded.
+// answerWriter is the headWriter Handler.End answers through; send
+// writes the answer to the client once End has recorded the exchange.
 type answerWriter struct {
 	*headWriter
 	c          net.Conn
@@ -276,8 +272,6 @@ type answerWriter struct {
 	headOnly bool
 }
 
-// Send writes the answer to the client.
-func (w *answerWriter) Send() error {
-	_, err := w.c.Write(w.render(w.closeAfter, !w.headOnly))
-	return err
-}
+// send writes the answer to the client. A failed write is not recorded
+// again (nor is a failed flush on net/http's side).
+func (w *answerWriter) send() { w.c.Write(w.render(w.closeAfter, !w.headOnly)) }

@@ -9,5 +9,5 @@ import "github.com/warmproxy/warmproxy/internal/proxy"
 func ErrorResponse(name string, e *proxy.Error) []byte {
 	hw := newHeadWriter()
 	proxy.WriteError(hw, name, e)
-	return hw.bytes(true)
+	return hw.render(true, true)
 }

@@ -14,8 +14,8 @@ import (
 // own: a client that closes or resets ends the wait at once (the origin
 // connection is closed, so the upstream request is cancelled, as
 // net/http's background read did) and the exchange is recorded 499. The
-// timer is the connection's, made once; a fast answer costs a Reset and a
-// Stop.
+// timer is the connection's, made once; a fast answer costs a lock, a
+// Reset and a Stop.
 
 // watchAfter is how long an answer may take before the client is watched.
 const watchAfter = 100 * time.Millisecond
@@ -42,15 +42,19 @@ func (cc *clientConn) unwatch() (gone bool) {
 	if cc.watchTimer == nil {
 		return false
 	}
+	if cc.watchTimer.Stop() {
+		// The watch never ran and now never will: nothing else touches
+		// the fields, and gone is the false watchClient set.
+		cc.watchPC = nil
+		return false
+	}
 	cc.watchMu.Lock()
 	cc.watchStop = true
 	if cc.watching {
 		cc.c.SetReadDeadline(time.Now())
 	}
 	cc.watchMu.Unlock()
-	if !cc.watchTimer.Stop() {
-		<-cc.watchAck
-	}
+	<-cc.watchAck
 	cc.watchMu.Lock()
 	defer cc.watchMu.Unlock()
 	cc.watchPC = nil

@@ -14,12 +14,11 @@ import (
 // nothing) or a *LateError (the head went out: only recorded). Then the
 // entry gets its duration and is recorded.
 //
-// A w that holds the answer until told (sender) sends it here, after
+// It reports whether it answered on w. The connection server's w holds
+// the answer, and the connection server sends it once End returns: after
 // the record, as net/http's side flushes its answer after the handler
-// recorded: a client that has its answer finds the exchange counted. A
-// send that fails is not recorded again (nor is a failed flush there).
-func (h *Handler) End(w http.ResponseWriter, entry *accesslog.Entry, err error) {
-	answered := false
+// recorded, so a client that has its answer finds the exchange counted.
+func (h *Handler) End(w http.ResponseWriter, entry *accesslog.Entry, err error) (answered bool) {
 	switch e := err.(type) {
 	case nil:
 	case *LateError:
@@ -31,9 +30,20 @@ func (h *Handler) End(w http.ResponseWriter, entry *accesslog.Entry, err error) 
 	}
 	entry.Duration = time.Since(entry.Start)
 	h.record(entry)
-	if s, ok := w.(sender); ok && answered {
-		s.Send()
+	return answered
+}
+
+// Answers reports whether End answers err on its writer: err is a failure
+// the client is told of, not a late one (the head went out) or a client
+// gone.
+func Answers(err error) bool {
+	switch e := err.(type) {
+	case nil, *LateError:
+		return false
+	case *Error:
+		return e.Status != StatusClientClosed
 	}
+	return true
 }
 
 // answer writes e to w, unless the client is gone, and sets what it says
@@ -45,13 +55,6 @@ func (h *Handler) answer(w http.ResponseWriter, entry *accesslog.Entry, e *Error
 	}
 	entry.BytesOut = writeError(w, h.viaName, e)
 	return true
-}
-
-// sender is a ResponseWriter that holds what it is given until Send
-// writes it to the client (the connection server's, which renders its
-// answers through net/http's header code).
-type sender interface {
-	Send() error
 }
 
 // abortIfCut ends the handler with http.ErrAbortHandler when err, as End

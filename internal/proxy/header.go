@@ -25,12 +25,29 @@ var hopHeaders = [...]string{
 	"Proxy-Authenticate",
 }
 
+// hopByLen is hopHeaders indexed by length: IsHopByHop runs for every
+// field of every head the connection server relays, and most names match
+// no length.
+var hopByLen = func() [][]string {
+	var t [][]string
+	for _, h := range hopHeaders {
+		for len(t) <= len(h) {
+			t = append(t, nil)
+		}
+		t[len(h)] = append(t[len(h)], h)
+	}
+	return t
+}()
+
 // IsHopByHop reports whether name (any case) is one of hopHeaders: the
 // connection server (internal/h1server) asks this list, which it shares
 // with the Handler.
 func IsHopByHop(name []byte) bool {
-	for _, h := range hopHeaders {
-		if len(h) == len(name) && wire.EqualFold(name, h) {
+	if len(name) >= len(hopByLen) {
+		return false
+	}
+	for _, h := range hopByLen[len(name)] {
+		if wire.EqualFold(name, h) {
 			return true
 		}
 	}

@@ -270,3 +270,22 @@ func TestDropBadTrailers(t *testing.T) {
 		})
 	}
 }
+
+// Issue 16: IsHopByHop, the connection server's test of each relayed
+// field, knows every hop-by-hop name in any case and no other name,
+// including names of the same lengths.
+func TestIsHopByHop(t *testing.T) {
+	for _, h := range hopHeaders {
+		for _, name := range []string{h, strings.ToLower(h), strings.ToUpper(h)} {
+			if !IsHopByHop([]byte(name)) {
+				t.Errorf("IsHopByHop(%q) = false, want true", name)
+			}
+		}
+	}
+	for _, name := range []string{"", "T", "Tf", "Content-Length", "Upgrader", "Trailers", "Proxy-Connectio", "Transfer-Encodingx",
+		"Proxy-Authenticatx", "Proxy-Authorizatio", "Proxy-Authorization-X", "X-Forwarded-For", "Keep-Alivf"} {
+		if IsHopByHop([]byte(name)) {
+			t.Errorf("IsHopByHop(%q) = true, want false", name)
+		}
+	}
+}
