@@ -109,7 +109,7 @@ func newPipeUpstream(t *testing.T, o *kaOrigin, honor bool) (*Tracker, http.Roun
 	p := NewTracker()
 	p.honorKeepAlive = honor
 	tr := &http.Transport{DialContext: o.dial}
-	p.instrument(tr, nil)
+	p.instrument(tr, newTLSStep(nil, tr))
 	t.Cleanup(tr.CloseIdleConnections)
 	return p, p.Wrap(tr)
 }
