@@ -182,8 +182,7 @@ func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		up.prewarm.Stop()
-		up.Transport().CloseIdleConnections()
+		up.Close()
 		goleak.VerifyNone(t, leaks)
 	})
 	return up
