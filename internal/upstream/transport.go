@@ -111,7 +111,9 @@ func (u *Upstream) Ready() <-chan struct{} { return u.prewarm.Ready() }
 // the old policy when they were dialed, so it closes them: the prewarmed
 // ones (their keepers re-dial under the new policy) and the transport's.
 // A connection busy meanwhile is checked against the new policy before
-// its next write (recheck.go).
+// its next write (recheck.go), and so are the idle connections of an
+// H1Pool (NewH1Pool), which it does not close: the request head written
+// through PConn.Conn runs that check.
 func (u *Upstream) SetPolicy(p *acl.Policy) {
 	u.guard.SetPolicy(p)
 	u.prewarm.Flush()
