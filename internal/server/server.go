@@ -102,7 +102,7 @@ func build(cfg config.Parsed, log *slog.Logger, accessOut io.Writer) (*instance,
 	}
 	s.ln = s.lim.listener(s.ln)
 	s.access = newLiveAccessLog(accessOut, cfg.LogFormat)
-	m := metrics.New(metrics.Options{Pool: s.up.Tracker(), Tunnels: s.tunnels.open, DNS: s.up.DNS()})
+	m := metrics.New(metrics.Options{Tracker: s.up.Tracker(), Tunnels: s.tunnels.open, DNS: s.up.DNS()})
 	proxyAdmin := s.adminPaths(m)
 	s.handler = proxy.New(proxy.Options{
 		Transport:       s.up.RoundTripper(),
