@@ -241,7 +241,7 @@ func TestDNSCacheCoalesce(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitUntil(t, "the query to reach the server", func() bool { return d.count("c.test") == 1 })
+	testnet.WaitUntil(t, 5*time.Second, "the query to reach the server", func() bool { return d.count("c.test") == 1 })
 	impatient, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := g.DialContext(impatient, "tcp", "c.test:"+port); !errors.Is(err, context.DeadlineExceeded) {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,18 +17,9 @@ import (
 
 	"github.com/warmproxy/warmproxy/internal/config"
 	"github.com/warmproxy/warmproxy/internal/proxy"
+	"github.com/warmproxy/warmproxy/internal/testnet"
 	"github.com/warmproxy/warmproxy/internal/upstream"
 )
-
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	return len(ents)
-}
 
 // silentDNSProxy serves the proxy handler on loopback over an upstream
 // whose resolver is a DNS server that never answers; cache says whether
@@ -128,8 +118,8 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 			impatientGet(addr, "warmup.test", d.askedFor("warmup.test"))
 			// Issue 16: the baseline is taken once the warmup's lookup has
 			// ended, where a fixed 100 ms sleep used to let it go.
-			waitUntil(t, "the warmup lookup to end", func() bool { return lookupsInFlight(up) == 0 })
-			g0, fd0 := runtime.NumGoroutine(), openFDs(t)
+			testnet.WaitUntil(t, 5*time.Second, "the warmup lookup to end", func() bool { return lookupsInFlight(up) == 0 })
+			g0, fd0 := runtime.NumGoroutine(), testnet.FDCount(t)
 			const n, workers = 2000, 50
 			var wg sync.WaitGroup
 			for w := range workers {
@@ -143,7 +133,7 @@ func TestDNSLookupsEndWithTheirClients(t *testing.T) {
 			wg.Wait()
 			var g1, fd1 int
 			settled := func() bool {
-				g1, fd1 = runtime.NumGoroutine(), openFDs(t)
+				g1, fd1 = runtime.NumGoroutine(), testnet.FDCount(t)
 				return g1 <= g0+30 && fd1 <= fd0+30
 			}
 			// Cancelled lookups end at once; a hang-guard of 3 s, where a
@@ -190,7 +180,7 @@ func TestDNSLookupsBounded(t *testing.T) {
 				fmt.Fprintf(c, "GET http://p%d.flood.test/ HTTP/1.1\r\nHost: p%d.flood.test\r\n\r\n", i, i)
 				wg.Go(func() { <-stop; c.Close() })
 			}
-			waitUntil(t, "every patient lookup in flight", func() bool { return lookupsInFlight(up) == upstream.MaxDNSLookups })
+			testnet.WaitUntil(t, 5*time.Second, "every patient lookup in flight", func() bool { return lookupsInFlight(up) == upstream.MaxDNSLookups })
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)

@@ -43,7 +43,7 @@ func BenchmarkRecord(b *testing.B) {
 			b.Cleanup(access.Close)
 			record := access.Log
 			if on {
-				record = metrics.New(metrics.Options{Pool: upstream.NewTracker()}).Record(access.Log)
+				record = metrics.New(metrics.Options{Tracker: upstream.NewTracker()}).Record(access.Log)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -152,7 +152,7 @@ func forwarder(b *testing.B, scheme string, on bool) func() {
 		record = access.Log
 	)
 	if on {
-		m := metrics.New(metrics.Options{Pool: up.Tracker()})
+		m := metrics.New(metrics.Options{Tracker: up.Tracker()})
 		rt, record = up.Tracker().Wrap(up.Transport()), m.Record(access.Log)
 		b.Cleanup(up.Transport().CloseIdleConnections)
 	} else {
@@ -205,15 +205,15 @@ func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 //
 //	go test -run '^$' -bench StatsPage -benchmem ./internal/metrics/
 func BenchmarkStatsPage(b *testing.B) {
-	pool := upstream.NewTracker()
-	rt := pool.Wrap(stubTransport{})
+	tracker := upstream.NewTracker()
+	rt := tracker.Wrap(stubTransport{})
 	for i := range 1024 {
 		req := httptest.NewRequest(http.MethodGet, "http://origin"+strconv.Itoa(i)+".test/", nil)
 		if _, err := rt.RoundTrip(req); err != nil {
 			b.Fatal(err)
 		}
 	}
-	m := metrics.New(metrics.Options{Pool: pool})
+	m := metrics.New(metrics.Options{Tracker: tracker})
 	for _, page := range []struct {
 		name string
 		h    http.Handler

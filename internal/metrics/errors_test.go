@@ -38,7 +38,7 @@ func TestErrorsCountDestinationUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(up.Transport().CloseIdleConnections)
-	m := metrics.New(metrics.Options{Pool: up.Tracker()})
+	m := metrics.New(metrics.Options{Tracker: up.Tracker()})
 	px := httptest.NewServer(proxy.New(proxy.Options{
 		Transport: up.Transport(),
 		Dial:      proxy.DialFunc(up.Dial),

@@ -84,9 +84,9 @@ var (
 
 // Options are what Metrics report on besides the requests they observe.
 type Options struct {
-	// Pool is the upstream tracker whose connections are reported (the
-	// /debug/pool page); nil reports none.
-	Pool *upstream.Tracker
+	// Tracker is the upstream tracker whose connections are reported
+	// (the /debug/pool page); nil reports none.
+	Tracker *upstream.Tracker
 	// Tunnels, if set, returns how many CONNECT and upgrade tunnels are
 	// open.
 	Tunnels func() int
@@ -98,7 +98,7 @@ type Options struct {
 // once, in New, so observing a request is array indexing and atomic adds.
 type Metrics struct {
 	reg         *prometheus.Registry
-	pool        *upstream.Tracker
+	tracker     *upstream.Tracker
 	tunnelsOpen func() int
 	dns         *dnscache.Cache
 
@@ -123,7 +123,7 @@ type Metrics struct {
 // into the TLS handshakes it counts.
 func New(o Options) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, pool: o.Pool, tunnelsOpen: o.Tunnels, dns: o.DNS}
+	m := &Metrics{reg: reg, tracker: o.Tracker, tunnelsOpen: o.Tunnels, dns: o.DNS}
 	reg.MustRegister(m.requestCollectors()...)
 	reg.MustRegister(m.connCollectors()...)
 	reg.MustRegister(m.errorCollector(), m.trailerCollector())
@@ -138,9 +138,9 @@ func New(o Options) *Metrics {
 	if o.DNS != nil {
 		reg.MustRegister(newDNSCollector(o.DNS))
 	}
-	if o.Pool != nil {
-		reg.MustRegister(newPoolCollector(o.Pool))
-		o.Pool.SetTLSObserver(m.observeHandshake)
+	if o.Tracker != nil {
+		reg.MustRegister(newTrackerCollector(o.Tracker))
+		o.Tracker.SetTLSObserver(m.observeHandshake)
 	}
 	return m
 }
@@ -363,26 +363,26 @@ func (m *Metrics) PoolHandler() http.Handler {
 // poolReport is the pool's state now.
 func (m *Metrics) poolReport() PoolReport {
 	rep := PoolReport{Time: time.Now().UTC(), Totals: []upstream.Stats{}, Upstreams: []upstream.Stats{}}
-	if m.pool != nil {
+	if m.tracker != nil {
 		for _, s := range upstream.Schemes {
-			rep.Totals = append(rep.Totals, m.pool.Totals(s))
+			rep.Totals = append(rep.Totals, m.tracker.Totals(s))
 		}
-		rep.Upstreams = m.pool.Hosts()
+		rep.Upstreams = m.tracker.Hosts()
 	}
 	return rep
 }
 
-// poolCollector reads the pool's counters at scrape time, so the pool
-// costs the request path nothing beyond its own atomic adds.
-type poolCollector struct {
-	pool                                              *upstream.Tracker
+// trackerCollector reads the tracker's counters at scrape time, so the
+// tracker costs the request path nothing beyond its own atomic adds.
+type trackerCollector struct {
+	tracker                                           *upstream.Tracker
 	opened, closed, conns, inflight, dialErrors, tlsH *prometheus.Desc
 	h2                                                *prometheus.Desc
 }
 
-func newPoolCollector(p *upstream.Tracker) *poolCollector {
-	return &poolCollector{
-		pool: p,
+func newTrackerCollector(t *upstream.Tracker) *trackerCollector {
+	return &trackerCollector{
+		tracker: t,
 		opened: prometheus.NewDesc("warmproxy_upstream_connections_opened_total",
 			"Connections opened to origins, by scheme.", []string{"scheme"}, nil),
 		closed: prometheus.NewDesc("warmproxy_upstream_connections_closed_total",
@@ -400,15 +400,15 @@ func newPoolCollector(p *upstream.Tracker) *poolCollector {
 	}
 }
 
-func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *trackerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.opened, c.closed, c.conns, c.h2, c.inflight, c.dialErrors, c.tlsH} {
 		ch <- d
 	}
 }
 
-func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *trackerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range upstream.Schemes {
-		st := c.pool.Totals(s)
+		st := c.tracker.Totals(s)
 		name := st.Scheme
 		ch <- prometheus.MustNewConstMetric(c.opened, prometheus.CounterValue, float64(st.Opened), name)
 		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(st.Closed), name)

@@ -221,18 +221,18 @@ func TestTunnelsOpenGauge(t *testing.T) {
 	}
 }
 
-func TestPoolHandlerWithoutPool(t *testing.T) {
+func TestPoolHandlerWithoutTracker(t *testing.T) {
 	m := New(Options{})
 	rec := httptest.NewRecorder()
 	m.PoolHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pool", nil))
 	var rep PoolReport
 	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil || rep.Upstreams == nil || rep.Totals == nil {
-		t.Errorf("/debug/pool without a pool = %q (%v), want empty lists", rec.Body.String(), err)
+		t.Errorf("/debug/pool without a tracker = %q (%v), want empty lists", rec.Body.String(), err)
 	}
 }
 
-func TestPoolCollector(t *testing.T) {
-	m := New(Options{Pool: upstream.NewTracker()})
+func TestTrackerCollector(t *testing.T) {
+	m := New(Options{Tracker: upstream.NewTracker()})
 	for _, name := range []string{
 		"warmproxy_upstream_connections_opened_total",
 		"warmproxy_upstream_connections_closed_total",
@@ -307,7 +307,7 @@ func TestDashboardQueriesKnownMetrics(t *testing.T) {
 	dns := dnscache.New(func(context.Context, string, string) ([]netip.Addr, error) {
 		return nil, &net.DNSError{Err: "no resolver"}
 	}, dnscache.Options{Size: 8, MinTTL: time.Minute, MaxTTL: time.Hour})
-	m := New(Options{Pool: upstream.NewTracker(), Tunnels: func() int { return 0 }, DNS: dns})
+	m := New(Options{Tracker: upstream.NewTracker(), Tunnels: func() int { return 0 }, DNS: dns})
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -327,11 +327,5 @@ func (h *addrHandler) Handle(_ context.Context, r slog.Record) error {
 // waitFor polls cond until it holds or the test timeout passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnet.WaitUntil(t, testTimeout, what, cond)
 }

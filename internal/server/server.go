@@ -102,7 +102,7 @@ func build(cfg config.Parsed, log *slog.Logger, accessOut io.Writer) (*instance,
 	}
 	s.ln = s.lim.listener(s.ln)
 	s.access = newLiveAccessLog(accessOut, cfg.LogFormat)
-	m := metrics.New(metrics.Options{Pool: s.up.Tracker(), Tunnels: s.tunnels.open, DNS: s.up.DNS()})
+	m := metrics.New(metrics.Options{Tracker: s.up.Tracker(), Tunnels: s.tunnels.open, DNS: s.up.DNS()})
 	proxyAdmin := s.adminPaths(m)
 	s.handler = proxy.New(proxy.Options{
 		Transport:       s.up.RoundTripper(),
@@ -218,8 +218,10 @@ func (s *instance) serve(ctx context.Context, reloads <-chan config.Parsed) erro
 	}
 }
 
-// close ends what outlives the drain, in this order: prewarming, the
-// admin server, the HTTP/1.1 pool, the access log.
+// close ends what outlives the drain, in this order: the upstream
+// (prewarming and its idle connections), the admin server, the HTTP/1.1
+// pool, the access log. It runs after a drain and after a failed serve
+// alike, so it is where the upstream is closed.
 func (s *instance) close() {
 	s.up.Close()
 	if s.stopAdmin != nil {
@@ -295,8 +297,8 @@ func adminMux(up *upstream.Upstream, m *metrics.Metrics, ready *atomic.Bool) *ht
 
 // drain shuts the proxy down in the house order: stop accepting and let
 // in-flight requests and tunnels finish within -shutdown-grace, cut what
-// is left, then close the upstream side. The admin server is not its
-// business: it outlives the drain, so /readyz can say 503 meanwhile.
+// is left. The upstream side and the admin server are close's business:
+// the admin server outlives the drain, so /readyz can say 503 meanwhile.
 func (s *instance) drain() {
 	s.ready.Store(false)
 	s.ln.Close()
@@ -321,7 +323,6 @@ func (s *instance) drain() {
 		cutLeft(s.log, s.srv, s.conns, s.tunnels, &s.running)
 	}
 	s.tunnels.closeAll()
-	s.up.Close()
 }
 
 // connRegistry holds the hijacked connections of open tunnels.

@@ -45,12 +45,12 @@ func TestDialsBoundedAndCancelledWithTheirRequests(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "MaxDialsPerHost connections to reach the origin", func() bool { return accepted.Load() >= MaxDialsPerHost })
+	testnet.WaitUntil(t, 5*time.Second, "MaxDialsPerHost connections to reach the origin", func() bool { return accepted.Load() >= MaxDialsPerHost })
 	time.Sleep(200 * time.Millisecond) // more would come now if the dials were not bounded
 	dialing, atOnce := accepted.Load(), maxOpen.Load()
 	cancel()
 	wg.Wait()
-	waitUntil(t, "every dial to end with its request", func() bool { return open.Load() == 0 })
+	testnet.WaitUntil(t, 5*time.Second, "every dial to end with its request", func() bool { return open.Load() == 0 })
 	t.Logf("%d requests: %d connections accepted while they waited (most at once %d); %d in all; after the cancel %d still open", n, dialing, atOnce, accepted.Load(), open.Load())
 	if dialing > MaxDialsPerHost || atOnce > MaxDialsPerHost {
 		t.Errorf("%d connections dialed (%d at once) for %d requests, want at most MaxDialsPerHost (%d)", dialing, atOnce, n, MaxDialsPerHost)

@@ -68,7 +68,7 @@ func (u *Upstream) H1Key(s Scheme, hostport string) (H1Key, error) {
 	port := atoiPort(portStr)
 	if s == SchemeHTTPS {
 		k.ServerName = host
-		if r := u.tlsRules.match(host, port); r != nil {
+		if r := u.tls.rules.match(host, port); r != nil {
 			k.TLSRule = r.text
 			if r.serverName != "" {
 				k.ServerName = r.serverName

@@ -718,7 +718,7 @@ func TestH1Key(t *testing.T) {
 	}{
 		{SchemeHTTP, "Example.test", H1Key{Scheme: SchemeHTTP, Addr: "example.test:80"}},
 		{SchemeHTTPS, "example.test", H1Key{Scheme: SchemeHTTPS, Addr: "example.test:443", ServerName: "example.test"}},
-		{SchemeHTTPS, "a.internal.test:8443", H1Key{Scheme: SchemeHTTPS, Addr: "a.internal.test:8443", TLSRule: up.tlsRules.rules[0].text, ServerName: "gw.internal.test"}},
+		{SchemeHTTPS, "a.internal.test:8443", H1Key{Scheme: SchemeHTTPS, Addr: "a.internal.test:8443", TLSRule: up.tls.rules.rules[0].text, ServerName: "gw.internal.test"}},
 	} {
 		got, err := up.H1Key(tt.s, tt.in)
 		if err != nil || got != tt.want {

@@ -18,18 +18,15 @@ type tlsStep struct {
 	rules *tlsRules
 	// base is the transport's config: the transport adds "h2" to its
 	// NextProtos on first use, and client clones it at every dial, so
-	// the offer reaches each handshake (configureHTTP2).
+	// the offer reaches each handshake (configureHTTP2). Nil when the
+	// transport has none: clientConfig then starts from an empty one.
 	base    *tls.Config
 	timeout time.Duration
 }
 
 // newTLSStep is the TLS step of t's dials under rules.
 func newTLSStep(rules *tlsRules, t *http.Transport) tlsStep {
-	base := t.TLSClientConfig
-	if base == nil {
-		base = &tls.Config{}
-	}
-	return tlsStep{rules: rules, base: base, timeout: t.TLSHandshakeTimeout}
+	return tlsStep{rules: rules, base: t.TLSClientConfig, timeout: t.TLSHandshakeTimeout}
 }
 
 // client returns c as the client end of a TLS connection to addr, its

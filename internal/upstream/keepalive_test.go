@@ -109,7 +109,7 @@ func newPipeUpstream(t *testing.T, o *kaOrigin, honor bool) (*Tracker, http.Roun
 	p := NewTracker()
 	p.honorKeepAlive = honor
 	tr := &http.Transport{DialContext: o.dial}
-	p.instrument(tr, nil)
+	p.instrument(tr, newTLSStep(nil, tr))
 	t.Cleanup(tr.CloseIdleConnections)
 	return p, p.Wrap(tr)
 }
@@ -182,8 +182,7 @@ func newTestUpstream(t *testing.T, cfg config.Config) *Upstream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		up.prewarm.Stop()
-		up.Transport().CloseIdleConnections()
+		up.Close()
 		goleak.VerifyNone(t, leaks)
 	})
 	return up
@@ -270,14 +269,14 @@ func TestKeepAliveRetiresIdleConnUnderLoad(t *testing.T) {
 			defer close(slow)
 			getCounting(t, rt, base+"/slow")
 		}()
-		waitUntil(t, "the slow request to be in flight", func() bool { return pool.Hosts()[0].InFlight == 1 })
+		testnet.WaitUntil(t, 5*time.Second, "the slow request to be in flight", func() bool { return pool.Hosts()[0].InFlight == 1 })
 		getCounting(t, rt, base+"/")
 		if got := o.accepts.Load(); got != 2 {
 			t.Fatalf("origin accepted %d connections, want 2", got)
 		}
 		// The idle one is retired 0.5 s after its last use, while the slow
 		// request (1.5 s) is still in flight.
-		waitUntil(t, "the idle connection to be retired", func() bool { return pool.Hosts()[0].Retired == 1 })
+		testnet.WaitUntil(t, 5*time.Second, "the idle connection to be retired", func() bool { return pool.Hosts()[0].Retired == 1 })
 		if st := pool.Hosts()[0]; st.InFlight != 1 {
 			t.Errorf("retired while %d requests were in flight, want it while the slow one (1) still was", st.InFlight)
 		}
@@ -286,16 +285,6 @@ func TestKeepAliveRetiresIdleConnUnderLoad(t *testing.T) {
 			t.Errorf("retired %d connections, want 1: never the one the slow request held", st.Retired)
 		}
 	})
-}
-
-// waitUntil polls cond for at most 5 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // The race: the transport takes an idle connection from its pool in the

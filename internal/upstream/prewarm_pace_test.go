@@ -72,7 +72,7 @@ func startPipeUpstream(t *testing.T, cfg config.Config, dial DialFunc) (*Upstrea
 	p := NewTracker()
 	p.honorKeepAlive = cfg.HonorKeepAliveTimeout
 	tr := &http.Transport{DialContext: dial}
-	p.instrument(tr, nil)
+	p.instrument(tr, newTLSStep(nil, tr))
 	w, err := newPrewarm(config.MustParse(cfg), p, tr, nil)
 	if err != nil || w == nil {
 		t.Fatalf("newPrewarm(%q) = %v, %v", cfg.Prewarm, w, err)

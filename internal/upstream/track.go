@@ -131,17 +131,17 @@ func (p *Tracker) SetTLSObserver(fn func(resumed bool, d time.Duration)) { p.onT
 
 // instrument makes t count its connections in p. It wraps t.DialContext,
 // whatever it is, for http, and for https sets t.DialTLSContext to dial
-// the same way, then run the TLS step (handshake.go) with rules over t's
-// own TLS settings: t.TLSClientConfig and t.TLSHandshakeTimeout, and the
-// transport still runs the request's httptrace TLS hooks (on the
-// finished handshake). Call it once t's dialer is set.
-func (p *Tracker) instrument(t *http.Transport, rules *tlsRules) {
+// the same way, then run step (handshake.go, built over t's own TLS
+// settings by newTLSStep), and the transport still runs the request's
+// httptrace TLS hooks (on the finished handshake). Call it once t's
+// dialer is set.
+func (p *Tracker) instrument(t *http.Transport, step tlsStep) {
 	dial := DialFunc(t.DialContext)
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
 	t.DialContext = p.dialer(dial)
-	t.DialTLSContext = p.tlsDialer(dial, newTLSStep(rules, t))
+	t.DialTLSContext = p.tlsDialer(dial, step)
 }
 
 func (p *Tracker) dialer(dial DialFunc) DialFunc {

@@ -47,7 +47,7 @@ func TestPoolHostAliases(t *testing.T) {
 }
 
 // Past maxHosts, origins with nothing open or in flight are forgotten.
-func TestPoolPrunesIdleHosts(t *testing.T) {
+func TestTrackerPrunesIdleHosts(t *testing.T) {
 	// Issue 16: CPU only (thousands of hosts); runs in parallel, after
 	// the leak-checked tests (see TestH1PoolNoPoisonedHandOut).
 	t.Parallel()

@@ -62,10 +62,9 @@ type Upstream struct {
 	dial DialFunc
 	// rt is what RoundTripper returns.
 	rt http.RoundTripper
-	// tlsRules are the per-host TLS settings (-upstream-tls); tls is
-	// the TLS step of DialTLS under them.
-	tlsRules *tlsRules
-	tls      tlsStep
+	// tls is the TLS step of the transport's https dials and of DialTLS,
+	// under the per-host TLS settings (-upstream-tls).
+	tls tlsStep
 	// parent is the parent proxy, nil without one.
 	parent *parent
 	// given holds the HTTP/2 connections the HTTP/1.1 pool dialed and
@@ -112,7 +111,9 @@ func (u *Upstream) Ready() <-chan struct{} { return u.prewarm.Ready() }
 // the old policy when they were dialed, so it closes them: the prewarmed
 // ones (their keepers re-dial under the new policy) and the transport's.
 // A connection busy meanwhile is checked against the new policy before
-// its next write (recheck.go).
+// its next write (recheck.go), and so are the idle connections of an
+// H1Pool (NewH1Pool), which it does not close: the request head written
+// through PConn.Conn runs that check.
 func (u *Upstream) SetPolicy(p *acl.Policy) {
 	u.guard.SetPolicy(p)
 	u.prewarm.Flush()
@@ -224,7 +225,8 @@ func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 	tracker := NewTracker()
 	tracker.honorKeepAlive = cfg.HonorKeepAliveTimeout
 	tracker.policy = &recheck{guard: guard, parent: par}
-	tracker.instrument(t, rules)
+	step := newTLSStep(rules, t)
+	tracker.instrument(t, step)
 	// After instrument: the stash sits in front of the dial functions the
 	// transport ends up with, and prewarm dials through them (prewarm.go).
 	warm, err := newPrewarm(cfg, tracker, t, par)
@@ -237,7 +239,7 @@ func New(cfg config.Parsed, opts ...Option) (*Upstream, error) {
 	}
 	rt = tracker.Wrap(limit.RoundTripper(rt, cfg.MaxConnsPerHost, cfg.MaxConnsPerHostQueue, cfg.UpstreamQueueTimeout))
 	return &Upstream{transport: t, tracker: tracker, guard: guard, prewarm: warm, dial: dial, rt: rt,
-		tlsRules: rules, tls: newTLSStep(rules, t), parent: par}, nil
+		tls: step, parent: par}, nil
 }
 
 // minH2PingTimeout is the shortest wait for a ping's answer. A ping is sent
