@@ -26,9 +26,21 @@ func WatchFraming(c net.Conn) net.Conn { return &framingConn{Conn: c} }
 // connection's flag to the Handler.
 func FramingContext(ctx context.Context, c net.Conn) context.Context {
 	if fc, ok := c.(*framingConn); ok {
-		return WithFramingFlag(ctx, &fc.ambiguous)
+		return withFramingFlag(ctx, &fc.ambiguous)
 	}
 	return ctx
+}
+
+// framingKey is the context key of a client connection's framing flag.
+type framingKey struct{}
+
+// withFramingFlag returns a copy of ctx carrying f, a client connection's
+// flag that the server sets once a request head on it carried both
+// Content-Length and Transfer-Encoding. net/http drops the Content-Length
+// and reads the body as chunked; the handler then closes the connection
+// after the response, as RFC 9112 section 6.1 requires.
+func withFramingFlag(ctx context.Context, f *atomic.Bool) context.Context {
+	return context.WithValue(ctx, framingKey{}, f)
 }
 
 // prefixLen is the number of bytes of a line needed to classify it: the
