@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
+
+	"github.com/warmproxy/warmproxy/internal/wire"
 )
 
 // net/http's server deletes Content-Length from a request that also
@@ -135,20 +137,8 @@ func (c *framingConn) classify(line []byte) {
 	}
 }
 
-// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
-// ignoring case.
-func hasPrefixFold(b []byte, prefix string) bool {
-	if len(b) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
+// hasPrefixFold reports whether b starts with the ASCII prefix p, ASCII
+// case ignored.
+func hasPrefixFold(b []byte, p string) bool {
+	return len(b) >= len(p) && wire.EqualFold(b[:len(p)], p)
 }
