@@ -56,10 +56,7 @@ func icptStartOrigin(t *testing.T) *icptOrigin {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	_, o.Port, _ = net.SplitHostPort(srv.Listener.Addr().String())
-	o.RootFile = filepath.Join(t.TempDir(), "origin-root.pem")
-	if err := os.WriteFile(o.RootFile, testnet.CertPEM(cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	o.RootFile = testnet.CAFile(t, cert.Leaf)
 	return o
 }
 

@@ -126,9 +126,6 @@ func ParseRule(s string) (Rule, error) {
 		}
 		r.portLo, r.portHi = lo, hi
 	}
-	if target == "" && ports == "" {
-		return Rule{}, fmt.Errorf("rule %q: names neither host nor port", s)
-	}
 	if err := r.setTarget(s, target); err != nil {
 		return Rule{}, err
 	}

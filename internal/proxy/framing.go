@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
+
+	"github.com/warmproxy/warmproxy/internal/wire"
 )
 
 // net/http's server deletes Content-Length from a request that also
@@ -26,9 +28,21 @@ func WatchFraming(c net.Conn) net.Conn { return &framingConn{Conn: c} }
 // connection's flag to the Handler.
 func FramingContext(ctx context.Context, c net.Conn) context.Context {
 	if fc, ok := c.(*framingConn); ok {
-		return WithFramingFlag(ctx, &fc.ambiguous)
+		return withFramingFlag(ctx, &fc.ambiguous)
 	}
 	return ctx
+}
+
+// framingKey is the context key of a client connection's framing flag.
+type framingKey struct{}
+
+// withFramingFlag returns a copy of ctx carrying f, a client connection's
+// flag that the server sets once a request head on it carried both
+// Content-Length and Transfer-Encoding. net/http drops the Content-Length
+// and reads the body as chunked; the handler then closes the connection
+// after the response, as RFC 9112 section 6.1 requires.
+func withFramingFlag(ctx context.Context, f *atomic.Bool) context.Context {
+	return context.WithValue(ctx, framingKey{}, f)
 }
 
 // prefixLen is the number of bytes of a line needed to classify it: the
@@ -123,20 +137,8 @@ func (c *framingConn) classify(line []byte) {
 	}
 }
 
-// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
-// ignoring case.
-func hasPrefixFold(b []byte, prefix string) bool {
-	if len(b) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
+// hasPrefixFold reports whether b starts with the ASCII prefix p, ASCII
+// case ignored.
+func hasPrefixFold(b []byte, p string) bool {
+	return len(b) >= len(p) && wire.EqualFold(b[:len(p)], p)
 }

@@ -154,18 +154,6 @@ func New(o Options) *Handler {
 	return h
 }
 
-// framingKey is the context key of a client connection's framing flag.
-type framingKey struct{}
-
-// WithFramingFlag returns a copy of ctx carrying f, a client connection's
-// flag that the server sets once a request head on it carried both
-// Content-Length and Transfer-Encoding. net/http drops the Content-Length
-// and reads the body as chunked; the handler then closes the connection
-// after the response, as RFC 9112 section 6.1 requires.
-func WithFramingFlag(ctx context.Context, f *atomic.Bool) context.Context {
-	return context.WithValue(ctx, framingKey{}, f)
-}
-
 // ambiguousFraming reports whether r may have arrived with both
 // Content-Length and Transfer-Encoding.
 func ambiguousFraming(r *http.Request) bool {
